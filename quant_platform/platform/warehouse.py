@@ -1,0 +1,232 @@
+"""The warehouse: a DuckDB file by default, PostgreSQL when QP_WAREHOUSE_URL says so; same tables,
+same SQL, same calls. Writes replace one partition inside one transaction.
+
+Never build SQL from values: values are bound parameters, identifiers come only from TableSpecs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from quant_platform.errors import ConfigError, WarehouseError
+from quant_platform.platform.tables import TableSpec
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def vetted(identifier: str) -> str:
+    """An identifier we generated ourselves, checked against a strict pattern before it enters SQL."""
+    parts = identifier.split(".")
+    if not parts or any(not _IDENT.match(p) for p in parts):
+        raise WarehouseError(f"refusing unsafe SQL identifier {identifier!r}")
+    return identifier
+
+
+def sql_files(sql_dir: Path, backend: str) -> list[Path]:
+    """Files applied by `warehouse init`: sql/*.sql for both backends, then sql/<backend>/*.sql."""
+    files = sorted(sql_dir.glob("*.sql"))
+    files += sorted((sql_dir / backend).glob("*.sql"))
+    return files
+
+
+class Warehouse:
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith("duckdb:///"):
+            self.backend = "duckdb"
+            self.path = Path(url[len("duckdb:///") :])
+            if str(self.path).startswith("/") is False:
+                self.path = Path("/" + str(self.path))
+            self._engine = None
+        elif url.startswith(("postgresql", "postgres:")):
+            import sqlalchemy as sa
+
+            self.backend = "postgres"
+            sa_url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg2://", url)
+            self._engine = sa.create_engine(sa_url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+        else:
+            raise ConfigError(f"unsupported warehouse URL {url!r}")
+
+    # ---------------------------------------------------------------- connections
+    @contextmanager
+    def _dbapi(self) -> Iterator[Any]:
+        """A DB-API connection in a transaction: committed on success, rolled back on error."""
+        if self.backend == "duckdb":
+            import duckdb
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.path))
+            try:
+                con.execute("BEGIN TRANSACTION")
+                yield con
+                con.execute("COMMIT")
+            except Exception:
+                try:
+                    con.execute("ROLLBACK")
+                except Exception:  # noqa: S110 - the original error matters, not the rollback's
+                    pass
+                raise
+            finally:
+                con.close()
+        else:
+            raw = self._engine.raw_connection()
+            try:
+                yield raw
+                raw.commit()
+            except Exception:
+                raw.rollback()
+                raise
+            finally:
+                raw.close()
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # ---------------------------------------------------------------- DDL
+    def apply_sql_dir(self, sql_dir: Path) -> list[str]:
+        """Apply sql/ idempotently (every statement is CREATE ... IF NOT EXISTS or equivalent)."""
+        applied = []
+        for f in sql_files(sql_dir, self.backend):
+            script = f.read_text()
+            try:
+                with self._dbapi() as con:
+                    if self.backend == "duckdb":
+                        con.execute(script)
+                    else:
+                        with con.cursor() as cur:
+                            cur.execute(script)
+            except Exception as exc:
+                raise WarehouseError(f"applying {f.name} failed: {_one_line(exc)}") from exc
+            applied.append(f.name)
+        return applied
+
+    # ---------------------------------------------------------------- reads
+    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query with positional bound parameters (`?` placeholders on both backends)."""
+        try:
+            with self._dbapi() as con:
+                if self.backend == "duckdb":
+                    return con.execute(sql, list(params or [])).df()
+                with con.cursor() as cur:
+                    cur.execute(sql.replace("?", "%s"), tuple(params or ()))
+                    cols = [d[0] for d in cur.description]
+                    return pd.DataFrame(cur.fetchall(), columns=cols)
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(_one_line(exc)) from exc
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        df = self.query_df(sql, params)
+        return None if df.empty else df.iat[0, 0]
+
+    def table_exists(self, qualified: str) -> bool:
+        schema, name = vetted(qualified).split(".")
+        n = self.scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        )
+        return bool(n)
+
+    def read_table(self, spec: TableSpec, where_partition: Any = None) -> pd.DataFrame:
+        cols = ", ".join(vetted(c) for c in spec.column_names)
+        sql = f"SELECT {cols} FROM {vetted(spec.qualified_name)}"  # noqa: S608 - vetted identifiers
+        params: list[Any] = []
+        if where_partition is not None and spec.partition_column:
+            sql += f" WHERE {vetted(spec.partition_column)} = ?"
+            params.append(where_partition)
+        sql += " ORDER BY " + ", ".join(vetted(c) for c in spec.primary_key)
+        return self.query_df(sql, params)
+
+    # ---------------------------------------------------------------- writes
+    def replace_rows(self, spec: TableSpec, df: pd.DataFrame, partition_values: Sequence[Any] | None) -> int:
+        """Replace the rows of the given partition values (all rows when None) by `df`, atomically.
+
+        Readers see the old rows or the new rows, never a mix, and a failure leaves the old rows.
+        """
+        missing = [c for c in spec.column_names if c not in df.columns]
+        if missing:
+            raise WarehouseError(f"{spec.qualified_name}: frame lacks columns {missing}")
+        frame = _for_write(spec, df[spec.column_names])
+        table = vetted(spec.qualified_name)
+        cols = [vetted(c) for c in spec.column_names]
+        try:
+            with self._dbapi() as con:
+                if self.backend == "duckdb":
+                    self._replace_duckdb(con, spec, table, cols, frame, partition_values)
+                else:
+                    self._replace_postgres(con, spec, table, cols, frame, partition_values)
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(f"writing {table} failed: {_one_line(exc)}") from exc
+        return len(frame)
+
+    def _delete_clause(self, spec: TableSpec, partition_values: Sequence[Any] | None, mark: str):
+        if partition_values is None:
+            return "", []
+        if not spec.partition_column:
+            raise WarehouseError(f"{spec.qualified_name} is not partitioned")
+        vals = list(partition_values)
+        if not vals:
+            return " WHERE 1 = 0", []
+        marks = ", ".join([mark] * len(vals))
+        return f" WHERE {vetted(spec.partition_column)} IN ({marks})", vals
+
+    def _replace_duckdb(self, con, spec, table, cols, frame, partition_values) -> None:
+        where, params = self._delete_clause(spec, partition_values, "?")
+        con.execute(f"DELETE FROM {table}{where}", params)  # noqa: S608 - vetted identifiers
+        if len(frame):
+            con.register("qp_incoming", frame)
+            col_list = ", ".join(cols)
+            con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM qp_incoming")  # noqa: S608
+            con.unregister("qp_incoming")
+
+    def _replace_postgres(self, con, spec, table, cols, frame, partition_values) -> None:
+        where, params = self._delete_clause(spec, partition_values, "%s")
+        with con.cursor() as cur:
+            cur.execute(f"DELETE FROM {table}{where}", tuple(params))  # noqa: S608 - vetted identifiers
+            if len(frame):
+                buf = io.StringIO()
+                writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+                for row in frame.itertuples(index=False, name=None):
+                    writer.writerow(["\\N" if v is None else v for v in row])
+                buf.seek(0)
+                cur.copy_expert(
+                    f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf
+                )
+
+
+def _for_write(spec: TableSpec, df: pd.DataFrame) -> pd.DataFrame:
+    """Normalise a frame to plain Python values per logical type (None for missing)."""
+    out = {}
+    for col in spec.columns:
+        s = df[col.name]
+        if col.type == "date":
+            s = pd.to_datetime(s).dt.date
+        elif col.type == "timestamptz":
+            s = pd.to_datetime(s, utc=True)
+        elif col.type in ("int", "bigint"):
+            s = pd.array(s, dtype="Int64")
+        elif col.type == "double":
+            s = pd.to_numeric(s, errors="raise").astype("float64")
+        elif col.type == "bool":
+            s = s.astype("boolean")
+        else:
+            s = s.astype("object")
+        out[col.name] = pd.Series(s, index=df.index).astype("object").where(pd.notna(s), None)
+    return pd.DataFrame(out, columns=spec.column_names)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
