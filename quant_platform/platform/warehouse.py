@@ -63,7 +63,7 @@ class Warehouse:
             import duckdb
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.path))
+            con = _connect_duckdb(duckdb, self.path)
             try:
                 con.execute("BEGIN TRANSACTION")
                 yield con
@@ -171,6 +171,21 @@ class Warehouse:
             raise WarehouseError(f"writing {table} failed: {_one_line(exc)}") from exc
         return len(frame)
 
+    def append_rows(self, spec: TableSpec, df: pd.DataFrame) -> int:
+        """Insert rows without deleting anything (append-only tables such as governance.raw_files)."""
+        frame = _for_write(spec, df[spec.column_names])
+        table = vetted(spec.qualified_name)
+        cols = [vetted(c) for c in spec.column_names]
+        try:
+            with self._dbapi() as con:
+                if self.backend == "duckdb":
+                    self._insert_duckdb(con, table, cols, frame)
+                else:
+                    self._copy_postgres(con, table, cols, frame)
+        except Exception as exc:
+            raise WarehouseError(f"appending to {table} failed: {_one_line(exc)}") from exc
+        return len(frame)
+
     def _delete_clause(self, spec: TableSpec, partition_values: Sequence[Any] | None, mark: str):
         if partition_values is None:
             return "", []
@@ -185,6 +200,10 @@ class Warehouse:
     def _replace_duckdb(self, con, spec, table, cols, frame, partition_values) -> None:
         where, params = self._delete_clause(spec, partition_values, "?")
         con.execute(f"DELETE FROM {table}{where}", params)  # noqa: S608 - vetted identifiers
+        self._insert_duckdb(con, table, cols, frame)
+
+    @staticmethod
+    def _insert_duckdb(con, table, cols, frame) -> None:
         if len(frame):
             con.register("qp_incoming", frame)
             col_list = ", ".join(cols)
@@ -195,15 +214,38 @@ class Warehouse:
         where, params = self._delete_clause(spec, partition_values, "%s")
         with con.cursor() as cur:
             cur.execute(f"DELETE FROM {table}{where}", tuple(params))  # noqa: S608 - vetted identifiers
-            if len(frame):
-                buf = io.StringIO()
-                writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-                for row in frame.itertuples(index=False, name=None):
-                    writer.writerow(["\\N" if v is None else v for v in row])
-                buf.seek(0)
-                cur.copy_expert(
-                    f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf
-                )
+        self._copy_postgres(con, table, cols, frame)
+
+    @staticmethod
+    def _copy_postgres(con, table, cols, frame) -> None:
+        """Bulk load with COPY (CSV, \\N for NULL): the fast path on PostgreSQL."""
+        if not len(frame):
+            return
+        buf = io.StringIO()
+        writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        for row in frame.itertuples(index=False, name=None):
+            writer.writerow(["\\N" if v is None else v for v in row])
+        buf.seek(0)
+        with con.cursor() as cur:
+            cur.copy_expert(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+
+
+def _connect_duckdb(duckdb, path: Path):
+    """DuckDB lets one process write a file at a time: wait (with jittered backoff) for the lock.
+
+    Runs, sensors and the CLI are separate processes; the `warehouse` concurrency pool serialises runs,
+    this wait covers the short overlaps that remain.
+    """
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+    def _locked(exc: BaseException) -> bool:
+        return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+    for attempt in Retrying(stop=stop_after_delay(120), wait=wait_random_exponential(multiplier=0.05, max=2),
+                            retry=retry_if_exception(_locked), reraise=True):
+        with attempt:
+            return duckdb.connect(str(path))
+    raise WarehouseError(f"could not open {path}")  # unreachable: Retrying re-raises
 
 
 def _for_write(spec: TableSpec, df: pd.DataFrame) -> pd.DataFrame:

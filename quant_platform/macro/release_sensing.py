@@ -1,0 +1,123 @@
+"""Polling a vendor URL for a new release: conditional GET, archive the new file, build the run request.
+
+Never load data in a sensor: it only notices a new file, archives it as evidence, and asks for a run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from quant_platform.errors import QuantPlatformError, VendorError
+from quant_platform.macro.loading import (
+    TAG_ETAG,
+    TAG_FIRST_SEEN,
+    TAG_LAST_MODIFIED,
+    TAG_RAW_PATH,
+    TAG_RAW_SHA,
+    TAG_URL,
+)
+from quant_platform.platform.lake import Lake
+from quant_platform.platform.vendor_http import VendorClient
+
+TAG_SCHEDULED_RELEASE = "qp/scheduled_release_at"
+
+
+@dataclass
+class CursorState:
+    """Per-URL memory of the sensor: validators of the last response and what it last requested."""
+
+    entries: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, raw: str | None) -> CursorState:
+        try:
+            data = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            data = {}
+        return cls(entries=data if isinstance(data, dict) else {})
+
+    def dump(self) -> str:
+        return json.dumps(self.entries, sort_keys=True)
+
+    def get(self, name: str) -> dict:
+        return self.entries.setdefault(name, {})
+
+
+@dataclass(frozen=True)
+class NewRelease:
+    name: str
+    partition_key: str | None
+    sha256: str
+    run_request: dg.RunRequest | None
+    note: str
+
+
+def poll_release(
+    *,
+    name: str,
+    url: str,
+    params: dict | None,
+    client: VendorClient,
+    lake: Lake,
+    state: dict,
+    vendor: str,
+    dataset: str,
+    partition_of: Callable[[bytes], str],
+    fallback_partition: str,
+    job_name: str,
+    valid_partition: Callable[[str], bool],
+    scheduled_release: Callable[[str], datetime | None],
+    log,
+) -> NewRelease | None:
+    """One conditional GET. Returns a NewRelease when the vendor serves bytes we have not requested yet."""
+    now = datetime.now(UTC)
+    state["checked_at"] = now.isoformat()
+    try:
+        resp = client.get(url, params=params, etag=state.get("etag"), last_modified=state.get("last_modified"))
+    except VendorError as exc:
+        state["last_error"] = str(exc)
+        log.warning(f"{name}: {exc}")
+        return None
+    state.pop("last_error", None)
+    if resp.not_modified or resp.sha256 == state.get("sha256"):
+        return None
+    try:
+        partition = partition_of(resp.body)
+        note = "new file"
+    except QuantPlatformError as exc:
+        # A malformed file still gets a run: its blocking checks fail with the reason, visibly.
+        partition = fallback_partition
+        note = f"unreadable header ({exc}); requesting the due partition so the checks report it"
+    archived = lake.archive_raw(vendor, dataset, partition, resp.body, url_ext(url))
+    state.update({"etag": resp.etag, "last_modified": resp.last_modified, "sha256": resp.sha256,
+                  "partition": partition, "seen_at": now.isoformat()})
+    if not valid_partition(partition):
+        log.warning(f"{name}: file for partition {partition} is outside the partitions; not requested")
+        return NewRelease(name, partition, resp.sha256, None, "outside partitions")
+    tags = {
+        TAG_RAW_SHA: resp.sha256, TAG_RAW_PATH: archived.path, TAG_FIRST_SEEN: now.isoformat(),
+        TAG_URL: resp.url[:250], TAG_ETAG: resp.etag or "", TAG_LAST_MODIFIED: resp.last_modified or "",
+    }
+    sched = scheduled_release(partition)
+    if sched:
+        tags[TAG_SCHEDULED_RELEASE] = sched.astimezone(UTC).isoformat()
+    request = dg.RunRequest(
+        run_key=f"{name}:{partition}:{resp.sha256[:16]}", partition_key=partition, job_name=job_name, tags=tags,
+    )
+    log.info(f"{name}: {note}: partition {partition}, sha256 {resp.sha256[:12]} -> run requested")
+    return NewRelease(name, partition, resp.sha256, request, note)
+
+
+def url_ext(url: str) -> str:
+    path = url.split("?", 1)[0]
+    tail = path.rsplit("/", 1)[-1]
+    if tail.endswith(".ashx"):
+        return "csv"
+    if tail.endswith("/") or "." not in tail:
+        return "json"
+    return tail.rsplit(".", 1)[-1]
