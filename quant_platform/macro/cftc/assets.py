@@ -3,7 +3,6 @@
 Never key a contract on its market name: the CFTC renames markets (NYMEX WTI 067651 in 2022).
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,7 +93,6 @@ def build_cot_asset(report: CotReport) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=spec.asset_key,
-        name=spec.name,
         description=spec.description,
         partitions_def=COT_WEEKLY_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -3,7 +3,6 @@
 Never request a week twice for the same file: the run key carries the file's sha256.
 """
 
-from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 

@@ -3,7 +3,6 @@
 Never publish a WPSR week other than the partition's: a file for another week fails its checks.
 """
 
-from __future__ import annotations
 
 from datetime import UTC, date, timedelta
 

@@ -3,7 +3,6 @@
 Never poll outside the release window once the due week is loaded: the vendor's servers are not ours.
 """
 
-from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 

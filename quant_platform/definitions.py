@@ -1,0 +1,39 @@
+"""The one Dagster code location of the platform: assembles every domain's definitions.
+
+Never define an asset here: each domain folder owns its assets, checks, sensors and jobs.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from quant_platform.macro.cftc.assets import cftc_cot_disaggregated, cftc_cot_legacy
+from quant_platform.macro.cftc.sensors import cftc_cot_release_sensor, cot_jobs
+from quant_platform.macro.eia.assets import eia_series, eia_wpsr
+from quant_platform.macro.eia.sensors import (
+    eia_series_job,
+    eia_series_release_sensor,
+    eia_wpsr_job,
+    eia_wpsr_release_sensor,
+)
+from quant_platform.macro.release_checks import RELEASE_CHECKS, release_watch_job, release_watch_schedule
+from quant_platform.marts.assets import cot_positioning, us_crude_balance_weekly
+from quant_platform.resources import platform_resources
+
+marts_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "marts_automation_sensor",
+    target=dg.AssetSelection.groups("marts"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Rebuilds the marts when a report partition they read from lands.",
+)
+
+defs = dg.Definitions(
+    assets=[eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crude_balance_weekly,
+            cot_positioning],
+    asset_checks=RELEASE_CHECKS,
+    jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job],
+    sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor],
+    schedules=[release_watch_schedule],
+    resources=platform_resources(),
+)

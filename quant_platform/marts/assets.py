@@ -1,0 +1,257 @@
+"""Marts of the crude-oil analyst team: the weekly U.S. crude balance and COT positioning.
+
+Never read a vendor file here, and never look ahead: every row uses only data published by then.
+"""
+
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from quant_platform.macro.cftc.parsing import KEY_CONTRACTS
+from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY, EIA_SERIES, EIA_WPSR
+from quant_platform.marts.tables import COT_POSITIONING, US_CRUDE_BALANCE_WEEKLY
+from quant_platform.platform.dagster_common import OWNER_CRUDE_ANALYSTS, WAREHOUSE_POOL, warehouse_kind
+from quant_platform.platform.tables import TableSpec
+from quant_platform.quality import rules
+from quant_platform.quality.gx_suites import run_suite
+from quant_platform.resources import WarehouseResource
+
+# Rebuild when any report partition lands; unlike eager(), do not wait for every historical partition.
+MART_AUTOMATION = (
+    (dg.AutomationCondition.missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("rebuild when a report partition lands")
+
+# WPSR series_key (measure 'level') and the EIA series that carries the same number historically,
+# with the factor that converts the series' unit to the mart's unit.
+BALANCE_SOURCES = {
+    "commercial_crude_stocks": ("stocks.commercial_excluding_spr", "WCESTUS1", 1e-3),
+    "spr_crude_stocks": ("stocks.strategic_petroleum_reserve_spr", "WCSSTUS1", 1e-3),
+    "crude_production": ("supply.crude_oil_supply.domestic_production", "WCRFPUS2", 1.0),
+    "crude_imports": ("supply.crude_oil_supply.imports", "WCRIMUS2", 1.0),
+    "crude_exports": ("supply.crude_oil_supply.exports", "WCREXUS2", 1.0),
+    "crude_net_imports": ("supply.crude_oil_supply.net_imports_including_spr", None, 1.0),
+    "refinery_crude_input": ("supply.crude_oil_supply.crude_oil_input_to_refineries", "WCRRIUS2", 1.0),
+}
+WOW_COLUMNS = {
+    "commercial_crude_stocks_wow": "commercial_crude_stocks",
+    "spr_crude_stocks_wow": "spr_crude_stocks",
+    "crude_production_wow": "crude_production",
+    "crude_imports_wow": "crude_imports",
+    "refinery_crude_input_wow": "refinery_crude_input",
+}
+
+MART_CHECKS = (rules.SCHEMA_AND_TYPES, rules.PRIMARY_KEY_UNIQUE, rules.UNITS_AND_CODES, rules.PLAUSIBLE_RANGES,
+               rules.GX_SUITE)
+
+
+def _lineage_balance() -> dg.TableColumnLineage:
+    deps: dict[str, list[dg.TableColumnDep]] = {"week_ending": [
+        dg.TableColumnDep(asset_key=EIA_WPSR.asset_key, column_name="week_ending"),
+        dg.TableColumnDep(asset_key=EIA_SERIES.asset_key, column_name="period"),
+    ]}
+    for col, (_key, series, _f) in BALANCE_SOURCES.items():
+        d = [dg.TableColumnDep(asset_key=EIA_WPSR.asset_key, column_name="value")]
+        if series:
+            d.append(dg.TableColumnDep(asset_key=EIA_SERIES.asset_key, column_name="value"))
+        deps[col] = d
+    for wow, base in WOW_COLUMNS.items():
+        deps[wow] = deps[base]
+    return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def _lineage_cot() -> dg.TableColumnLineage:
+    def both(dis: str, leg: str) -> list[dg.TableColumnDep]:
+        return [dg.TableColumnDep(asset_key=CFTC_COT_DISAGGREGATED.asset_key, column_name=dis),
+                dg.TableColumnDep(asset_key=CFTC_COT_LEGACY.asset_key, column_name=leg)]
+
+    return dg.TableColumnLineage(deps_by_column={
+        "as_of": both("as_of", "as_of"),
+        "available_at": both("available_at", "available_at"),
+        "contract_code": both("contract_code", "contract_code"),
+        "long_contracts": both("m_money_long", "noncomm_long"),
+        "short_contracts": both("m_money_short", "noncomm_short"),
+        "net_contracts": both("m_money_long", "noncomm_long") + both("m_money_short", "noncomm_short"),
+        "open_interest": both("open_interest", "open_interest"),
+        "net_pct_open_interest": both("m_money_long", "noncomm_long") + both("open_interest", "open_interest"),
+        "net_change_wow": both("m_money_long", "noncomm_long") + both("m_money_short", "noncomm_short"),
+        "net_zscore_3y": both("m_money_long", "noncomm_long") + both("m_money_short", "noncomm_short"),
+    })
+
+
+def _mart_checks(spec: TableSpec) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(n, asset=spec.asset_key, blocking=True, description=rules.RULE_DESCRIPTIONS[n])
+            for n in MART_CHECKS]
+
+
+def _publish(context, warehouse: WarehouseResource, spec: TableSpec, frame: pd.DataFrame, lineage, extra: dict):
+    frame = frame.copy()
+    frame["loaded_at"] = pd.Timestamp(datetime.now(UTC))
+    frame = frame[spec.column_names]
+    outcomes = [o for o in rules.validate_frame(spec, frame) if o.name in MART_CHECKS]
+    outcomes.append(run_suite(spec, frame))
+    results = [dg.AssetCheckResult(check_name=o.name, passed=o.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata=o.metadata) for o in outcomes]
+    failed = [o.name for o in outcomes if not o.passed]
+    if failed:
+        yield from results
+        raise dg.Failure(description=f"{spec.qualified_name} blocked by failed checks {failed}; previous rows "
+                         "kept.")
+    wh = warehouse.open()
+    try:
+        rows = wh.replace_rows(spec, frame, None)
+    finally:
+        wh.dispose()
+    yield dg.MaterializeResult(
+        metadata={"dagster/row_count": rows, "dagster/table_name": spec.qualified_name,
+                  "dagster/column_lineage": lineage, **extra},
+        check_results=results,
+    )
+
+
+@dg.asset(
+    key=US_CRUDE_BALANCE_WEEKLY.asset_key,
+    description=US_CRUDE_BALANCE_WEEKLY.description,
+    deps=[EIA_WPSR.asset_key, EIA_SERIES.asset_key],
+    group_name="marts",
+    owners=[OWNER_CRUDE_ANALYSTS],
+    kinds={"pandas", warehouse_kind()},
+    tags={"layer": "mart", "team": "crude-analysts"},
+    metadata={**US_CRUDE_BALANCE_WEEKLY.catalog_metadata(), "dagster/column_lineage": _lineage_balance()},
+    check_specs=_mart_checks(US_CRUDE_BALANCE_WEEKLY),
+    automation_condition=MART_AUTOMATION,
+    pool=WAREHOUSE_POOL,
+    freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="30 11 * * 3",
+                                             lower_bound_delta=timedelta(hours=1, minutes=5),
+                                             timezone="America/New_York"),
+    code_version="us_crude_balance_weekly.v1",
+)
+def us_crude_balance_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.open()
+    try:
+        wpsr = wh.query_df(
+            "SELECT week_ending, series_key, value FROM macro.eia_wpsr WHERE measure = ? AND series_key IN ("
+            + ", ".join(["?"] * len(BALANCE_SOURCES)) + ")",
+            ["level", *[v[0] for v in BALANCE_SOURCES.values()]],
+        )
+        series_ids = [v[1] for v in BALANCE_SOURCES.values() if v[1]]
+        hist = wh.query_df(
+            "SELECT series_id, period, value FROM macro.eia_series WHERE series_id IN ("
+            + ", ".join(["?"] * len(series_ids)) + ")", series_ids,
+        )
+    finally:
+        wh.dispose()
+    frame = build_crude_balance(wpsr, hist)
+    yield from _publish(context, warehouse, US_CRUDE_BALANCE_WEEKLY, frame, _lineage_balance(), {
+        "weeks_from_wpsr": int((frame["source"] == "wpsr").sum()) if len(frame) else 0,
+        "weeks_from_eia_series": int((frame["source"] == "eia_series").sum()) if len(frame) else 0,
+        "latest_week": str(frame["week_ending"].max()) if len(frame) else "none",
+    })
+
+
+def build_crude_balance(wpsr: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """Weekly balance: WPSR weeks win; other weeks come from the series history (unit-converted)."""
+    cols = list(BALANCE_SOURCES)
+    key_to_col = {v[0]: k for k, v in BALANCE_SOURCES.items()}
+    series_to_col = {v[1]: (k, v[2]) for k, v in BALANCE_SOURCES.items() if v[1]}
+    parts = []
+    if len(wpsr):
+        w = wpsr.assign(col=wpsr["series_key"].map(key_to_col), week_ending=pd.to_datetime(wpsr["week_ending"]))
+        w = w.pivot_table(index="week_ending", columns="col", values="value", aggfunc="first")
+        parts.append(w.reindex(columns=cols).assign(source="wpsr"))
+    if len(hist):
+        h = hist.assign(col=hist["series_id"].map(lambda s: series_to_col[s][0]),
+                        factor=hist["series_id"].map(lambda s: series_to_col[s][1]),
+                        week_ending=pd.to_datetime(hist["period"]))
+        h["value"] = h["value"].astype(float) * h["factor"]
+        h = h.pivot_table(index="week_ending", columns="col", values="value", aggfunc="first")
+        h = h.reindex(columns=cols)
+        h["crude_net_imports"] = h["crude_imports"] - h["crude_exports"]
+        parts.append(h.assign(source="eia_series"))
+    if not parts:
+        return pd.DataFrame(columns=[c for c in US_CRUDE_BALANCE_WEEKLY.column_names if c != "loaded_at"])
+    both = pd.concat(parts)
+    both["priority"] = (both["source"] != "wpsr").astype(int)
+    both = both.reset_index().sort_values(["week_ending", "priority"])
+    frame = both.drop_duplicates("week_ending", keep="first").drop(columns="priority")
+    frame = frame.sort_values("week_ending", ignore_index=True)
+    consecutive = frame["week_ending"].diff() == pd.Timedelta(days=7)
+    for wow, base in WOW_COLUMNS.items():
+        frame[wow] = frame[base].diff().where(consecutive)
+    frame[cols + list(WOW_COLUMNS)] = frame[cols + list(WOW_COLUMNS)].astype(float)
+    return frame
+
+
+@dg.asset(
+    key=COT_POSITIONING.asset_key,
+    description=COT_POSITIONING.description,
+    deps=[CFTC_COT_DISAGGREGATED.asset_key, CFTC_COT_LEGACY.asset_key],
+    group_name="marts",
+    owners=[OWNER_CRUDE_ANALYSTS],
+    kinds={"pandas", warehouse_kind()},
+    tags={"layer": "mart", "team": "crude-analysts"},
+    metadata={**COT_POSITIONING.catalog_metadata(), "dagster/column_lineage": _lineage_cot(),
+              "key_contracts": ", ".join(f"{k}: {v}" for k, v in KEY_CONTRACTS.items())},
+    check_specs=_mart_checks(COT_POSITIONING),
+    automation_condition=MART_AUTOMATION,
+    pool=WAREHOUSE_POOL,
+    freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="30 16 * * 5",
+                                             lower_bound_delta=timedelta(hours=1, minutes=5),
+                                             timezone="America/New_York"),
+    code_version="cot_positioning.v1",
+)
+def cot_positioning(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    codes = list(KEY_CONTRACTS)
+    marks = ", ".join(["?"] * len(codes))
+    wh = warehouse.open()
+    try:
+        dis = wh.query_df(
+            "SELECT as_of, available_at, contract_code, m_money_long AS long_contracts, m_money_short AS "
+            f"short_contracts, open_interest FROM macro.cftc_cot_disaggregated WHERE contract_code IN ({marks})",
+            codes)
+        leg = wh.query_df(
+            "SELECT as_of, available_at, contract_code, noncomm_long AS long_contracts, noncomm_short AS "
+            f"short_contracts, open_interest FROM macro.cftc_cot_legacy WHERE contract_code IN ({marks})", codes)
+    finally:
+        wh.dispose()
+    frame = build_cot_positioning(dis, leg)
+    yield from _publish(context, warehouse, COT_POSITIONING, frame, _lineage_cot(), {
+        "contracts": int(frame["contract_code"].nunique()) if len(frame) else 0,
+        "latest_as_of": str(frame["as_of"].max()) if len(frame) else "none",
+    })
+
+
+ZSCORE_WINDOW = 156
+ZSCORE_MIN_WEEKS = 26
+
+
+def build_cot_positioning(dis: pd.DataFrame, leg: pd.DataFrame) -> pd.DataFrame:
+    """Net positions with a trailing z-score: each row only sees weeks up to its own as_of."""
+    parts = []
+    for df, group in ((dis, "managed_money"), (leg, "non_commercial")):
+        if len(df):
+            parts.append(df.assign(trader_group=group))
+    if not parts:
+        return pd.DataFrame(columns=[c for c in COT_POSITIONING.column_names if c != "loaded_at"])
+    f = pd.concat(parts, ignore_index=True)
+    f["as_of"] = pd.to_datetime(f["as_of"])
+    f["available_at"] = pd.to_datetime(f["available_at"], utc=True)
+    for c in ("long_contracts", "short_contracts", "open_interest"):
+        f[c] = pd.to_numeric(f[c]).astype("Int64")
+    f["instrument"] = f["contract_code"].map(KEY_CONTRACTS)
+    f["net_contracts"] = f["long_contracts"] - f["short_contracts"]
+    f["net_pct_open_interest"] = (f["net_contracts"].astype(float) / f["open_interest"].astype(float) * 100).round(4)
+    f = f.sort_values(["contract_code", "trader_group", "as_of"], ignore_index=True)
+    g = f.groupby(["contract_code", "trader_group"], sort=False)["net_contracts"]
+    f["net_change_wow"] = g.diff().astype("Int64")
+    net = f["net_contracts"].astype(float)
+    mean = net.groupby([f["contract_code"], f["trader_group"]]).transform(
+        lambda s: s.rolling(ZSCORE_WINDOW, min_periods=ZSCORE_MIN_WEEKS).mean())
+    std = net.groupby([f["contract_code"], f["trader_group"]]).transform(
+        lambda s: s.rolling(ZSCORE_WINDOW, min_periods=ZSCORE_MIN_WEEKS).std())
+    f["net_zscore_3y"] = ((net - mean) / std.replace(0, np.nan)).round(4)
+    return f
