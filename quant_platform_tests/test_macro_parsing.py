@@ -518,10 +518,10 @@ def test_cot_lone_dot_is_missing(cot_bytes: bytes, cot: pd.DataFrame) -> None:
     line = _cot_line(cot_bytes, 2)
     fields = line.split(b",")
     at = DISAGGREGATED_COLUMNS.index("Swap__Positions_Spread_All")
-    assert fields[at] == b"     207"
+    assert fields[at] == b"   14007"
     fields[at] = b"."
     parsed = parse_cot_disaggregated(cot_bytes.replace(line, b",".join(fields), 1))
-    assert pd.isna(parsed.loc[0, "swap_spread"]) and cot.loc[0, "swap_spread"] == 207
+    assert pd.isna(parsed.loc[0, "swap_spread"]) and cot.loc[0, "swap_spread"] == 14007
     assert parsed.loc[1:, "swap_spread"].equals(cot.loc[1:, "swap_spread"])
 
 

@@ -111,15 +111,12 @@ def _decode_wpsr(content: bytes) -> str:
 def _wpsr_rows(text: str):
     """Yield (1-based line, fields) of each CSV row; blank lines are skipped."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise ReportParseError(WPSR_REPORT, reader.line_num, f"malformed CSV ({exc}); truncated file?")
-        if row:
-            yield reader.line_num, row
+    try:
+        for row in reader:
+            if row:
+                yield reader.line_num, row
+    except csv.Error as exc:
+        raise ReportParseError(WPSR_REPORT, reader.line_num, f"malformed CSV ({exc}); truncated file?") from None
 
 
 def _wpsr_date(cell: str, line: int) -> dt.date:
@@ -183,6 +180,11 @@ def _stub(row: Sequence[str], table: _SubTable, line: int) -> tuple[str, int | N
     series = match.group(2)
     # Vendor quirk: EIA numbers two different lines (33); the section slug keeps their keys apart.
     return section, int(match.group(1)), series, f"supply.{_slug(section)}.{_slug(series)}"
+
+
+# Fields of one scanned WPSR value, in the order _scan_wpsr appends them.
+_WPSR_RECORD = ("report_table", "section", "line_no", "series", "series_key", "measure", "reference_date",
+                "value", "unit", "not_meaningful", "source_line")
 
 
 def _scan_wpsr(content: bytes, *, headers_only: bool = False):
@@ -250,8 +252,7 @@ def parse_wpsr_table1(content: bytes) -> pd.DataFrame:
     if not records:
         raise ReportParseError(WPSR_REPORT, None, "the file has table headers but no data rows")
 
-    names = [c for c in WPSR_COLUMNS if c != "week_ending"] + ["source_line"]
-    frame = pd.DataFrame.from_records(records, columns=names)
+    frame = pd.DataFrame.from_records(records, columns=_WPSR_RECORD)
 
     missing = [f"stocks {s!r}" for s in REQUIRED_STOCKS_SERIES
                if not ((frame["report_table"] == "stocks") & (frame["series"] == s)).any()]
@@ -266,8 +267,7 @@ def parse_wpsr_table1(content: bytes) -> pd.DataFrame:
         raise ReportParseError(WPSR_REPORT, int(first["source_line"]), f"series key {first['series_key']!r} "
                                "appears twice; primary key (week_ending, series_key, measure) not unique")
 
-    frame["week_ending"] = pd.Timestamp(week_ending)
-    frame["week_ending"] = frame["week_ending"].astype("datetime64[ns]")
+    frame["week_ending"] = pd.Series(pd.Timestamp(week_ending), index=frame.index, dtype="datetime64[ns]")
     frame["reference_date"] = pd.to_datetime(frame["reference_date"]).astype("datetime64[ns]")
     frame["line_no"] = frame["line_no"].astype("Int64")
     frame["value"] = frame["value"].astype("float64")
@@ -352,12 +352,13 @@ def _series_frame(report: str, series_id: str, periods: pd.Series, values: pd.Se
     return frame.sort_values("period", kind="stable").reset_index(drop=True).loc[:, list(SERIES_COLUMNS)]
 
 
-def _split_unit(label: str) -> tuple[str, str]:
+def _split_unit(label: str, line: int) -> tuple[str, str]:
+    """Split a dnav header cell 'Weekly ... Thousand Barrels' into (series name, lowercase unit)."""
     lowered = label.lower()
     for phrase in EIA_UNIT_PHRASES:
         if lowered.endswith(" " + phrase.lower()):
             return label[: -len(phrase)].rstrip(), phrase.lower()
-    raise ReportParseError(DNAV_REPORT, None, f"header {label!r} does not end with a known EIA unit "
+    raise ReportParseError(DNAV_REPORT, line, f"header {label!r} does not end with a known EIA unit "
                            f"({', '.join(EIA_UNIT_PHRASES)})")
 
 
@@ -378,7 +379,7 @@ def parse_dnav_history(content: bytes, series_id: str) -> pd.DataFrame:
     header_line = header_at + 1
     label, _, series_label = lines[header_at].partition(",")
     frequency = _DNAV_LABELS[label.strip().strip('"').lower()]
-    series_name, unit = _split_unit(series_label.strip().strip('"'))
+    series_name, unit = _split_unit(series_label.strip().strip('"'), header_line)
     if not series_name:
         raise ReportParseError(DNAV_REPORT, header_line, f"header {series_label!r} holds no series name")
 

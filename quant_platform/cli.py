@@ -1,0 +1,271 @@
+"""`quant-platform`: the command line of the platform (up, warehouse, vendors, backfill, bench).
+
+Never print a traceback for a user error: QuantPlatformError and bad arguments end in one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from quant_platform.errors import ConfigError, QuantPlatformError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sql_dir() -> Path:
+    d = Path(os.environ.get("QP_SQL_DIR", REPO_ROOT / "sql"))
+    if not d.is_dir():
+        raise ConfigError(f"SQL folder {d} not found (set QP_SQL_DIR)")
+    return d
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        self.exit(2, f"quant-platform: error: {message} (see --help)\n")
+
+
+# ---------------------------------------------------------------------------------------------- warehouse
+def cmd_warehouse_init(args) -> int:
+    from quant_platform.platform.settings import load_settings
+    from quant_platform.platform.warehouse import Warehouse
+
+    url = args.url or load_settings().warehouse_url
+    wh = Warehouse(url)
+    applied = wh.apply_sql_dir(sql_dir())
+    wh.dispose()
+    print(f"warehouse {wh.backend} ready: applied {', '.join(applied)}")
+    return 0
+
+
+def cmd_warehouse_ddl(args) -> int:
+    from quant_platform.platform.ddl import stale_files, write_sql_dir
+
+    if args.write:
+        for p in write_sql_dir(sql_dir()):
+            print(f"wrote {p}")
+        return 0
+    stale = stale_files(sql_dir())
+    if stale:
+        print(f"out of date with the TableSpecs: {', '.join(stale)} (run `quant-platform warehouse ddl --write`)")
+        return 1
+    print("sql/ matches the TableSpecs")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- vendors
+def cmd_vendors_serve(args) -> int:
+    from quant_platform.vendors.simulator import serve
+
+    serve(args.host, args.port, Path(args.data_dir) if args.data_dir else None,
+          release_next_wpsr_every_s=args.release_next_wpsr_every)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- backfill
+def cmd_backfill(args) -> int:
+    import dagster as dg
+
+    from quant_platform.definitions import defs
+
+    key = dg.AssetKey.from_user_string(args.asset)
+    repo = defs.get_repository_def()
+    if key not in repo.asset_graph.get_all_asset_keys():
+        raise ConfigError(f"unknown asset {args.asset!r}; try one of "
+                          f"{sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys())}")
+    assets_def = repo.assets_defs_by_key[key]
+    pdef = assets_def.partitions_def
+    if pdef is None:
+        raise ConfigError(f"{args.asset} is not partitioned; materialize it from the UI or `dagster asset`")
+    keys = pdef.get_partition_keys_in_range(dg.PartitionKeyRange(args.start, args.end)) \
+        if hasattr(pdef, "get_partition_keys_in_range") else [args.start]
+    from quant_platform.instance import ensure_embedded_instance
+    from quant_platform.platform.settings import load_settings
+
+    settings = load_settings()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    ensure_embedded_instance(Path(os.environ["DAGSTER_HOME"]))
+    instance = dg.DagsterInstance.get()
+    single = assets_def.backfill_policy and assets_def.backfill_policy.max_partitions_per_run is None
+    batches = [keys] if single else [[k] for k in keys]
+    failed = 0
+    for batch in batches:
+        tags = {"dagster/asset_partition_range_start": batch[0], "dagster/asset_partition_range_end": batch[-1],
+                "qp/triggered_by": "cli-backfill"}
+        result = dg.materialize([assets_def], instance=instance, resources=defs.resources, tags=tags,
+                                raise_on_error=False, selection=[key])
+        state = "ok" if result.success else "FAILED"
+        failed += 0 if result.success else 1
+        print(f"{args.asset} {batch[0]}..{batch[-1]}: {state} (run {result.run_id})")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------- up
+def cmd_up(args) -> int:
+    from quant_platform.instance import ensure_embedded_instance
+    from quant_platform.platform.settings import load_settings
+    from quant_platform.platform.warehouse import Warehouse
+
+    settings = load_settings()
+    env = dict(os.environ)
+    env["QP_HOME"] = str(settings.home)
+    env["DAGSTER_HOME"] = str(settings.dagster_home)
+    ensure_embedded_instance(settings.dagster_home)
+    children: list[subprocess.Popen] = []
+    try:
+        if not args.no_simulator and not os.environ.get("QP_EIA_BASE_URL"):
+            sim_port = args.simulator_port
+            cmd = [sys.executable, "-m", "quant_platform.cli", "vendors", "serve", "--port", str(sim_port)]
+            if args.release_every:
+                cmd += ["--release-next-wpsr-every", str(args.release_every)]
+            children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+            base = f"http://127.0.0.1:{sim_port}"
+            env.update(QP_EIA_BASE_URL=base, QP_CFTC_BASE_URL=base)
+            env.setdefault("QP_EIA_SERIES", "WCESTUS1")
+            os.environ.update({k: env[k] for k in ("QP_EIA_BASE_URL", "QP_CFTC_BASE_URL", "QP_EIA_SERIES")})
+            _wait_http(base + "/_sim/state", 20)
+        wh = Warehouse(env.get("QP_WAREHOUSE_URL") or settings.warehouse_url)
+        wh.apply_sql_dir(sql_dir())
+        wh.dispose()
+        ui = f"http://{args.host}:{args.port}"
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-m", "quant_platform.definitions", "-h", args.host,
+             "-p", str(args.port)], env=env, start_new_session=True))
+        print(
+            f"quant-platform is starting.\n"
+            f"  Dagster UI:    {ui}  (Catalog: macro and marts groups; Automation: release sensors)\n"
+            f"  Vendors:       {env.get('QP_EIA_BASE_URL', 'real EIA/CFTC hosts')}\n"
+            f"  Warehouse:     {env.get('QP_WAREHOUSE_URL') or settings.warehouse_url}\n"
+            f"  State:         {settings.home}\n"
+            "The release sensors poll the vendors and load each new report by themselves: watch Runs, then\n"
+            "open macro/eia_wpsr and marts/us_crude_balance_weekly. Ctrl-C stops everything.",
+            flush=True,
+        )
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        return next((c.returncode for c in children if c.returncode), 0)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_all(children)
+
+
+def _wait_http(url: str, timeout_s: float) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise QuantPlatformError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def _stop_all(children: list[subprocess.Popen]) -> None:
+    for c in children:
+        if c.poll() is None:
+            try:
+                os.killpg(c.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 20
+    for c in children:
+        try:
+            c.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(c.pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def cmd_bench_release(args) -> int:
+    from quant_platform.bench.release import run_release_benchmark
+
+    print(json.dumps(run_release_benchmark(sensor_interval_s=args.sensor_interval, timeout_s=args.timeout),
+                     indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="quant-platform", description="Data platform of the trading firm (Dagster asset graph).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="run the platform on embedded defaults with the Dagster UI",
+                        description="Start the vendor simulator (unless vendor URLs are set), initialise the "
+                        "warehouse and run `dagster dev` (webserver + daemon). Ctrl-C stops everything.")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=3000)
+    up.add_argument("--simulator-port", type=int, default=8765)
+    up.add_argument("--no-simulator", action="store_true", help="talk to the real vendors")
+    up.add_argument("--release-every", type=float, default=None, metavar="SECONDS",
+                    help="have the simulator release a new (derived) WPSR week every SECONDS")
+    up.set_defaults(func=cmd_up)
+    demo = sub.add_parser("demo", help="same as `up`", description="Alias of `up`.")
+    for a in up._actions[1:]:
+        demo._add_action(a)
+    demo.set_defaults(func=cmd_up)
+
+    wh = sub.add_parser("warehouse", help="warehouse administration",
+                        description="Create and inspect the warehouse schemas and tables.")
+    whs = wh.add_subparsers(dest="warehouse_command", required=True, parser_class=_Parser)
+    init = whs.add_parser("init", help="apply sql/ idempotently", description="Apply sql/*.sql then "
+                          "sql/<backend>/*.sql to QP_WAREHOUSE_URL (or --url). Safe to run again.")
+    init.add_argument("--url", help="warehouse URL (default: QP_WAREHOUSE_URL)")
+    init.set_defaults(func=cmd_warehouse_init)
+    ddl = whs.add_parser("ddl", help="check or regenerate the table DDL from the TableSpecs",
+                         description="Without --write, exit 1 if sql/ differs from the TableSpecs.")
+    ddl.add_argument("--write", action="store_true")
+    ddl.set_defaults(func=cmd_warehouse_ddl)
+
+    ven = sub.add_parser("vendors", help="vendor simulator", description="Local stand-ins for EIA and CFTC.")
+    vens = ven.add_subparsers(dest="vendors_command", required=True, parser_class=_Parser)
+    serve = vens.add_parser("serve", help="serve the real vendor files under the vendors' URL paths",
+                            description="Serve ../shared/data (or --data-dir) under EIA and CFTC URL paths, "
+                            "with release and fault-injection endpoints under /_sim/.")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--data-dir", default=None)
+    serve.add_argument("--release-next-wpsr-every", type=float, default=None, metavar="SECONDS")
+    serve.set_defaults(func=cmd_vendors_serve)
+
+    bf = sub.add_parser("backfill", help="materialize a partition range of an asset",
+                        description="Materialize partitions START..END of ASSET (e.g. macro/cftc_cot_legacy "
+                        "2021-01-05 2021-03-16) on the instance in DAGSTER_HOME; single-run backfill policies "
+                        "load the range in one run.")
+    bf.add_argument("asset")
+    bf.add_argument("start")
+    bf.add_argument("end")
+    bf.set_defaults(func=cmd_backfill)
+
+    bench = sub.add_parser("bench", help="benchmarks that print JSON", description="Benchmarks.")
+    bs = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    rel = bs.add_parser("release", help="release -> in-warehouse seconds through the real daemon",
+                        description="Start the simulator and a Dagster daemon, release a new WPSR week, and "
+                        "time until its rows are in the warehouse (sensor interval included).")
+    rel.add_argument("--sensor-interval", type=int, default=30)
+    rel.add_argument("--timeout", type=float, default=300)
+    rel.set_defaults(func=cmd_bench_release)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except QuantPlatformError as exc:
+        print(f"quant-platform: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The Dagster instance for embedded use: SQLite storage under DAGSTER_HOME, telemetry off, one slot
+for the warehouse writer pool. Production uses the repository's dagster.yaml (dagster-postgres).
+
+Never put credentials in an instance file: the production file reads them from the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBEDDED_DAGSTER_YAML = """\
+# Written by quant-platform for the embedded default: SQLite storage in this folder.
+# Production: see dagster.yaml at the repository root (dagster-postgres storage).
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 4
+concurrency:
+  pools:
+    # DuckDB allows one writing process: assets in pool 'warehouse_writer' run one at a time.
+    default_limit: 1
+    granularity: op
+sensors:
+  use_threads: true
+  num_workers: 4
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+"""
+
+
+def ensure_embedded_instance(dagster_home: Path) -> Path:
+    """Create DAGSTER_HOME with the embedded dagster.yaml unless one is already there."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    cfg = dagster_home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(EMBEDDED_DAGSTER_YAML)
+    return cfg
