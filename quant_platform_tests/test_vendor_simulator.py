@@ -161,10 +161,18 @@ def test_legacy_history_is_derived_from_disaggregated_rows(shared_sim):
         assert int(have["Noncommercial Positions-Long (All)"]) == int(real["M_Money_Positions_Long_All"]) + int(
             real["Other_Rept_Positions_Long_All"]
         )
-        assert int(have["Commercial Positions-Short (All)"]) == int(real["Prod_Merc_Positions_Short_All"]) + int(
-            real["Swap__Positions_Short_All"]
+        assert int(have["Commercial Positions-Short (All)"]) == sum(
+            int(real[name])
+            for name in ("Prod_Merc_Positions_Short_All", "Swap__Positions_Short_All", "Swap__Positions_Spread_All")
         )
         assert have[" Total Reportable Positions-Long (All)"] == real["Tot_Rept_Positions_Long_All"]
+        for side, spreading in (("Long", "Noncommercial Positions-Spreading (All)"),) * 1:
+            assert int(have[f" Total Reportable Positions-{side} (All)"]) == int(
+                have[f"Noncommercial Positions-{side} (All)"]
+            ) + int(have[spreading]) + int(have[f"Commercial Positions-{side} (All)"])
+        assert int(have["Total Reportable Positions-Short (All)"]) == int(
+            have["Noncommercial Positions-Short (All)"]
+        ) + int(have["Noncommercial Positions-Spreading (All)"]) + int(have["Commercial Positions-Short (All)"])
         assert have["Nonreportable Positions-Short (All)"] == real["NonRept_Positions_Short_All"]
 
 

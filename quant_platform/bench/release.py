@@ -34,7 +34,7 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
     from quant_platform.instance import ensure_embedded_instance
     from quant_platform.macro.eia.parsing import wpsr_week_ending
     from quant_platform.platform.warehouse import Warehouse
-    from quant_platform.vendors.simulator import VendorSimulator, next_wpsr_week
+    from quant_platform.vendors.simulator import VendorSimulator, next_wpsr_week, resolve_data_dir
 
     home = Path(tempfile.mkdtemp(prefix="qp-bench-release-"))
     sim = VendorSimulator(preload=True).start()
@@ -47,7 +47,7 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
     ensure_embedded_instance(home / "dagster")
     wh = Warehouse(f"duckdb:///{home / 'warehouse.duckdb'}")
     wh.apply_sql_dir(REPO_ROOT / "sql")
-    base_body = sim.current_body(WPSR_URL_PATH)
+    base_body = (resolve_data_dir() / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
     first_week = wpsr_week_ending(base_body).isoformat()
 
     # Baseline: the same partition load in-process, no sensor and no daemon.
@@ -61,11 +61,8 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
         baseline_s = time.perf_counter() - t
     if not res.success:
         raise QuantPlatformError("baseline in-process load failed; see the Dagster log above")
-    wh.replace_rows  # the baseline wrote week 1; the daemon will load it again from its own sensor tick
 
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "quant_platform.definitions", "-h", "127.0.0.1", "-p",
-         "0"] if False else
         [sys.executable, "-m", "dagster._daemon", "run", "-m", "quant_platform.definitions"],
         env=env, cwd=str(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

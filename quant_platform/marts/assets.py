@@ -134,13 +134,13 @@ def us_crude_balance_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
     wh = warehouse.open()
     try:
         wpsr = wh.query_df(
-            "SELECT week_ending, series_key, value FROM macro.eia_wpsr WHERE measure = ? AND series_key IN ("
-            + ", ".join(["?"] * len(BALANCE_SOURCES)) + ")",
+            "SELECT week_ending, series_key, value FROM macro.eia_wpsr WHERE measure = ? AND series_key IN ("  # noqa: S608
+            + ", ".join(["?"] * len(BALANCE_SOURCES)) + ")",  # only placeholders are interpolated
             ["level", *[v[0] for v in BALANCE_SOURCES.values()]],
         )
         series_ids = [v[1] for v in BALANCE_SOURCES.values() if v[1]]
         hist = wh.query_df(
-            "SELECT series_id, period, value FROM macro.eia_series WHERE series_id IN ("
+            "SELECT series_id, period, value FROM macro.eia_series WHERE series_id IN ("  # noqa: S608
             + ", ".join(["?"] * len(series_ids)) + ")", series_ids,
         )
     finally:
@@ -210,11 +210,11 @@ def cot_positioning(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     wh = warehouse.open()
     try:
         dis = wh.query_df(
-            "SELECT as_of, available_at, contract_code, m_money_long AS long_contracts, m_money_short AS "
+            "SELECT as_of, available_at, contract_code, m_money_long AS long_contracts, m_money_short AS "  # noqa: S608
             f"short_contracts, open_interest FROM macro.cftc_cot_disaggregated WHERE contract_code IN ({marks})",
             codes)
         leg = wh.query_df(
-            "SELECT as_of, available_at, contract_code, noncomm_long AS long_contracts, noncomm_short AS "
+            "SELECT as_of, available_at, contract_code, noncomm_long AS long_contracts, noncomm_short AS "  # noqa: S608
             f"short_contracts, open_interest FROM macro.cftc_cot_legacy WHERE contract_code IN ({marks})", codes)
     finally:
         wh.dispose()

@@ -530,7 +530,16 @@ class _CftcYearFile:
         return (friday.year, friday.month, friday.day, 15, 30, 0)
 
     def legacy_lines(self) -> tuple[bytes, list[bytes]]:
-        """Header line and rows of the legacy futures-only layout derived from the disaggregated rows."""
+        """Header line and rows of the legacy futures-only layout, DERIVED from the disaggregated rows.
+
+        No real legacy file exists in the shared data, so this is a documented derivation, not vendor
+        data: noncommercial = managed money + other reportables (long, short, spreading); commercial =
+        producer/merchant + swap dealers, with the swap dealers' spreading counted on both sides (the
+        legacy report has no commercial spreading column), so total reportable long = noncommercial long
+        + spreading + commercial long holds as in the vendor file. Open interest, total reportable and
+        nonreportable are copied, % of open interest is recomputed, trader counts other than the totals
+        are '.' (they are not additive), concentration ratios and contract units are copied.
+        """
         ending = _split_line_ending(self.header_line)[1] or b"\r\n"
         header = ",".join(f'"{name}"' for name in LEGACY_FUTURES_COLUMNS).encode("latin-1") + ending
         rows = []
@@ -568,8 +577,16 @@ class _CftcYearFile:
                 summed(f"M_Money_Positions_Long_{group}", f"Other_Rept_Positions_Long_{group}"),
                 summed(f"M_Money_Positions_Short_{group}", f"Other_Rept_Positions_Short_{group}"),
                 summed(f"M_Money_Positions_Spread_{group}", f"Other_Rept_Positions_Spread_{group}"),
-                summed(f"Prod_Merc_Positions_Long_{group}", f"Swap_Positions_Long_{group}"),
-                summed(f"Prod_Merc_Positions_Short_{group}", f"Swap__Positions_Short_{group}"),
+                summed(
+                    f"Prod_Merc_Positions_Long_{group}",
+                    f"Swap_Positions_Long_{group}",
+                    f"Swap__Positions_Spread_{group}",
+                ),
+                summed(
+                    f"Prod_Merc_Positions_Short_{group}",
+                    f"Swap__Positions_Short_{group}",
+                    f"Swap__Positions_Spread_{group}",
+                ),
                 summed(f"Tot_Rept_Positions_Long_{group}"),
                 summed(f"Tot_Rept_Positions_Short_{group}"),
                 summed(f"NonRept_Positions_Long_{group}"),
@@ -584,8 +601,8 @@ class _CftcYearFile:
                 summed("Change_in_M_Money_Long_All", "Change_in_Other_Rept_Long_All"),
                 summed("Change_in_M_Money_Short_All", "Change_in_Other_Rept_Short_All"),
                 summed("Change_in_M_Money_Spread_All", "Change_in_Other_Rept_Spread_All"),
-                summed("Change_in_Prod_Merc_Long_All", "Change_in_Swap_Long_All"),
-                summed("Change_in_Prod_Merc_Short_All", "Change_in_Swap_Short_All"),
+                summed("Change_in_Prod_Merc_Long_All", "Change_in_Swap_Long_All", "Change_in_Swap_Spread_All"),
+                summed("Change_in_Prod_Merc_Short_All", "Change_in_Swap_Short_All", "Change_in_Swap_Spread_All"),
                 summed("Change_in_Tot_Rept_Long_All"),
                 summed("Change_in_Tot_Rept_Short_All"),
                 summed("Change_in_NonRept_Long_All"),
