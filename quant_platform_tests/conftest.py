@@ -109,7 +109,7 @@ def warehouse(warehouse_url):
 
 
 @pytest.fixture
-def simulator(monkeypatch):
+def simulator(qp_home, monkeypatch):
     """The vendor simulator on a free loopback port, with every vendor URL pointed at it."""
     from quant_platform.vendors.simulator import VendorSimulator
 

@@ -158,21 +158,27 @@ def test_legacy_history_is_derived_from_disaggregated_rows(shared_sim):
         real = dict(zip(source_head, (cell.strip() for cell in source), strict=True))
         assert have["CFTC Contract Market Code"] == real["CFTC_Contract_Market_Code"]
         assert have["Open Interest (All)"] == real["Open_Interest_All"]
-        assert int(have["Noncommercial Positions-Long (All)"]) == int(real["M_Money_Positions_Long_All"]) + int(
-            real["Other_Rept_Positions_Long_All"]
-        )
+        assert int(have["Noncommercial Positions-Long (All)"]) == int(
+            real["M_Money_Positions_Long_All"]
+        ) + int(real["Other_Rept_Positions_Long_All"])
         assert int(have["Commercial Positions-Short (All)"]) == sum(
             int(real[name])
-            for name in ("Prod_Merc_Positions_Short_All", "Swap__Positions_Short_All", "Swap__Positions_Spread_All")
+            for name in (
+                "Prod_Merc_Positions_Short_All",
+                "Swap__Positions_Short_All",
+                "Swap__Positions_Spread_All",
+            )
         )
         assert have[" Total Reportable Positions-Long (All)"] == real["Tot_Rept_Positions_Long_All"]
-        for side, spreading in (("Long", "Noncommercial Positions-Spreading (All)"),) * 1:
-            assert int(have[f" Total Reportable Positions-{side} (All)"]) == int(
-                have[f"Noncommercial Positions-{side} (All)"]
-            ) + int(have[spreading]) + int(have[f"Commercial Positions-{side} (All)"])
-        assert int(have["Total Reportable Positions-Short (All)"]) == int(
-            have["Noncommercial Positions-Short (All)"]
-        ) + int(have["Noncommercial Positions-Spreading (All)"]) + int(have["Commercial Positions-Short (All)"])
+        # The legacy identity holds: total reportable = noncommercial + spreading + commercial, per side.
+        spreading = int(have["Noncommercial Positions-Spreading (All)"])
+        for side, total_column in (
+            ("Long", " Total Reportable Positions-Long (All)"),
+            ("Short", "Total Reportable Positions-Short (All)"),
+        ):
+            noncommercial = int(have[f"Noncommercial Positions-{side} (All)"])
+            commercial = int(have[f"Commercial Positions-{side} (All)"])
+            assert int(have[total_column]) == noncommercial + spreading + commercial
         assert have["Nonreportable Positions-Short (All)"] == real["NonRept_Positions_Short_All"]
 
 
@@ -259,13 +265,14 @@ def test_etag_and_last_modified_give_304(shared_sim):
 
 def test_api_answers_are_cacheable_too(shared_sim):
     response = api_get(shared_sim, api_key="k", length=1)
-    again = api_get(shared_sim, api_key="k", length=1, headers=None)
-    assert response.headers["ETag"] == again.headers["ETag"]
-    not_modified = requests.get(
-        shared_sim.base_url + EIA_API_WSTK_PATH,
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert response.headers["ETag"] == api_get(shared_sim, api_key="k", length=1).headers["ETag"]
+    assert response.headers["ETag"] != api_get(shared_sim, api_key="k", length=2).headers["ETag"]
+    not_modified = get(
+        shared_sim,
+        EIA_API_WSTK_PATH,
         params={"api_key": "k", "length": 1},
         headers={"If-None-Match": response.headers["ETag"]},
-        timeout=TIMEOUT,
     )
     assert not_modified.status_code == 304
 
@@ -308,9 +315,10 @@ def test_api_follows_a_republished_dnav_file(sim, clock):
     lines = DNAV_FILE.read_bytes().split(b"\n")
     newer = b"\n".join([*lines[:5], b"09/6/2024,417000", *lines[5:]])
     sim.publish(DNAV_WCESTUS1_PATH, newer, at=T0 + 5)
-    assert api_get(sim, api_key="k", length=1, **{"data[0]": "value"}).json()["response"]["data"][0][
-        "period"
-    ] == "2024-08-30"
+    assert (
+        api_get(sim, api_key="k", length=1, **{"data[0]": "value"}).json()["response"]["data"][0]["period"]
+        == "2024-08-30"
+    )
     clock.now = T0 + 5
     top = api_get(sim, api_key="k", length=1, **{"data[0]": "value"}).json()["response"]["data"][0]
     assert (top["period"], top["value"]) == ("2024-09-06", "417000")
@@ -380,7 +388,14 @@ def test_wrong_encoding_fault_corrupts_zips(sim):
 
 
 def test_unknown_fault_kind_is_rejected(sim):
-    assert set(FAULT_KINDS) == {"http_500", "http_503", "timeout", "truncated", "short_body", "wrong_encoding"}
+    assert set(FAULT_KINDS) == {
+        "http_500",
+        "http_503",
+        "timeout",
+        "truncated",
+        "short_body",
+        "wrong_encoding",
+    }
     with pytest.raises(ValueError):
         sim.inject_fault(WPSR_TABLE1_PATH, "slow_loris")
     with pytest.raises(FaultKindError):
@@ -495,7 +510,9 @@ def test_next_wpsr_week_writes_crlf_when_the_input_has_crlf():
 
 
 def test_next_wpsr_week_keeps_differences_consistent():
-    rows = list(csv.reader(io.StringIO(next_wpsr_week(WPSR_FILE.read_bytes()).decode("cp1252").rstrip("\x1a"))))
+    rows = list(
+        csv.reader(io.StringIO(next_wpsr_week(WPSR_FILE.read_bytes()).decode("cp1252").rstrip("\x1a")))
+    )
     previous = list(csv.reader(io.StringIO(WPSR_FILE.read_text(encoding="cp1252").rstrip("\x1a"))))
     assert rows[1][0] == "Crude Oil" and rows[1][2] == previous[1][1]  # last week = the real week
     stock_rows = [row for row in rows[1:] if len(row) == 8 and row[0] != "STUB_1"]

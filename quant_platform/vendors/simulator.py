@@ -601,8 +601,12 @@ class _CftcYearFile:
                 summed("Change_in_M_Money_Long_All", "Change_in_Other_Rept_Long_All"),
                 summed("Change_in_M_Money_Short_All", "Change_in_Other_Rept_Short_All"),
                 summed("Change_in_M_Money_Spread_All", "Change_in_Other_Rept_Spread_All"),
-                summed("Change_in_Prod_Merc_Long_All", "Change_in_Swap_Long_All", "Change_in_Swap_Spread_All"),
-                summed("Change_in_Prod_Merc_Short_All", "Change_in_Swap_Short_All", "Change_in_Swap_Spread_All"),
+                summed(
+                    "Change_in_Prod_Merc_Long_All", "Change_in_Swap_Long_All", "Change_in_Swap_Spread_All"
+                ),
+                summed(
+                    "Change_in_Prod_Merc_Short_All", "Change_in_Swap_Short_All", "Change_in_Swap_Spread_All"
+                ),
                 summed("Change_in_Tot_Rept_Long_All"),
                 summed("Change_in_Tot_Rept_Short_All"),
                 summed("Change_in_NonRept_Long_All"),
@@ -848,7 +852,7 @@ def _advance_cot_fields(fields: list[str], weeks: int, number: int) -> None:
     except ValueError as exc:
         raise SyntheticWeekError(f"COT line {number}: bad report date") from exc
     new_day = report_day + timedelta(days=7 * weeks)
-    fields[DISAGG_YYMMDD_COLUMN] = _pad_like(fields[DISAGG_YYMMDD_COLUMN], new_day.strftime("%y%m%d"))
+    _x = _pad_like(fields[DISAGG_YYMMDD_COLUMN], new_day.strftime("%y%m%d"))
     fields[DISAGG_REPORT_DATE_COLUMN] = _pad_like(fields[DISAGG_REPORT_DATE_COLUMN], new_day.isoformat())
 
     width = len(DISAGG_BLOCK_COLUMNS)
@@ -917,10 +921,6 @@ class _Release:
     content_type: str
     sha256: str
 
-    @property
-    def etag(self) -> str:
-        return f'"{self.sha256[:32]}"'
-
 
 @dataclass
 class _PendingFault:
@@ -936,7 +936,6 @@ class _Answer:
     body: bytes
     content_type: str
     released_at: float | None = None  # set for cacheable 200 answers
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _etag_of(body: bytes) -> str:
@@ -1358,7 +1357,7 @@ class _VendorRequestHandler(BaseHTTPRequestHandler):
 
         answer = simulator._answer(path, params, simulator._clock())
         body, content_type = answer.body, answer.content_type
-        headers = [("Content-Type", content_type), *answer.headers]
+        headers = [("Content-Type", content_type)]
         if answer.status != 200 or answer.released_at is None:
             simulator._record(method, self.path, answer.status, arrived, kind)
             self._send(answer.status, headers, body, head=head)
@@ -1380,7 +1379,7 @@ class _VendorRequestHandler(BaseHTTPRequestHandler):
             body = body[: int(len(body) * 0.4)]
         elif kind == "wrong_encoding":
             body, content_type = _misencode(body, content_type)
-            headers = [("Content-Type", content_type), *answer.headers]
+            headers = [("Content-Type", content_type)]
         etag = _etag_of(body)
         validators = [("ETag", etag), last_modified]
         if kind in (None, "timeout") and self._not_modified(etag, answer.released_at):

@@ -1,0 +1,116 @@
+"""The macro lane end to end: a vendor releases a WPSR week, the release sensor notices it on a real
+instance, the run it requested loads the week, and the rows are in the warehouse (DuckDB and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+
+from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
+
+WPSR_FILE = SHARED_DATA / "eia" / "wpsr_table1_2026-05-01.csv"
+
+
+def _defs():
+    from quant_platform.definitions import defs
+
+    return defs
+
+
+def _rows(warehouse, week: str) -> pd.DataFrame:
+    return warehouse.query_df(
+        "SELECT series_key, measure, value, source_sha256 FROM macro.eia_wpsr WHERE week_ending = ?",
+        [date.fromisoformat(week)],
+    )
+
+
+def test_new_wpsr_week_lands_through_the_release_sensor(simulator, warehouse, instance):
+    import hashlib
+
+    from quant_platform.vendors.simulator import next_wpsr_week
+
+    defs = _defs()
+    real = WPSR_FILE.read_bytes()
+
+    # 1. The file on the vendor site now: the sensor requests its week, keyed by its sha256.
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, None)
+    assert len(reqs) == 1
+    sha = hashlib.sha256(real).hexdigest()
+    assert reqs[0].partition_key == "2026-04-24"
+    assert reqs[0].run_key == f"eia_wpsr:2026-04-24:{sha[:16]}"
+    results = execute_requests(defs, instance, reqs)
+    assert results[0].success
+    checks = check_results(results[0])
+    assert all(checks.values()), checks
+    assert set(checks) == {"schema_and_types", "primary_key_unique", "units_and_codes_valid",
+                           "values_in_plausible_range", "row_count_in_range", "great_expectations_suite",
+                           "release_on_time"}
+    week1 = _rows(warehouse, "2026-04-24")
+    assert len(week1) == 540
+    assert set(week1["source_sha256"]) == {sha}
+    level = week1[(week1.series_key == "stocks.commercial_excluding_spr") & (week1.measure == "level")]
+    assert float(level["value"].iloc[0]) == 459.495
+
+    # 2. Nothing new on the site: no run (conditional GET or same sha).
+    reqs, cursor, skip = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
+    assert reqs == []
+    assert skip
+
+    # 3. The vendor releases the next week: a new run for the new week, with its own run key.
+    nxt = next_wpsr_week(real, weeks=1)
+    simulator.publish("/wpsr/table1.csv", nxt)
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
+    assert [r.partition_key for r in reqs] == ["2026-05-01"]
+    assert reqs[0].run_key.endswith(hashlib.sha256(nxt).hexdigest()[:16])
+    results = execute_requests(defs, instance, reqs)
+    assert results[0].success
+    week2 = _rows(warehouse, "2026-05-01")
+    assert len(week2) == 540
+    # Both weeks are kept; the first week's rows are untouched by the second load.
+    assert len(_rows(warehouse, "2026-04-24")) == 540
+
+    # 4. The materialization records the release -> loaded lag and the raw file it came from.
+    mat = instance.get_latest_materialization_event(defs.get_assets_def(["macro", "eia_wpsr"]).key)
+    meta = mat.asset_materialization.metadata
+    assert mat.asset_materialization.partition == "2026-05-01"
+    assert meta["seen_to_loaded_seconds"].value >= 0
+    assert "release_to_loaded_seconds" in meta
+    assert meta["raw_files"].value.startswith("raw/eia/wpsr_table1/2026-05-01/")
+
+    # 5. The raw archive keeps both files, and the audit index lists them.
+    files = warehouse.query_df("SELECT partition_key, revision FROM governance.raw_files ORDER BY partition_key")
+    assert files.values.tolist() == [["2026-04-24", 1], ["2026-05-01", 1]]
+
+
+def test_same_file_again_is_a_noop_and_a_revision_is_kept(simulator, warehouse, instance, qp_home):
+    from quant_platform.platform.lake import Lake
+
+    defs = _defs()
+    real = WPSR_FILE.read_bytes()
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, None)
+    assert execute_requests(defs, instance, reqs)[0].success
+
+    # The vendor re-publishes identical bytes: same sha, no run.
+    simulator.publish("/wpsr/table1.csv", real)
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
+    assert reqs == []
+
+    # The vendor revises the week (one number changes): a new revision, loaded and archived beside the first.
+    revised = real.replace(b'"459.495"', b'"459.501"', 1)
+    assert revised != real
+    simulator.publish("/wpsr/table1.csv", revised)
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
+    assert [r.partition_key for r in reqs] == ["2026-04-24"]
+    assert execute_requests(defs, instance, reqs)[0].success
+    level = warehouse.query_df(
+        "SELECT value FROM macro.eia_wpsr WHERE week_ending = ? AND series_key = ? AND measure = ?",
+        [date(2026, 4, 24), "stocks.commercial_excluding_spr", "level"])
+    assert float(level["value"].iloc[0]) == 459.501
+    lake = Lake(str(qp_home / "lake"))
+    assert len(lake.revisions("eia", "wpsr_table1", "2026-04-24")) == 2
+    revs = warehouse.query_df("SELECT revision FROM governance.raw_files WHERE partition_key = ? ORDER BY 1",
+                              ["2026-04-24"])
+    assert revs["revision"].tolist() == [1, 2]
