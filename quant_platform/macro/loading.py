@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from quant_platform.errors import QuantPlatformError, ReportParseError
+from quant_platform.errors import QuantPlatformError, ReportParseError, VendorError
 from quant_platform.governance.tables import RAW_FILES
 from quant_platform.platform.lake import Lake
 from quant_platform.platform.tables import TableSpec
@@ -80,7 +80,13 @@ def fetch_raw(
         return RawFile(vendor, dataset, partition, body, tags[TAG_RAW_SHA], tags[TAG_RAW_PATH],
                        tags.get(TAG_URL, url), tags.get(TAG_ETAG), tags.get(TAG_LAST_MODIFIED), first_seen,
                        first_seen, 0, reused=True)
-    resp = client.get(url, params=params)
+    try:
+        resp = client.get(url, params=params)
+    except VendorError as exc:
+        raise dg.Failure(
+            description=f"{dataset} {partition}: {exc}. Nothing was written; the previous data stays.",
+            metadata={"url": exc.url, "reason": exc.reason},
+        ) from exc
     archived = lake.archive_raw(vendor, dataset, partition, resp.body, ext)
     context.log.info(
         f"fetched {resp.url} ({len(resp.body)} bytes, sha256 {resp.sha256[:12]}, {resp.attempts} attempt(s)); "

@@ -852,7 +852,7 @@ def _advance_cot_fields(fields: list[str], weeks: int, number: int) -> None:
     except ValueError as exc:
         raise SyntheticWeekError(f"COT line {number}: bad report date") from exc
     new_day = report_day + timedelta(days=7 * weeks)
-    _x = _pad_like(fields[DISAGG_YYMMDD_COLUMN], new_day.strftime("%y%m%d"))
+    fields[DISAGG_YYMMDD_COLUMN] = _pad_like(fields[DISAGG_YYMMDD_COLUMN], new_day.strftime("%y%m%d"))
     fields[DISAGG_REPORT_DATE_COLUMN] = _pad_like(fields[DISAGG_REPORT_DATE_COLUMN], new_day.isoformat())
 
     width = len(DISAGG_BLOCK_COLUMNS)
