@@ -1,0 +1,123 @@
+"""COT backfill and release sensor, EIA series by both routes, and the analyst marts, on both backends."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
+
+COT_FILE = SHARED_DATA / "cftc" / "disaggregated_futures_only_2021_energy.txt"
+RANGE_TAGS = {"dagster/asset_partition_range_start": "2021-01-05",
+              "dagster/asset_partition_range_end": "2021-03-16"}
+
+
+def _defs():
+    from quant_platform.definitions import defs
+
+    return defs
+
+
+def _cot_file_rows() -> list[dict]:
+    return list(csv.DictReader(io.StringIO(COT_FILE.read_text())))
+
+
+def test_cot_backfill_of_a_quarter_runs_once_and_loads_every_week(simulator, warehouse, instance):
+    defs = _defs()
+    for name in ("cftc_cot_disaggregated_job", "cftc_cot_legacy_job"):
+        result = defs.resolve_job_def(name).execute_in_process(instance=instance, tags=RANGE_TAGS)
+        assert result.success
+        assert all(check_results(result).values())
+    rows = _cot_file_rows()
+    dis = warehouse.query_df("SELECT * FROM macro.cftc_cot_disaggregated ORDER BY as_of, contract_code")
+    assert len(dis) == len(rows) == 77
+    assert dis["as_of"].nunique() == 11
+    wti_src = next(r for r in rows if r["CFTC_Contract_Market_Code"] == "067651"
+                   and r["Report_Date_as_YYYY-MM-DD"] == "2021-03-16")
+    wti = dis[(dis.contract_code == "067651") & (pd.to_datetime(dis.as_of) == "2021-03-16")].iloc[0]
+    assert int(wti["m_money_long"]) == int(wti_src["M_Money_Positions_Long_All"])
+    assert int(wti["swap_short"]) == int(wti_src["Swap__Positions_Short_All"])  # the vendor's typo column
+    assert pd.Timestamp(wti["available_at"]).tz_convert("UTC") == pd.Timestamp("2021-03-19 19:30", tz="UTC")
+    leg = warehouse.query_df("SELECT count(*) AS n FROM macro.cftc_cot_legacy")
+    assert int(leg["n"].iloc[0]) == 77
+    # One run for the whole quarter (single-run backfill policy), not eleven.
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="cftc_cot_disaggregated_job"))
+    assert len(runs) == 1
+
+    # The mart: managed money and non-commercial net positions of the key contracts, point-in-time.
+    mart = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(["marts", "cot_positioning"])})
+    res = mart.execute_in_process(instance=instance)
+    assert res.success
+    pos = warehouse.query_df("SELECT * FROM marts.cot_positioning")
+    assert set(pos["trader_group"]) == {"managed_money", "non_commercial"}
+    assert len(pos) == 5 * 11 * 2  # 5 key contracts in the file, 11 weeks, 2 trader groups
+    w = pos[(pos.contract_code == "067651") & (pos.trader_group == "managed_money")
+            & (pd.to_datetime(pos.as_of) == "2021-03-16")].iloc[0]
+    expected_net = int(wti_src["M_Money_Positions_Long_All"]) - int(wti_src["M_Money_Positions_Short_All"])
+    assert int(w["net_contracts"]) == expected_net
+    assert w["instrument"] == "NYMEX WTI crude oil (CL)"
+    assert pos["net_zscore_3y"].isna().all()  # 11 weeks < the 26 a z-score needs
+
+
+def test_cot_release_sensor_requests_the_weekly_files(simulator, warehouse, instance):
+    defs = _defs()
+    reqs, cursor, _ = evaluate_sensor(defs, "cftc_cot_release_sensor", instance, None)
+    assert sorted(r.job_name for r in reqs) == ["cftc_cot_disaggregated_job", "cftc_cot_legacy_job"]
+    assert {r.partition_key for r in reqs} == {"2021-03-16"}
+    results = execute_requests(defs, instance, reqs)
+    assert all(r.success for r in results)
+    n = warehouse.scalar("SELECT count(*) FROM macro.cftc_cot_disaggregated WHERE as_of = ?", [date(2021, 3, 16)])
+    assert int(n) == 7
+    reqs, _, _ = evaluate_sensor(defs, "cftc_cot_release_sensor", instance, cursor)
+    assert reqs == []
+
+
+@pytest.mark.parametrize("route", ["dnav", "api_v2"])
+def test_eia_series_lands_the_same_rows_by_either_route(route, simulator, warehouse, instance, monkeypatch):
+    if route == "api_v2":
+        monkeypatch.setenv("QP_EIA_API_KEY", "test-key-not-a-secret")
+    defs = _defs()
+    reqs, _, _ = evaluate_sensor(defs, "eia_series_release_sensor", instance, None)
+    assert [r.partition_key for r in reqs] == ["WCESTUS1"]
+    results = execute_requests(defs, instance, reqs)
+    assert results[0].success
+    rows = warehouse.query_df("SELECT period, value, unit, frequency, series_name, source FROM macro.eia_series "
+                              "WHERE series_id = ? ORDER BY period", ["WCESTUS1"])
+    assert len(rows) == 2188
+    assert set(rows["source"]) == {route}
+    assert set(rows["unit"]) == {"thousand barrels"}
+    last = rows.iloc[-1]
+    assert pd.Timestamp(last["period"]) == pd.Timestamp("2024-08-30") and float(last["value"]) == 418310.0
+    assert rows.iloc[0]["series_name"] == "Weekly U.S. Ending Stocks excluding SPR of Crude Oil"
+
+
+def test_crude_balance_mart_joins_wpsr_and_series_history(simulator, warehouse, instance):
+    defs = _defs()
+    for sensor in ("eia_wpsr_release_sensor", "eia_series_release_sensor"):
+        reqs, _, _ = evaluate_sensor(defs, sensor, instance, None)
+        assert all(r.success for r in execute_requests(defs, instance, reqs))
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey(["marts", "us_crude_balance_weekly"])})
+    res = job.execute_in_process(instance=instance)
+    assert res.success
+    mart = warehouse.query_df("SELECT * FROM marts.us_crude_balance_weekly ORDER BY week_ending")
+    assert len(mart) == 2188 + 1
+    newest = mart.iloc[-1]
+    assert newest["source"] == "wpsr" and float(newest["commercial_crude_stocks"]) == 459.495
+    assert float(newest["crude_production"]) == 13586.0
+    hist = mart[pd.to_datetime(mart.week_ending) == "2024-08-30"].iloc[0]
+    assert hist["source"] == "eia_series"
+    assert float(hist["commercial_crude_stocks"]) == pytest.approx(418.310)  # thousand -> million barrels
+    prev = mart[pd.to_datetime(mart.week_ending) == "2024-08-23"].iloc[0]
+    assert float(hist["commercial_crude_stocks_wow"]) == pytest.approx(418.310 - float(prev["commercial_crude_stocks"]))
+    lineage = res.asset_materializations_for_node("marts__us_crude_balance_weekly")[0].metadata[
+        "dagster/column_lineage"].value
+    deps = lineage.deps_by_column["commercial_crude_stocks"]
+    assert {d.asset_key for d in deps} == {dg.AssetKey(["macro", "eia_wpsr"]), dg.AssetKey(["macro", "eia_series"])}
