@@ -256,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # Dagster's beta/preview notices (e.g. backfill_policy) are for developers, not CLI users.
+    warnings.filterwarnings("ignore", message=r".*(beta|preview).*", category=Warning)
+    try:
+        import dagster as dg
+
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

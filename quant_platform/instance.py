@@ -13,9 +13,9 @@ EMBEDDED_DAGSTER_YAML = """\
 # Production: see dagster.yaml at the repository root (dagster-postgres storage).
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 4
 concurrency:
+  runs:
+    max_concurrent_runs: 4
   pools:
     # DuckDB allows one writing process: assets in pool 'warehouse_writer' run one at a time.
     default_limit: 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,11 +114,11 @@ class VendorClient:
             # Reading .content forces the whole body; urllib3 2 raises if it is shorter than Content-Length.
             _ = resp.content
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientVendorError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            raise TransientVendorError(f"{type(exc).__name__}: {_redact(_first_line(exc))}") from exc
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TransientVendorError(f"HTTP {resp.status_code}")
         if resp.status_code >= 400:
-            raise VendorError(_redact(url), f"HTTP {resp.status_code}: {_first_line(resp.text)[:200]}")
+            raise VendorError(_redact(url), f"HTTP {resp.status_code}: {_redact(_first_line(resp.text))[:200]}")
         return resp
 
     @staticmethod
@@ -132,10 +133,9 @@ def _first_line(value: object) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _redact(url: str) -> str:
+_SECRET_PARAM = re.compile(r"((?:api_key|apikey|token|access_token)=)[^&\s'\")]*", re.IGNORECASE)
+
+
+def _redact(text: str) -> str:
     """Hide secrets passed as query parameters (the EIA API key) from logs, errors and metadata."""
-    if "api_key=" not in url:
-        return url
-    head, _, tail = url.partition("api_key=")
-    rest = tail.split("&", 1)
-    return head + "api_key=***" + ("&" + rest[1] if len(rest) > 1 else "")
+    return _SECRET_PARAM.sub(r"\1***", text)
