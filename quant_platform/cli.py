@@ -118,6 +118,12 @@ def cmd_up(args) -> int:
     env["DAGSTER_HOME"] = str(settings.dagster_home)
     ensure_embedded_instance(settings.dagster_home)
     children: list[subprocess.Popen] = []
+
+    def _terminate(signum, _frame):  # SIGTERM/SIGHUP stop everything like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
         if not args.no_simulator and not os.environ.get("QP_EIA_BASE_URL"):
             sim_port = args.simulator_port

@@ -63,4 +63,4 @@ def test_env_vars_match_the_instance_and_settings():
     for var in (v for v in platform_env if v.startswith("QP_")):
         assert var in settings_src, f"compose sets {var}, which the platform does not read"
     # No secret literal in the stack: every password is an environment reference.
-    assert not re.search(r"PASSWORD:\s*[^$\s{]", compose_text)
+    assert not re.search(r"_PASSWORD:\s+(?!\$\{)", compose_text)
