@@ -4,6 +4,7 @@ a blocking check with a clear message and the previous good data stays in the wa
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pytest
@@ -53,7 +54,13 @@ def test_transient_faults_are_retried_and_the_load_succeeds(kind, loaded, simula
     result = _load_week(instance)
     assert result.success, failure_messages(result)
     assert _attempts(result) == 3
-    faults = [r["fault"] for r in simulator.requests_seen(WPSR) if r.get("fault")]
+    # A timed-out request is logged by the simulator once its delay has elapsed: give it that long.
+    deadline = time.monotonic() + 5
+    while True:
+        faults = [r["fault"] for r in simulator.requests_seen(WPSR) if r.get("fault")]
+        if faults.count(kind) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert faults.count(kind) == 2
     assert _snapshot(warehouse).equals(loaded)
 
