@@ -94,15 +94,18 @@ def cmd_backfill(args) -> int:
     instance = dg.DagsterInstance.get()
     single = assets_def.backfill_policy and assets_def.backfill_policy.max_partitions_per_run is None
     batches = [keys] if single else [[k] for k in keys]
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
     failed = 0
     for batch in batches:
-        tags = {"dagster/asset_partition_range_start": batch[0], "dagster/asset_partition_range_end": batch[-1],
-                "qp/triggered_by": "cli-backfill"}
-        result = dg.materialize([assets_def], instance=instance, resources=defs.resources, tags=tags,
-                                raise_on_error=False, selection=[key])
+        tags = {"qp/triggered_by": "cli-backfill"}
+        if len(batch) > 1:
+            tags.update({"dagster/asset_partition_range_start": batch[0],
+                         "dagster/asset_partition_range_end": batch[-1]})
+        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False,
+                                        partition_key=batch[0] if len(batch) == 1 else None)
         state = "ok" if result.success else "FAILED"
         failed += 0 if result.success else 1
-        print(f"{args.asset} {batch[0]}..{batch[-1]}: {state} (run {result.run_id})")
+        print(f"{args.asset} {batch[0]}..{batch[-1]}: {state} (run {result.run_id})", flush=True)
     return 1 if failed else 0
 
 
