@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -21,6 +21,7 @@ from quant_platform.macro.loading import (
     TAG_RAW_SHA,
     TAG_URL,
 )
+from quant_platform.platform.calendars import release_window_open
 from quant_platform.platform.lake import Lake
 from quant_platform.platform.vendor_http import VendorClient
 
@@ -111,6 +112,30 @@ def poll_release(
     )
     log.info(f"{name}: {note}: partition {partition}, sha256 {resp.sha256[:12]} -> run requested")
     return NewRelease(name, partition, resp.sha256, request, note)
+
+
+def due_to_poll(
+    state: dict,
+    now: datetime,
+    *,
+    latest_due: Callable[[datetime], date],
+    release_at: Callable[[date], datetime],
+    revision_window: timedelta,
+    label: str,
+) -> tuple[bool, str]:
+    """Calendar-aware polling: poll while the due release is missing, inside its revision window, or when
+    the next release is about to be due; otherwise stay quiet until the next scheduled release."""
+    due = latest_due(now)
+    due_release = release_at(due)
+    have = state.get("partition")
+    if not have or have < due.isoformat():
+        return True, f"{label} {due} was due {due_release:%a %Y-%m-%d %H:%M %Z} and is not loaded yet"
+    if release_window_open(due_release, now) and now <= due_release + revision_window:
+        return True, f"inside the release window of {label} {due}"
+    nxt = release_at(due + timedelta(days=7))
+    if release_window_open(nxt, now):
+        return True, f"release of {label} {due + timedelta(days=7)} is due"
+    return False, f"{label} {have} is loaded; next release {nxt:%a %Y-%m-%d %H:%M %Z}"
 
 
 def url_ext(url: str) -> str:

@@ -11,12 +11,11 @@ import pandas as pd
 
 from quant_platform.errors import ReportParseError
 from quant_platform.macro.cftc.assets import COT_REPORTS, CotReport, cftc_cot_disaggregated, cftc_cot_legacy
-from quant_platform.macro.release_sensing import CursorState, poll_release
+from quant_platform.macro.release_sensing import CursorState, due_to_poll, poll_release
 from quant_platform.platform.calendars import (
     COT_WEEKLY_PARTITIONS,
     cot_release_at,
     latest_cot_week_released,
-    release_window_open,
 )
 from quant_platform.platform.settings import load_settings
 from quant_platform.resources import LakeResource, VendorResource
@@ -40,17 +39,8 @@ def weekly_file_as_of(report: CotReport, body: bytes) -> str:
 
 
 def cot_should_poll(state: dict, now: datetime) -> tuple[bool, str]:
-    due = latest_cot_week_released(now)
-    release = cot_release_at(due)
-    have = state.get("partition")
-    if not have or have < due.isoformat():
-        return True, f"as-of {due} was due {release:%a %Y-%m-%d %H:%M %Z} and is not loaded yet"
-    if now <= release + REVISION_WINDOW:
-        return True, f"inside the release window of as-of {due}"
-    nxt = cot_release_at(due + timedelta(days=7))
-    if release_window_open(nxt, now):
-        return True, f"release of as-of {due + timedelta(days=7)} is due"
-    return False, f"as-of {have} is loaded; next release {nxt:%a %Y-%m-%d %H:%M %Z}"
+    return due_to_poll(state, now, latest_due=latest_cot_week_released, release_at=cot_release_at,
+                       revision_window=REVISION_WINDOW, label="as-of")
 
 
 @dg.sensor(

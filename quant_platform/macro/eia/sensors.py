@@ -11,11 +11,10 @@ import dagster as dg
 from quant_platform.macro.eia.assets import WPSR_PATH, eia_series, eia_wpsr
 from quant_platform.macro.eia.parsing import wpsr_week_ending
 from quant_platform.macro.eia.series import SERIES, api_v2_request, configured_series, dnav_url
-from quant_platform.macro.release_sensing import CursorState, poll_release
+from quant_platform.macro.release_sensing import CursorState, due_to_poll, poll_release
 from quant_platform.platform.calendars import (
     WPSR_WEEKLY_PARTITIONS,
     latest_wpsr_week_released,
-    release_window_open,
     wpsr_release_at,
 )
 from quant_platform.platform.settings import load_settings
@@ -43,17 +42,8 @@ def _valid_week(key: str) -> bool:
 
 
 def wpsr_should_poll(state: dict, now: datetime) -> tuple[bool, str]:
-    due = latest_wpsr_week_released(now)
-    due_release = wpsr_release_at(due)
-    have = state.get("partition")
-    if not have or have < due.isoformat():
-        return True, f"week {due} was due {due_release:%a %Y-%m-%d %H:%M %Z} and is not loaded yet"
-    if release_window_open(due_release, now) and now <= due_release + REVISION_WINDOW:
-        return True, f"inside the release window of week {due}"
-    nxt = wpsr_release_at(due + timedelta(days=7))
-    if release_window_open(nxt, now):
-        return True, f"release of week {due + timedelta(days=7)} is due"
-    return False, f"week {have} is loaded; next release {nxt:%a %Y-%m-%d %H:%M %Z}"
+    return due_to_poll(state, now, latest_due=latest_wpsr_week_released, release_at=wpsr_release_at,
+                       revision_window=REVISION_WINDOW, label="week")
 
 
 @dg.sensor(
