@@ -5,3 +5,5 @@ CREATE SCHEMA IF NOT EXISTS market;
 CREATE SCHEMA IF NOT EXISTS marts;
 CREATE SCHEMA IF NOT EXISTS governance;
 CREATE SCHEMA IF NOT EXISTS analyst;
+-- Analyst team schemas: each team writes its own (grants in sql/postgres/090_roles.sql).
+CREATE SCHEMA IF NOT EXISTS team_crude;

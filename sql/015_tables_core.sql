@@ -1,0 +1,66 @@
+-- Generated from the TableSpecs by `quant-platform warehouse ddl --write`; do not edit by hand.
+CREATE TABLE IF NOT EXISTS core.dim_client (
+    client_id BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT,
+    phone TEXT,
+    country TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    credit_limit_usd DOUBLE PRECISION,
+    account_manager_id BIGINT,
+    source_updated_at TIMESTAMPTZ NOT NULL,
+    valid_from TIMESTAMPTZ NOT NULL,
+    valid_to TIMESTAMPTZ,
+    is_current BOOLEAN NOT NULL,
+    is_deleted BOOLEAN NOT NULL,
+    version INTEGER NOT NULL,
+    row_hash TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (client_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS core.dim_employee (
+    employee_id BIGINT NOT NULL,
+    first_name TEXT NOT NULL,
+    last_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    phone TEXT,
+    date_of_birth DATE,
+    hire_date DATE NOT NULL,
+    department TEXT NOT NULL,
+    title TEXT NOT NULL,
+    desk TEXT,
+    salary_usd DOUBLE PRECISION,
+    manager_id BIGINT,
+    source_updated_at TIMESTAMPTZ NOT NULL,
+    valid_from TIMESTAMPTZ NOT NULL,
+    valid_to TIMESTAMPTZ,
+    is_current BOOLEAN NOT NULL,
+    is_deleted BOOLEAN NOT NULL,
+    version INTEGER NOT NULL,
+    row_hash TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (employee_id, valid_from)
+);
+
+CREATE TABLE IF NOT EXISTS core.dim_supplier (
+    supplier_id BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    contact_name TEXT,
+    contact_email TEXT,
+    phone TEXT,
+    country TEXT NOT NULL,
+    category TEXT NOT NULL,
+    iban TEXT,
+    payment_terms_days INTEGER,
+    buyer_employee_id BIGINT,
+    source_updated_at TIMESTAMPTZ NOT NULL,
+    valid_from TIMESTAMPTZ NOT NULL,
+    valid_to TIMESTAMPTZ,
+    is_current BOOLEAN NOT NULL,
+    is_deleted BOOLEAN NOT NULL,
+    version INTEGER NOT NULL,
+    row_hash TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (supplier_id, valid_from)
+);
