@@ -4,6 +4,7 @@ with its columns, units, PII flags, checks, lineage and freshness; gaps are repo
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -142,7 +143,7 @@ def test_pii_and_units_come_from_the_column_schema(small):
     assert cols["trader_email"].pii is True and cols["trader_email"].pii_category == "email"
     assert cols["trader_email"].description == "Trader e-mail."
     assert cols["notional"].unit == "US dollars" and cols["notional"].pii is False
-    assert "24 h" in good.freshness and "12 h" in good.freshness
+    assert good.freshness == "materialized at least every 1 day (warning after 12 h)"
     assert good.checks == [("trade_id_unique", "Trade ids are unique.", True)]
     assert small["core/bad_trades"].upstream == ["core/good_trades"]
     assert good.downstream == ["core/bad_trades"]
@@ -169,8 +170,9 @@ def test_markdown_has_every_asset_column_unit_freshness_and_lineage(entries, by_
 def test_markdown_escapes_pipes_and_flags_pii(small):
     md = render_markdown(list(small.values()))
     assert "Notional \\| gross." in md
-    assert "| trader_email | text |  | **PII** (email) | Trader e-mail. |" in md
-    assert "<script>" not in md
+    assert "| trader_email | text |   | **PII** (email) | Trader e-mail. |" in md
+    assert "\\<script>alert('x')\\</script> table & friends" in md  # CommonMark: a literal '<', no tag
+    assert re.search(r"(?<!\\)<script>", md) is None
     assert "Documentation gaps" in md
 
 

@@ -56,7 +56,7 @@ def render_analyst_views(tables: list[TableSpec]) -> str:
         # row_hash digests PII columns too: analysts get no handle on it.
         shown = [c for c in t.columns if c.name != "row_hash"]
         cols = ",\n    ".join(f"{mask_expression(c)} AS {c.name}" if c.pii else c.name for c in shown)
-        out.append(f"CREATE OR REPLACE VIEW analyst.{t.name} AS SELECT\n    {cols}\nFROM {t.qualified_name};\n")
+        out.append(f"CREATE OR REPLACE VIEW analyst.{t.name} AS SELECT\n    {cols}\nFROM {t.qualified_name};\n")  # noqa: S608
     return "\n".join(out)
 
 
@@ -70,7 +70,7 @@ def render_roles(tables: list[TableSpec]) -> str:
     lines = [HEADER, "-- Roles are cluster-wide and NOLOGIN: people and services log in as members of them.",
              "DO $$", "BEGIN"]
     for r in ROLES:
-        lines.append(f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}') THEN "
+        lines.append(f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}') THEN "  # noqa: S608
                      f"CREATE ROLE {r} NOLOGIN; END IF;")
     lines += ["END $$;", "",
               "-- loader: the platform's writer (assets, warehouse init)",
@@ -97,8 +97,8 @@ def render_roles(tables: list[TableSpec]) -> str:
         if t.schema != "core":
             continue
         plain = [c.name for c in t.columns if not c.pii]
-        lines.append(f"REVOKE SELECT ON {t.qualified_name} FROM qp_engineer, qp_auditor;")
-        lines.append(f"GRANT SELECT ({', '.join(plain)}) ON {t.qualified_name} TO qp_engineer, qp_auditor;")
+        lines.append(f"REVOKE SELECT ON {t.qualified_name} FROM qp_engineer, qp_auditor;")  # noqa: S608
+        lines.append(f"GRANT SELECT ({', '.join(plain)}) ON {t.qualified_name} TO qp_engineer, qp_auditor;")  # noqa: S608
     lines += ["", "-- analyst teams: each writes its own schema only"]
     for team, schema in TEAM_SCHEMAS.items():
         lines += [f"GRANT USAGE, CREATE ON SCHEMA {schema} TO qp_team_{team};",

@@ -186,6 +186,35 @@ class Warehouse:
             raise WarehouseError(f"appending to {table} failed: {_one_line(exc)}") from exc
         return len(frame)
 
+    def upsert_rows(self, spec: TableSpec, df: pd.DataFrame) -> int:
+        """Replace the rows whose primary key appears in `df` and insert the new ones, in one transaction."""
+        frame = _for_write(spec, df[spec.column_names])
+        table = vetted(spec.qualified_name)
+        cols = [vetted(c) for c in spec.column_names]
+        keys = [vetted(k) for k in spec.primary_key]
+        if not len(frame):
+            return 0
+        try:
+            with self._dbapi() as con:
+                if self.backend == "duckdb":
+                    con.register("qp_keys", frame[list(spec.primary_key)])
+                    match = " AND ".join(f"{table}.{k} = qp_keys.{k}" for k in keys)
+                    con.execute(f"DELETE FROM {table} USING qp_keys WHERE {match}")  # noqa: S608 - vetted
+                    con.unregister("qp_keys")
+                    self._insert_duckdb(con, table, cols, frame)
+                else:
+                    with con.cursor() as cur:
+                        cur.execute(f"CREATE TEMP TABLE qp_keys ON COMMIT DROP AS SELECT {', '.join(keys)} "  # noqa: S608
+                                    f"FROM {table} WITH NO DATA")
+                    self._copy_postgres(con, "qp_keys", keys, frame[list(spec.primary_key)])
+                    match = " AND ".join(f"{table}.{k} = qp_keys.{k}" for k in keys)
+                    with con.cursor() as cur:
+                        cur.execute(f"DELETE FROM {table} USING qp_keys WHERE {match}")  # noqa: S608 - vetted
+                    self._copy_postgres(con, table, cols, frame)
+        except Exception as exc:
+            raise WarehouseError(f"upserting into {table} failed: {_one_line(exc)}") from exc
+        return len(frame)
+
     def _delete_clause(self, spec: TableSpec, partition_values: Sequence[Any] | None, mark: str):
         if partition_values is None:
             return "", []
