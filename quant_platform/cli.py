@@ -193,6 +193,23 @@ def _stop_all(children: list[subprocess.Popen]) -> None:
             os.killpg(c.pid, signal.SIGKILL)
 
 
+# ---------------------------------------------------------------------------------------------- catalog
+def cmd_catalog_export(args) -> int:
+    from quant_platform.governance.dictionary import dictionary_problems, export_dictionary
+
+    paths = export_dictionary(Path(args.out), formats=args.format)
+    for p in paths:
+        print(f"wrote {p}")
+    if args.strict:
+        from quant_platform.governance.dictionary import build_dictionary
+
+        problems = dictionary_problems(build_dictionary())
+        if problems:
+            print("documentation gaps:\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 1
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- bench
 def cmd_bench_release(args) -> int:
     from quant_platform.bench.release import run_release_benchmark
@@ -252,6 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("start")
     bf.add_argument("end")
     bf.set_defaults(func=cmd_backfill)
+
+    cat = sub.add_parser("catalog", help="the data dictionary", description="Export the catalog.")
+    cats = cat.add_subparsers(dest="catalog_command", required=True, parser_class=_Parser)
+    exp = cats.add_parser("export", help="write the data dictionary (Markdown and HTML) from the Definitions",
+                          description="Generate data_dictionary.md / .html from the Dagster Definitions: every "
+                          "asset, description, owner, columns (type, unit, PII), freshness, checks, lineage.")
+    exp.add_argument("--out", default="data_dictionary", help="output folder (default: ./data_dictionary)")
+    exp.add_argument("--format", default="md,html", help="comma-separated: md, html")
+    exp.add_argument("--strict", action="store_true", help="exit 1 if any asset lacks documentation")
+    exp.set_defaults(func=cmd_catalog_export)
 
     bench = sub.add_parser("bench", help="benchmarks that print JSON", description="Benchmarks.")
     bs = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)

@@ -223,7 +223,7 @@ def _describe_time_partitions(pdef: dg.TimeWindowPartitionsDefinition) -> str:
     if re.fullmatch(r"\d+ \* \* \* \*", cron):
         return f"hourly (from {start:%Y-%m-%d %H:%M})"
     if re.fullmatch(r"\d+ \d+ \* \* \*", cron):
-        return f"daily{(' (at' + at + ',') if at else ' ('} from {start:%Y-%m-%d})"
+        return f"daily ({'at' + at + ', ' if at else ''}from {start:%Y-%m-%d})"
     if re.fullmatch(r"\d+ \d+ \* \* \d+", cron):
         day = _DAY_NAMES[int(fields[4]) % 7]
         return f"weekly ({day}s{at}, from {start:%Y-%m-%d})"
@@ -286,15 +286,16 @@ def _duration(delta: timedelta) -> str:
     return " ".join(parts)
 
 
-def _days(field_text: str) -> list[str] | None:
-    days: list[int] = []
+def _days(field_text: str) -> str | None:
+    """'3' -> 'Wednesday', '1-5' -> 'Monday to Friday', '1,3' -> 'Monday, Wednesday'."""
+    parts = []
     for part in field_text.split(","):
-        m = re.fullmatch(r"(\d)(?:-(\d))?", part)
+        m = re.fullmatch(r"([0-7])(?:-([0-7]))?", part)
         if not m:
             return None
-        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
-        days.extend(range(first, last + 1))
-    return [_DAY_NAMES[d % 7] for d in days]
+        first = _DAY_NAMES[int(m.group(1)) % 7]
+        parts.append(f"{first} to {_DAY_NAMES[int(m.group(2)) % 7]}" if m.group(2) else first)
+    return ", ".join(parts)
 
 
 def _describe_cron(cron: str) -> str | None:
@@ -316,7 +317,7 @@ def _describe_cron(cron: str) -> str | None:
         return f"every day at {at}"
     if dom == "*":
         days = _days(dow)
-        return f"every {', '.join(days)} at {at}" if days else None
+        return f"every {days} at {at}" if days else None
     if dom.isdigit() and dow == "*":
         return f"every month on day {int(dom)} at {at}"
     return None
