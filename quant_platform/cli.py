@@ -193,6 +193,24 @@ def _stop_all(children: list[subprocess.Popen]) -> None:
             os.killpg(c.pid, signal.SIGKILL)
 
 
+# ---------------------------------------------------------------------------------------------- sources
+def cmd_sources_seed(args) -> int:
+    from quant_platform.internal.sources import seed_sources
+
+    counts = seed_sources(clients=args.clients, employees=args.employees, suppliers=args.suppliers, seed=args.seed)
+    print("seeded operational databases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_sources_churn(args) -> int:
+    from quant_platform.internal.sources import churn_sources
+
+    changed = churn_sources(updates=args.updates, deletes=args.deletes, inserts=args.inserts, seed=args.seed)
+    for what, per_table in changed.items():
+        print(f"{what}: " + ", ".join(f"{t} {len(ids)}" for t, ids in per_table.items()))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- catalog
 def cmd_catalog_export(args) -> int:
     from quant_platform.governance.dictionary import dictionary_problems, export_dictionary
@@ -269,6 +287,25 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("start")
     bf.add_argument("end")
     bf.set_defaults(func=cmd_backfill)
+
+    src = sub.add_parser("sources", help="operational databases (CRM, HR, ERP) for demos and tests",
+                         description="Seed or change the operational databases at QP_CRM_URL, QP_HR_URL, QP_ERP_URL "
+                         "(SQLite files under QP_HOME/sources when unset).")
+    srcs = src.add_subparsers(dest="sources_command", required=True, parser_class=_Parser)
+    seed = srcs.add_parser("seed", help="(re)create and fill the operational tables",
+                           description="Drop, create and fill clients, employees and suppliers deterministically.")
+    seed.add_argument("--clients", type=int, default=3000)
+    seed.add_argument("--employees", type=int, default=800)
+    seed.add_argument("--suppliers", type=int, default=1200)
+    seed.add_argument("--seed", type=int, default=7)
+    seed.set_defaults(func=cmd_sources_seed)
+    churn = srcs.add_parser("churn", help="simulate time passing: updates, deletes, inserts",
+                            description="Update, delete and insert random rows now, keeping references valid.")
+    churn.add_argument("--updates", type=int, default=50)
+    churn.add_argument("--deletes", type=int, default=5)
+    churn.add_argument("--inserts", type=int, default=10)
+    churn.add_argument("--seed", type=int, default=11)
+    churn.set_defaults(func=cmd_sources_churn)
 
     cat = sub.add_parser("catalog", help="the data dictionary", description="Export the catalog.")
     cats = cat.add_subparsers(dest="catalog_command", required=True, parser_class=_Parser)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quant_platform.governance.audit import governance_audit_sensor_factory
+from quant_platform.internal.assets import INTERNAL_ASSETS, internal_extract_job, internal_extract_schedule
 from quant_platform.macro.cftc.assets import cftc_cot_disaggregated, cftc_cot_legacy
 from quant_platform.macro.cftc.sensors import cftc_cot_release_sensor, cot_jobs
 from quant_platform.macro.eia.assets import eia_series, eia_wpsr
@@ -28,12 +30,26 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
     description="Rebuilds the marts when a report partition they read from lands.",
 )
 
+ASSETS = [eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crude_balance_weekly, cot_positioning,
+          *INTERNAL_ASSETS]
+
+
+def _upstream_of(key: dg.AssetKey) -> str:
+    """Upstream assets of a derived table, for its load-audit row."""
+    for a in ASSETS:
+        if key in a.keys:
+            return ", ".join(sorted(d.to_user_string() for d in a.asset_deps.get(key, ())))
+    return ""
+
+
+governance_audit_sensor = governance_audit_sensor_factory(_upstream_of)
+
 defs = dg.Definitions(
-    assets=[eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crude_balance_weekly,
-            cot_positioning],
+    assets=ASSETS,
     asset_checks=RELEASE_CHECKS,
-    jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job],
-    sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor],
-    schedules=[release_watch_schedule],
+    jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job],
+    sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor,
+             governance_audit_sensor],
+    schedules=[release_watch_schedule, internal_extract_schedule],
     resources=platform_resources(),
 )

@@ -11,6 +11,13 @@ from pathlib import Path
 EMBEDDED_DAGSTER_YAML = """\
 # Written by quant-platform for the embedded default: SQLite storage in this folder.
 # Production: see dagster.yaml at the repository root (dagster-postgres storage).
+# One consolidated SQLite event log (not one file per run), so the governance audit sensor can read
+# every event in order by storage id.
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: {history_dir}
 telemetry:
   enabled: false
 concurrency:
@@ -34,5 +41,5 @@ def ensure_embedded_instance(dagster_home: Path) -> Path:
     dagster_home.mkdir(parents=True, exist_ok=True)
     cfg = dagster_home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text(EMBEDDED_DAGSTER_YAML)
+        cfg.write_text(EMBEDDED_DAGSTER_YAML.format(history_dir=dagster_home.resolve() / "history"))
     return cfg

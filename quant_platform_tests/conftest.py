@@ -82,8 +82,9 @@ def qp_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("QP_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     monkeypatch.setenv("QP_HTTP_TIMEOUT", "2")
-    (home / "dagster").mkdir()
-    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    from quant_platform.instance import ensure_embedded_instance
+
+    ensure_embedded_instance(home / "dagster")  # the same instance config `quant-platform up` writes
     return home
 
 

@@ -138,7 +138,13 @@ def governance_audit_sensor_factory(asset_graph_parents) -> dg.SensorDefinition:
         try:
             if not wh.table_exists("governance.load_audit"):
                 return dg.SkipReason("governance tables missing: run `quant-platform warehouse init`")
-            cursor, counts = mirror_events(context.instance, wh, after, asset_graph_parents)
+            try:
+                cursor, counts = mirror_events(context.instance, wh, after, asset_graph_parents)
+            except Exception as exc:
+                if "run-sharded" in str(exc):
+                    return dg.SkipReason("the instance's event log is run-sharded SQLite: use the platform's "
+                                         "instance config (ConsolidatedSqliteEventLogStorage) or PostgreSQL")
+                raise
         finally:
             wh.dispose()
         context.update_cursor(str(cursor))

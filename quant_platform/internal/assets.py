@@ -59,7 +59,7 @@ class ExtractConfig(dg.Config):
 
 
 def _fail(name: str, passed: bool, metadata: dict) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(check_name=name, passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+    return dg.AssetCheckResult(check_name=name, passed=bool(passed), severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata)
 
 
@@ -143,8 +143,9 @@ def build_dim_asset(source: SourceTable, spec: TableSpec, deps: list[dg.AssetKey
             pre_results = [_fail(n, o.passed, o.metadata) for n, o in pre.items()]
             if not all(o.passed for o in pre.values()):
                 yield from pre_results
-                bad = [n for n, o in pre.items() if not o.passed]
-                raise dg.Failure(description=f"{spec.qualified_name}: new versions fail {bad}; nothing written.")
+                bad = {n: o.metadata for n, o in pre.items() if not o.passed}
+                raise dg.Failure(description=f"{spec.qualified_name}: new versions fail {bad}; nothing written, "
+                                 "the previous versions stay.")
             written = wh.upsert_rows(spec, result.rows)
             post = [*scd2_integrity(wh, spec, source.key), referential_integrity(wh, spec)]
             current_n = int(wh.scalar(f"SELECT count(*) FROM {vetted(spec.qualified_name)} WHERE is_current"))  # noqa: S608

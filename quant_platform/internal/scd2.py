@@ -97,5 +97,5 @@ def merge(
                        is_deleted=True, loaded_at=loaded_at)
             out.append(row)
             deleted += 1
-    rows = pd.DataFrame(out, columns=spec.column_names)
+    rows = spec.typed(pd.DataFrame(out, columns=spec.column_names))
     return MergeResult(rows, new, closed, deleted, unchanged, stale)

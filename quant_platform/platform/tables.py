@@ -120,6 +120,29 @@ class TableSpec:
             "primary_key": ", ".join(self.primary_key),
         }
 
+    def typed(self, df):
+        """`df` with each column converted to the dtype of its logical type (nullable where needed)."""
+        import pandas as pd
+
+        out = df.copy()
+        for c in self.columns:
+            if c.name not in out.columns:
+                continue
+            s = out[c.name]
+            if c.type == "date":
+                out[c.name] = pd.to_datetime(s)
+            elif c.type == "timestamptz":
+                out[c.name] = pd.to_datetime(s, utc=True)
+            elif c.type in ("int", "bigint"):
+                out[c.name] = pd.array(pd.to_numeric(s), dtype="Int64")
+            elif c.type == "double":
+                out[c.name] = pd.to_numeric(s).astype("float64")
+            elif c.type == "bool":
+                out[c.name] = s.astype("boolean")
+            else:
+                out[c.name] = s.astype("object").where(s.notna(), None)
+        return out
+
     def ddl(self) -> str:
         lines = []
         for c in self.columns:

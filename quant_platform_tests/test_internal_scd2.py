@@ -1,0 +1,120 @@
+"""Internal lane end to end on both warehouse backends: seeded operational databases, a full load, then an
+update and a delete in the source produce a new SCD2 version and a closed one; re-running the same
+partition changes nothing; every load and check lands in the governance audit tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from quant_platform_tests.release_helpers import check_results, evaluate_sensor
+
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+T1 = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+DIMS = ("core__dim_employee", "core__dim_client", "core__dim_supplier")
+
+
+def _run(instance, partition: str, full_reload: bool = False):
+    from quant_platform.definitions import defs
+
+    config = {"ops": {op: {"config": {"full_reload": full_reload}} for op in DIMS}}
+    return defs.resolve_job_def("internal_extract_job").execute_in_process(
+        instance=instance, partition_key=partition, run_config=config, raise_on_error=False)
+
+
+def _dim(warehouse, name: str) -> pd.DataFrame:
+    from quant_platform.internal.tables import INTERNAL_TABLES
+
+    spec = next(t for t in INTERNAL_TABLES if t.name == name)
+    return warehouse.read_table(spec)
+
+
+def test_update_and_delete_become_scd2_versions_and_reruns_change_nothing(qp_home, warehouse, instance):
+    from quant_platform.internal.sources import churn_sources, seed_sources
+
+    seed_sources(clients=300, employees=80, suppliers=120, seed=3, now=T0)
+    first = _run(instance, "2026-11-02", full_reload=True)
+    assert first.success
+    assert all(check_results(first).values()), check_results(first)
+    emp = _dim(warehouse, "dim_employee")
+    assert len(emp) == 80 and emp["is_current"].all() and (emp["version"] == 1).all()
+    assert len(_dim(warehouse, "dim_client")) == 300
+
+    changed = churn_sources(updates=12, deletes=4, seed=5, now=T1)
+    second = _run(instance, "2026-11-03")
+    assert second.success
+    assert all(check_results(second).values()), check_results(second)
+
+    for table, dim in (("employees", "dim_employee"), ("clients", "dim_client"), ("suppliers", "dim_supplier")):
+        df = _dim(warehouse, dim)
+        key = df.columns[0]
+        for k in changed["updated"].get(table, []):
+            versions = df[df[key] == k].sort_values("version")
+            assert len(versions) == 2, (dim, k)
+            old, new = versions.iloc[0], versions.iloc[1]
+            assert not old["is_current"] and new["is_current"]
+            assert pd.Timestamp(old["valid_to"]) == pd.Timestamp(T1) == pd.Timestamp(new["valid_from"])
+            assert old["row_hash"] != new["row_hash"]
+        for k in changed["deleted"].get(table, []):
+            versions = df[df[key] == k]
+            assert len(versions) == 1
+            gone = versions.iloc[0]
+            assert not gone["is_current"] and gone["is_deleted"] and pd.notna(gone["valid_to"])
+    assert sum(len(v) for v in changed["updated"].values()) == 12
+    assert sum(len(v) for v in changed["deleted"].values()) == 4
+
+    before = {d: _dim(warehouse, d) for d in ("dim_employee", "dim_client", "dim_supplier")}
+    again = _run(instance, "2026-11-03")
+    assert again.success
+    for node in DIMS:
+        mat = again.asset_materializations_for_node(node)[0]
+        assert mat.metadata["dagster/row_count"].value == 0
+        assert mat.metadata["new_versions"].value == 0
+    for d, frame in before.items():
+        pd.testing.assert_frame_equal(_dim(warehouse, d), frame)
+
+    # The analyst view shows the same versions, masked.
+    view = warehouse.query_df("SELECT email, salary_usd FROM analyst.dim_employee")
+    assert len(view) == len(before["dim_employee"])
+    assert view["email"].str.startswith("***@").all() and view["salary_usd"].isna().all()
+
+    # Every load and every check outcome is in the governance tables, once.
+    from quant_platform.definitions import defs
+
+    reqs, cursor, skip = evaluate_sensor(defs, "governance_audit_sensor", instance, None)
+    audit = warehouse.query_df("SELECT * FROM governance.load_audit ORDER BY event_id")
+    assert len(audit) == 9  # three dimensions, three runs
+    assert set(audit["source_kind"]) == {"watermark"}
+    assert "full reload" in set(audit["source_ref"])
+    assert "2026-11-03T00:00:00+00:00..2026-11-04T00:00:00+00:00" in set(audit["source_ref"])
+    assert set(audit["partition_key"]) == {"2026-11-02", "2026-11-03"}
+    checks = warehouse.query_df("SELECT * FROM governance.check_results")
+    assert len(checks) == 9 * 7 and checks["passed"].all()
+    assert set(checks["check_name"]) >= {"scd2_no_overlapping_validity", "referential_integrity",
+                                         "row_count_reconciled_with_source"}
+    _, cursor2, _ = evaluate_sensor(defs, "governance_audit_sensor", instance, cursor)
+    assert int(warehouse.scalar("SELECT count(*) FROM governance.load_audit")) == 9
+    assert cursor2 == cursor
+
+
+def test_dangling_reference_fails_referential_integrity(qp_home, warehouse, instance):
+    from quant_platform.internal.sources import seed_sources, source_engine
+    from quant_platform.internal.tables import CRM_CLIENTS
+
+    seed_sources(clients=50, employees=20, suppliers=20, seed=4, now=T0)
+    import sqlalchemy as sa
+
+    with source_engine(CRM_CLIENTS).begin() as c:
+        c.execute(sa.text("UPDATE clients SET account_manager_id = 999999 WHERE client_id = "
+                          "(SELECT min(client_id) FROM clients)"))
+    result = _run(instance, "2026-11-02", full_reload=True)
+    assert not result.success
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    client_ri = evaluations[("core/dim_client", "referential_integrity")]
+    assert client_ri.passed is False
+    assert "999999" in client_ri.metadata["dangling"].value
+    assert evaluations[("core/dim_employee", "referential_integrity")].passed is True
+    assert result.get_step_success_events() and "core__dim_client" not in {
+        e.step_key for e in result.get_step_success_events()}
