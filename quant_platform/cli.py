@@ -139,6 +139,12 @@ def cmd_up(args) -> int:
             env.setdefault("QP_EIA_SERIES", "WCESTUS1")
             os.environ.update({k: env[k] for k in ("QP_EIA_BASE_URL", "QP_CFTC_BASE_URL", "QP_EIA_SERIES")})
             _wait_http(base + "/_sim/state", 20)
+        if not any(os.environ.get(v) for v in ("QP_CRM_URL", "QP_HR_URL", "QP_ERP_URL")) and not (
+                settings.home / "sources" / "hr.db").exists():
+            from quant_platform.internal.sources import seed_sources
+
+            counts = seed_sources()
+            print("seeded demo operational databases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         wh = Warehouse(env.get("QP_WAREHOUSE_URL") or settings.warehouse_url)
         wh.apply_sql_dir(sql_dir())
         wh.dispose()

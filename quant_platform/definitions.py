@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from quant_platform.governance.audit import governance_audit_sensor_factory
-from quant_platform.internal.assets import INTERNAL_ASSETS, internal_extract_job, internal_extract_schedule
+from quant_platform.internal.assets import INTERNAL_ASSETS, internal_extract_job, internal_extract_sensor
 from quant_platform.macro.cftc.assets import cftc_cot_disaggregated, cftc_cot_legacy
 from quant_platform.macro.cftc.sensors import cftc_cot_release_sensor, cot_jobs
 from quant_platform.macro.eia.assets import eia_series, eia_wpsr
@@ -49,7 +49,7 @@ defs = dg.Definitions(
     asset_checks=RELEASE_CHECKS,
     jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job],
     sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor,
-             governance_audit_sensor],
-    schedules=[release_watch_schedule, internal_extract_schedule],
+             governance_audit_sensor, internal_extract_sensor],
+    schedules=[release_watch_schedule],
     resources=platform_resources(),
 )

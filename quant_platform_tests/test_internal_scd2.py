@@ -118,3 +118,26 @@ def test_dangling_reference_fails_referential_integrity(qp_home, warehouse, inst
     assert evaluations[("core/dim_employee", "referential_integrity")].passed is True
     assert result.get_step_success_events() and "core__dim_client" not in {
         e.step_key for e in result.get_step_success_events()}
+
+
+def test_extract_sensor_does_a_full_first_load_then_increments(qp_home, warehouse, instance):
+    from quant_platform.definitions import defs
+    from quant_platform.internal.sources import seed_sources
+
+    seed_sources(clients=40, employees=20, suppliers=20, seed=9)
+    reqs, cursor, _ = evaluate_sensor(defs, "internal_extract_sensor", instance, None)
+    assert len(reqs) == 1
+    ops = reqs[0].run_config["ops"]
+    assert all(op["config"]["full_reload"] for op in ops.values())
+    results = []
+    for req in reqs:
+        job = defs.resolve_job_def(req.job_name or "internal_extract_job")
+        results.append(job.execute_in_process(instance=instance, partition_key=req.partition_key,
+                                              run_config=req.run_config, tags=dict(req.tags)))
+    assert all(r.success for r in results)
+    assert int(warehouse.scalar("SELECT count(*) FROM core.dim_employee WHERE is_current")) == 20
+    reqs, _, _ = evaluate_sensor(defs, "internal_extract_sensor", instance, cursor)
+    assert not any(op["config"]["full_reload"] for op in reqs[-1].run_config["ops"].values())
+    # After midnight the previous day is extracted once more, then today.
+    reqs, _, _ = evaluate_sensor(defs, "internal_extract_sensor", instance, "2026-01-01")
+    assert [r.partition_key for r in reqs][0] == "2026-01-01" and reqs[0].run_key == "internal:2026-01-01:final"

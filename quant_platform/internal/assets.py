@@ -4,6 +4,7 @@ databases, deletions detected by a key scan, history kept as SCD type 2, checked
 Never expose PII beyond core: analysts read the masked views in schema analyst.
 """
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -179,8 +180,30 @@ internal_extract_job = dg.define_asset_job(
     description="Extract today's changes from CRM, HR and ERP into the SCD2 dimensions.")
 
 
-@dg.schedule(job=internal_extract_job, cron_schedule="*/15 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Every 15 minutes: extract the day's source changes (watermark) into the dimensions.")
-def internal_extract_schedule(context: dg.ScheduleEvaluationContext):
-    day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
-    return dg.RunRequest(partition_key=day, run_key=None, tags={"qp/triggered_by": "schedule:internal_extract"})
+EXTRACT_INTERVAL_S = int(os.environ.get("QP_INTERNAL_EXTRACT_INTERVAL", "300"))
+
+
+def _extract_config(full_reload: bool) -> dict:
+    return {"ops": {a.node_def.name: {"config": {"full_reload": full_reload}} for a in INTERNAL_ASSETS}}
+
+
+@dg.sensor(job=internal_extract_job, minimum_interval_seconds=EXTRACT_INTERVAL_S,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Every few minutes (QP_INTERNAL_EXTRACT_INTERVAL, default 300 s): extract today's source "
+           "changes into the SCD2 dimensions; the first load is a full reload, and the previous day is extracted "
+           "once more after midnight so no late change of the day is missed.")
+def internal_extract_sensor(context: dg.SensorEvaluationContext):
+    now = datetime.now(UTC)
+    today = now.date().isoformat()
+    slot = int(now.timestamp()) // max(EXTRACT_INTERVAL_S, 1)
+    first_load = context.instance.get_latest_materialization_event(DIM_EMPLOYEE.asset_key) is None
+    requests = []
+    last_day = context.cursor
+    if last_day and last_day < today:
+        requests.append(dg.RunRequest(partition_key=last_day, run_key=f"internal:{last_day}:final",
+                                      run_config=_extract_config(False),
+                                      tags={"qp/triggered_by": "sensor:internal_extract_sensor"}))
+    requests.append(dg.RunRequest(partition_key=today, run_key=f"internal:{today}:{slot}",
+                                  run_config=_extract_config(first_load),
+                                  tags={"qp/triggered_by": "sensor:internal_extract_sensor"}))
+    return dg.SensorResult(run_requests=requests, cursor=today)
