@@ -96,10 +96,12 @@ def test_production_instance_materializes_and_reads_run_back(pg_dagster_home, fr
 def test_embedded_instance_is_sqlite_with_telemetry_off(tmp_path):
     home = tmp_path / "embedded"
     cfg = ensure_embedded_instance(home)
-    assert cfg == home / "dagster.yaml" and cfg.read_text() == EMBEDDED_DAGSTER_YAML
+    expected = EMBEDDED_DAGSTER_YAML.format(history_dir=home.resolve() / "history")
+    assert cfg == home / "dagster.yaml" and cfg.read_text() == expected
     with dg.DagsterInstance.from_config(str(home)) as inst:
         assert "Sqlite" in type(inst.run_storage).__name__
-        assert "Sqlite" in type(inst.event_log_storage).__name__
+        # One consolidated event log, which the governance audit sensor reads in storage-id order.
+        assert type(inst.event_log_storage).__name__ == "ConsolidatedSqliteEventLogStorage"
         assert inst.telemetry_enabled is False
         assert inst.get_concurrency_config().pool_config.default_pool_limit == 1
         result = dg.materialize([trivial_number], instance=inst)
@@ -109,7 +111,7 @@ def test_embedded_instance_is_sqlite_with_telemetry_off(tmp_path):
 
 
 def test_embedded_instance_file_is_valid_yaml_without_secrets():
-    cfg = yaml.safe_load(EMBEDDED_DAGSTER_YAML)
+    cfg = yaml.safe_load(EMBEDDED_DAGSTER_YAML.format(history_dir="/x/history"))
     assert cfg["telemetry"]["enabled"] is False
     assert "storage" not in cfg  # default storage: SQLite in DAGSTER_HOME
     assert "password" not in EMBEDDED_DAGSTER_YAML.lower()
