@@ -1,0 +1,113 @@
+"""The public surface of the tick pipeline (ARCHITECTURE.md): stream and subject names, the raw batch
+format connectors publish, and the canonical tick schema every destination receives.
+
+Never change a name or a column here without saying so in the README: other teams' tools rely on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+STREAM_RAW = "TICKS_RAW"
+STREAM_NORM = "TICKS"
+STREAM_DLQ = "TICKS_DLQ"
+
+
+def raw_subject(source: str) -> str:
+    """Connectors publish each batch of vendor frames to ticks.raw.<source>.batch."""
+    return f"ticks.raw.{source}.batch"
+
+
+def norm_subject(source: str, instrument_id: str) -> str:
+    """Normalised ticks: ticks.norm.<source>.<instrument token>, e.g. ticks.norm.binance.CRYPTO_BTC-USDT."""
+    return f"ticks.norm.{source}.{instrument_token(instrument_id)}"
+
+
+def dlq_subject(source: str) -> str:
+    return f"ticks.dlq.{source}"
+
+
+def instrument_token(instrument_id: str) -> str:
+    """A subject-safe token for an instrument id (':' and '.' are not allowed in one subject token)."""
+    return instrument_id.replace(":", "_").replace(".", "_").replace(" ", "_").replace("*", "_").replace(">", "_")
+
+
+# ------------------------------------------------------------------------------------------- raw batches
+# A raw message carries one or more vendor frames, verbatim, each with the instant the connector received
+# it: lines of `<received_at_ns> <frame>` separated by "\n". Frames are single-line JSON as vendors send
+# them. Bundling frames is what makes fsync-before-ack affordable (NATS_NOTES.md).
+RAW_FORMAT = "qp.rawbatch.v1"
+HDR_FORMAT = "Qp-Format"
+HDR_SOURCE = "Qp-Source"
+HDR_FRAMES = "Qp-Frames"
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    received_at_ns: int
+    payload: bytes
+
+
+def encode_batch(frames: Iterable[RawFrame]) -> bytes:
+    out = bytearray()
+    for f in frames:
+        if b"\n" in f.payload:
+            raise ValueError("a vendor frame must be a single line")
+        if out:
+            out += b"\n"
+        out += str(f.received_at_ns).encode() + b" " + f.payload
+    return bytes(out)
+
+
+def decode_batch(data: bytes) -> Iterator[RawFrame | tuple[int, bytes, str]]:
+    """Frames of a raw batch. A line that is not `<int> <payload>` is yielded as (line_no, line, reason)."""
+    for n, line in enumerate(data.split(b"\n")):
+        if not line:
+            continue
+        head, sep, payload = line.partition(b" ")
+        if not sep or not head.isdigit() or not payload:
+            yield (n, line, "raw line is not '<received_at_ns> <frame>'")
+            continue
+        yield RawFrame(int(head), payload)
+
+
+def batch_msg_id(source: str, connection_id: str, batch_no: int) -> str:
+    """Deterministic Nats-Msg-Id: the same batch resent after a timeout is deduplicated by JetStream."""
+    return f"{source}:{connection_id}:{batch_no}"
+
+
+def event_id(source: str, *parts: object) -> str:
+    """Deterministic tick id for dedup at compaction: the same vendor event always gets the same id."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(source.encode())
+    for p in parts:
+        h.update(b"\x1f")
+        h.update(str(p).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- canonical tick
+TICK_SCHEMA = pa.schema([
+    pa.field("ts", pa.timestamp("ns", tz="UTC"), nullable=False),  # exchange event time
+    pa.field("received_at", pa.timestamp("ns", tz="UTC"), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("instrument_id", pa.string(), nullable=False),
+    pa.field("venue_symbol", pa.string(), nullable=False),
+    pa.field("exchange", pa.string()),
+    pa.field("event", pa.string(), nullable=False),  # trade | quote
+    pa.field("price", pa.float64()),
+    pa.field("size", pa.float64()),
+    pa.field("bid", pa.float64()),
+    pa.field("bid_size", pa.float64()),
+    pa.field("ask", pa.float64()),
+    pa.field("ask_size", pa.float64()),
+    pa.field("vendor_seq", pa.int64()),
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("stream_seq", pa.int64(), nullable=False),  # JetStream sequence of the raw message
+])
+TICK_COLUMNS = [f.name for f in TICK_SCHEMA]
+EVENTS = ("trade", "quote")
