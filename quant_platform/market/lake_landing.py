@@ -1,0 +1,105 @@
+"""Landing micro-batches of canonical ticks as Parquet in the lake, atomically, and the OLAP views over them.
+
+Never let a reader see half a file: write a temp name, fsync, rename; acknowledge only after the rename.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from quant_platform.market.contracts import TICK_SCHEMA
+
+LANDING = "ticks/landing"
+# An empty file with the tick schema, so the OLAP glob always matches (DuckDB refuses an empty glob).
+SCHEMA_ANCHOR = f"{LANDING}/date=1970-01-01/source=_schema/0-0.parquet"
+
+
+def landing_path(lake_root: Path, day: str, source: str, first_seq: int, last_seq: int) -> Path:
+    return lake_root / LANDING / f"date={day}" / f"source={source}" / f"{first_seq}-{last_seq}.parquet"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_parquet_atomic(table: pa.Table, final: Path) -> int:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, tmp, compression="zstd", compression_level=3, use_dictionary=True)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    return final.stat().st_size
+
+
+def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int) -> list[tuple[Path, int]]:
+    """Write one micro-batch: one file per (UTC day, source); the name carries the TICKS sequence range, so a
+    redelivered batch with the same range rewrites the same file instead of adding a copy."""
+    if table.num_rows == 0:
+        return []
+    table = table.cast(TICK_SCHEMA)
+    days = pc.strftime(table["ts"], format="%Y-%m-%d")
+    written = []
+    keys = pa.table({"day": days, "source": table["source"]}).group_by(["day", "source"]).aggregate([])
+    for day, source in zip(keys["day"].to_pylist(), keys["source"].to_pylist(), strict=True):
+        mask = pc.and_(pc.equal(days, day), pc.equal(table["source"], source))
+        part = table.filter(mask)
+        path = landing_path(lake_root, day, source, first_seq, last_seq)
+        written.append((path, write_parquet_atomic(part, path)))
+    return written
+
+
+def ensure_schema_anchor(lake_root: Path) -> None:
+    anchor = lake_root / SCHEMA_ANCHOR
+    if not anchor.exists():
+        write_parquet_atomic(TICK_SCHEMA.empty_table(), anchor)
+
+
+def ensure_olap_views(olap_path: Path, lake_root: Path, retention_days: int) -> list[str]:
+    """DuckDB views over the landed ticks of the last `retention_days` days, evaluated at query time, so
+    analysts see new files as soon as they are renamed into place."""
+    import duckdb
+
+    ensure_schema_anchor(lake_root)
+    glob = str(lake_root / LANDING / "date=*" / "source=*" / "*.parquet")
+    since = (datetime.now(UTC).date() - timedelta(days=retention_days)).isoformat()
+    olap_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(olap_path))
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS market")
+        # The retention bound is a literal date, refreshed at every ingest start (DuckDB views take no params).
+        con.execute(
+            "CREATE OR REPLACE VIEW market.ticks_recent AS SELECT * EXCLUDE (date, source), source "
+            f"FROM read_parquet('{_sql_str(glob)}', hive_partitioning = true, union_by_name = true) "
+            f"WHERE date >= DATE '{since}' AND source <> '_schema'"
+        )
+        con.execute("CREATE OR REPLACE VIEW market.trades_recent AS SELECT ts, received_at, source, instrument_id, "
+                    "exchange, price, size, event_id FROM market.ticks_recent WHERE event = 'trade'")
+        con.execute("CREATE OR REPLACE VIEW market.quotes_recent AS SELECT ts, received_at, source, instrument_id, "
+                    "exchange, bid, bid_size, ask, ask_size, event_id FROM market.ticks_recent WHERE event = 'quote'")
+        con.execute(
+            "CREATE OR REPLACE VIEW market.bars_1m_recent AS SELECT instrument_id, time_bucket(INTERVAL 1 MINUTE, ts) "
+            "AS minute, arg_min(price, ts) AS open, max(price) AS high, min(price) AS low, arg_max(price, ts) AS close,"
+            " sum(size) AS volume, sum(price * size) / nullif(sum(size), 0) AS vwap, count(*) AS trades "
+            "FROM market.trades_recent GROUP BY ALL")
+    finally:
+        con.close()
+    return ["market.ticks_recent", "market.trades_recent", "market.quotes_recent", "market.bars_1m_recent"]
+
+
+def _sql_str(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"refusing a path with a quote in it: {value!r}")
+    return value

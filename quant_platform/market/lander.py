@@ -1,0 +1,107 @@
+"""Lake lander: durable pull consumer on TICKS; micro-batches (by rows or time) land as Parquet with an
+atomic rename, then exactly those messages are acknowledged.
+
+Never ack a message before the file holding its ticks is renamed into place: a crash means redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA
+from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
+from quant_platform.market.normalizer import ipc_to_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LanderStats:
+    batches: int = 0
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    bad_messages: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class MicroBatch:
+    def __init__(self) -> None:
+        self.msgs: list = []
+        self.tables: list[pa.Table] = []
+        self.rows = 0
+        self.started = time.monotonic()
+
+    def add(self, msg, table: pa.Table) -> None:
+        if not self.msgs:
+            self.started = time.monotonic()
+        self.msgs.append(msg)
+        self.tables.append(table)
+        self.rows += table.num_rows
+
+    def due(self, max_rows: int, max_age_s: float) -> bool:
+        return bool(self.msgs) and (self.rows >= max_rows or time.monotonic() - self.started >= max_age_s)
+
+
+async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
+    seqs = [m.metadata.sequence.stream for m in batch.msgs]
+    table = pa.concat_tables(batch.tables) if batch.tables else TICK_SCHEMA.empty_table()
+    written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs))
+    for m in batch.msgs:
+        await m.ack()
+    stats.batches += 1
+    stats.files += len(written)
+    stats.rows += table.num_rows
+    stats.bytes += sum(size for _, size in written)
+    stats.batch_sizes.append(table.num_rows)
+    if len(stats.batch_sizes) > 1000:
+        del stats.batch_sizes[:500]
+
+
+async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows: int = 50_000,
+                     max_age_s: float = 0.5, fetch_batch: int = 512, stats: LanderStats | None = None) -> None:
+    import nats
+
+    from quant_platform.market.streams import ensure_streams
+
+    stats = stats or LanderStats()
+    ensure_schema_anchor(lake_root)
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-lander")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    sub = await js.pull_subscribe("ticks.norm.>", durable="lander", stream=STREAM_NORM)
+    batch = MicroBatch()
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(fetch_batch, timeout=min(0.2, max_age_s))
+            except (TimeoutError, asyncio.TimeoutError):
+                msgs = []
+            except Exception as exc:
+                log.warning("fetch failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                msgs = []
+            for m in msgs:
+                try:
+                    batch.add(m, ipc_to_table(m.data))
+                except Exception as exc:  # not Arrow IPC: terminate it so it does not loop forever
+                    stats.bad_messages += 1
+                    log.error("TICKS seq %s is not a tick batch (%s); terminated", m.metadata.sequence.stream, exc)
+                    await m.term()
+            if batch.due(max_rows, max_age_s):
+                await flush(batch, lake_root, stats)
+                batch = MicroBatch()
+        if batch.msgs:
+            await flush(batch, lake_root, stats)
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:  # noqa: S110
+            pass
+        await nc.close()
