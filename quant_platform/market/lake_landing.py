@@ -80,11 +80,10 @@ def ensure_olap_views(olap_path: Path, lake_root: Path, retention_days: int) -> 
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS market")
         # The retention bound is a literal date, refreshed at every ingest start (DuckDB views take no params).
-        con.execute(
-            "CREATE OR REPLACE VIEW market.ticks_recent AS SELECT * EXCLUDE (date, source), source "
-            f"FROM read_parquet('{_sql_str(glob)}', hive_partitioning = true, union_by_name = true) "
-            f"WHERE date >= DATE '{since}' AND source <> '_schema'"
-        )
+        view = ("CREATE OR REPLACE VIEW market.ticks_recent AS SELECT * EXCLUDE (date, source), source "  # noqa: S608
+                f"FROM read_parquet('{_sql_str(glob)}', hive_partitioning = true, union_by_name = true) "
+                f"WHERE date >= DATE '{since}' AND source <> '_schema'")
+        con.execute(view)
         con.execute("CREATE OR REPLACE VIEW market.trades_recent AS SELECT ts, received_at, source, instrument_id, "
                     "exchange, price, size, event_id FROM market.ticks_recent WHERE event = 'trade'")
         con.execute("CREATE OR REPLACE VIEW market.quotes_recent AS SELECT ts, received_at, source, instrument_id, "

@@ -81,7 +81,7 @@ async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(fetch_batch, timeout=min(0.2, max_age_s))
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 msgs = []
             except Exception as exc:
                 log.warning("fetch failed (%s); retrying", exc)

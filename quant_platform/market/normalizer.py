@@ -131,7 +131,7 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(fetch_batch, timeout=0.5)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 continue
             except Exception as exc:
                 log.warning("fetch failed (%s); retrying", exc)
