@@ -1,0 +1,279 @@
+"""Fan-out to other teams' destinations, declared in a config file: each destination has its own durable
+consumer, subject filter and position, so a slow or failing destination never slows the others.
+
+Never ack a message before the destination has it durably (row committed, file renamed, 2xx answer,
+publish acknowledged); a destination that is down is retried and catches up from its own position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import yaml
+
+from quant_platform.errors import ConfigError
+from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS
+from quant_platform.market.lake_landing import write_parquet_atomic
+from quant_platform.market.normalizer import ipc_to_table
+
+log = logging.getLogger(__name__)
+
+KINDS = ("postgres", "files", "webhook", "republish")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    kind: str
+    filter_subject: str = "ticks.norm.>"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def consumer(self) -> str:
+        return f"fanout_{self.name}"
+
+
+def load_destinations(path: Path | None = None) -> list[Destination]:
+    """Destinations from QP_FANOUT_FILE (or `path`); none configured means no fan-out."""
+    path = path or (Path(os.environ["QP_FANOUT_FILE"]) if os.environ.get("QP_FANOUT_FILE") else None)
+    if path is None:
+        return []
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"fan-out config {path}: {exc}") from exc
+    out = []
+    for i, d in enumerate(doc.get("destinations") or []):
+        name, kind = d.get("name"), d.get("kind")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"fan-out destination #{i + 1}: name must match {_NAME.pattern}, got {name!r}")
+        if kind not in KINDS:
+            raise ConfigError(f"fan-out destination {name}: kind must be one of {KINDS}, got {kind!r}")
+        subject = d.get("filter_subject", "ticks.norm.>")
+        if not str(subject).startswith("ticks.norm."):
+            raise ConfigError(f"fan-out destination {name}: filter_subject must be under ticks.norm.")
+        out.append(Destination(name, kind, subject, {k: v for k, v in d.items()
+                                                     if k not in ("name", "kind", "filter_subject")}))
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("fan-out destinations must have distinct names")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- sinks
+class Sink:
+    async def deliver(self, table: pa.Table, first_seq: int, last_seq: int) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class FilesSink(Sink):
+    """Parquet or CSV files in a folder, one per delivered batch, named by the TICKS sequence range."""
+
+    def __init__(self, dest: Destination):
+        self.root = Path(os.path.expandvars(dest.options.get("path", ""))).expanduser()
+        self.format = dest.options.get("format", "parquet")
+        if not str(self.root) or self.format not in ("parquet", "csv"):
+            raise ConfigError(f"fan-out {dest.name}: files needs a path and format parquet|csv")
+
+    async def deliver(self, table, first_seq, last_seq):
+        final = self.root / f"{first_seq}-{last_seq}.{self.format}"
+        if self.format == "parquet":
+            await asyncio.to_thread(write_parquet_atomic, table, final)
+        else:
+            await asyncio.to_thread(_write_csv_atomic, table, final)
+
+
+def _write_csv_atomic(table: pa.Table, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp"
+    pacsv.write_csv(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+class PostgresSink(Sink):
+    """Rows COPYed into a PostgreSQL table (created if missing); committed before the ack."""
+
+    def __init__(self, dest: Destination):
+        import sqlalchemy as sa
+
+        url = os.environ.get(dest.options.get("url_env", ""), dest.options.get("url", ""))
+        table = dest.options.get("table", "")
+        if not url or not re.match(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$", table):
+            raise ConfigError(f"fan-out {dest.name}: postgres needs url (or url_env) and schema.table")
+        self.table = table
+        self.engine = sa.create_engine(re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", url),
+                                       pool_pre_ping=True)
+        self._ready = False
+
+    def _ensure(self, con) -> None:
+        schema = self.table.split(".")[0]
+        with con.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (ts timestamptz NOT NULL, received_at timestamptz NOT NULL, "
+                "source text NOT NULL, instrument_id text NOT NULL, venue_symbol text, exchange text, event text, "
+                "price double precision, size double precision, bid double precision, bid_size double precision, "
+                "ask double precision, ask_size double precision, vendor_seq bigint, event_id text NOT NULL, "
+                "stream_seq bigint NOT NULL, PRIMARY KEY (event_id))")
+        self._ready = True
+
+    def _copy(self, table: pa.Table) -> None:
+        import io
+
+        raw = self.engine.raw_connection()
+        try:
+            if not self._ready:
+                self._ensure(raw)
+            buf = io.BytesIO()
+            pacsv.write_csv(table.select(TICK_COLUMNS), buf, pacsv.WriteOptions(include_header=False))
+            buf.seek(0)
+            with raw.cursor() as cur:
+                # Redelivery must not fail the batch: stage, then insert what is new.
+                cur.execute(f"CREATE TEMP TABLE qp_in (LIKE {self.table}) ON COMMIT DROP")
+                cur.copy_expert("COPY qp_in FROM STDIN WITH (FORMAT csv)", buf)
+                cur.execute(f"INSERT INTO {self.table} SELECT * FROM qp_in "  # noqa: S608 - validated name
+                            "ON CONFLICT (event_id) DO NOTHING")
+            raw.commit()
+        except Exception:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+    async def deliver(self, table, first_seq, last_seq):
+        await asyncio.to_thread(self._copy, table)
+
+    async def close(self):
+        self.engine.dispose()
+
+
+class WebhookSink(Sink):
+    """HTTP POST of JSON lines (one canonical tick per line); any 2xx is a delivery."""
+
+    def __init__(self, dest: Destination):
+        self.url = dest.options.get("url") or os.environ.get(dest.options.get("url_env", ""), "")
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"fan-out {dest.name}: webhook needs an http(s) url")
+        self.timeout = float(dest.options.get("timeout_s", 5))
+
+    def _post(self, body: bytes, first_seq: int, last_seq: int) -> None:
+        import requests
+
+        r = requests.post(self.url, data=body, timeout=self.timeout, headers={
+            "Content-Type": "application/x-ndjson", "Qp-First-Seq": str(first_seq), "Qp-Last-Seq": str(last_seq)})
+        if not 200 <= r.status_code < 300:
+            raise RuntimeError(f"webhook answered HTTP {r.status_code}")
+
+    async def deliver(self, table, first_seq, last_seq):
+        rows = table.to_pylist()
+        body = "\n".join(json.dumps(r, default=str) for r in rows).encode()
+        await asyncio.to_thread(self._post, body, first_seq, last_seq)
+
+
+class RepublishSink(Sink):
+    """Re-publish each batch (Arrow IPC, as on TICKS) to another subject, acknowledged by JetStream when a
+    stream captures that subject."""
+
+    def __init__(self, dest: Destination, js, nc):
+        self.subject = dest.options.get("subject", "")
+        if not self.subject or self.subject.startswith("ticks."):
+            raise ConfigError(f"fan-out {dest.name}: republish needs a subject outside ticks.>")
+        self.jetstream = bool(dest.options.get("jetstream", True))
+        self.js, self.nc = js, nc
+
+    async def deliver(self, table, first_seq, last_seq):
+        from quant_platform.market.normalizer import table_to_ipc
+
+        data = table_to_ipc(table)
+        if self.jetstream:
+            await self.js.publish(self.subject, data, timeout=10,
+                                  headers={"Nats-Msg-Id": f"{self.subject}:{first_seq}-{last_seq}"})
+        else:
+            await self.nc.publish(self.subject, data)
+            await self.nc.flush(timeout=10)
+
+
+def build_sink(dest: Destination, js=None, nc=None) -> Sink:
+    if dest.kind == "files":
+        return FilesSink(dest)
+    if dest.kind == "postgres":
+        return PostgresSink(dest)
+    if dest.kind == "webhook":
+        return WebhookSink(dest)
+    return RepublishSink(dest, js, nc)
+
+
+@dataclass
+class FanoutStats:
+    delivered_batches: int = 0
+    delivered_rows: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, fetch_batch: int = 256,
+                          max_backoff_s: float = 30.0, stats: FanoutStats | None = None) -> None:
+    """One destination's loop: fetch from its own consumer, deliver, ack; on failure keep the batch and
+    retry with jittered backoff (extending the ack deadline), so nothing is skipped and nothing blocks
+    other destinations."""
+    import nats
+
+    from quant_platform.market.streams import ensure_streams, fanout_consumer
+
+    stats = stats or FanoutStats()
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=f"qp-{dest.consumer}")
+    js = nc.jetstream()
+    await ensure_streams(js)
+    await fanout_consumer(js, dest.consumer, dest.filter_subject)
+    sub = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
+    sink = build_sink(dest, js, nc)
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(fetch_batch, timeout=0.5)
+            except TimeoutError:
+                continue
+            tables = [ipc_to_table(m.data) for m in msgs]
+            table = pa.concat_tables(tables)
+            seqs = [m.metadata.sequence.stream for m in msgs]
+            backoff = 0.2
+            while not stop.is_set():
+                try:
+                    await sink.deliver(table, min(seqs), max(seqs))
+                    break
+                except Exception as exc:
+                    stats.failures += 1
+                    stats.last_error = str(exc)[:200]
+                    log.warning("fan-out %s: delivery failed (%s); retrying in %.1fs", dest.name, exc, backoff)
+                    for m in msgs:  # keep the messages ours while we retry
+                        await m.in_progress()
+                    await asyncio.sleep(random.uniform(0, backoff))  # noqa: S311 - jitter, not crypto
+                    backoff = min(backoff * 2, max_backoff_s)
+            else:
+                return  # stopping: unacked messages are redelivered to the next run
+            for m in msgs:
+                await m.ack()
+            stats.delivered_batches += 1
+            stats.delivered_rows += table.num_rows
+    finally:
+        await sink.close()
+        try:
+            await sub.unsubscribe()
+        except Exception:  # noqa: S110
+            pass
+        await nc.close()
