@@ -1,0 +1,34 @@
+"""Prometheus metrics of the tick pipeline: every process serves /metrics on its own port.
+
+Never label a metric by instrument or event id: cardinality must stay bounded (source and role only).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+TICKS_IN = Counter("qp_ticks_in_total", "Vendor frames received or normalised input frames", ["source", "role"],
+                   registry=REGISTRY)
+TICKS_OUT = Counter("qp_ticks_out_total", "Canonical ticks produced or landed", ["source", "role"],
+                    registry=REGISTRY)
+DLQ = Counter("qp_dlq_total", "Frames sent to TICKS_DLQ", ["source"], registry=REGISTRY)
+PUBLISH_ACK_SECONDS = Histogram(
+    "qp_publish_ack_seconds", "Receipt to JetStream ack latency per frame", ["source"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+CONSUMER_LAG = Gauge("qp_consumer_lag", "num_pending + num_ack_pending of a consumer", ["consumer"],
+                     registry=REGISTRY)
+BATCH_ROWS = Histogram("qp_landed_batch_rows", "Rows per landed micro-batch", registry=REGISTRY,
+                       buckets=(10, 100, 1000, 5000, 10000, 50000, 100000, 500000))
+WORKERS = Gauge("qp_workers", "Worker processes running", ["role"], registry=REGISTRY)
+FANOUT_DELIVERED = Counter("qp_fanout_delivered_rows_total", "Rows delivered per destination", ["destination"],
+                           registry=REGISTRY)
+FANOUT_FAILURES = Counter("qp_fanout_failures_total", "Failed deliveries per destination", ["destination"],
+                          registry=REGISTRY)
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on 127.0.0.1:<port> (0 disables)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1", registry=REGISTRY)

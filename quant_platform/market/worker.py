@@ -1,0 +1,122 @@
+"""One pipeline process: a connector, a replay, the simulator, a normalizer, a lander or a fan-out
+destination, with its own /metrics; the supervisor starts, scales and restarts these.
+
+Never share state between workers except through JetStream: each one can be killed at any instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from quant_platform.market import metrics
+
+log = logging.getLogger("quant_platform.market.worker")
+
+
+async def _stats_to_metrics(role: str, stats, stop: asyncio.Event, source: str = "all") -> None:
+    """Mirror a worker's plain counters into Prometheus every second."""
+    last: dict[str, int] = {}
+    while not stop.is_set():
+        await asyncio.sleep(1)
+        for attr, counter in (("frames", metrics.TICKS_IN), ("ticks", metrics.TICKS_OUT), ("rows", metrics.TICKS_OUT),
+                              ("rejected", None)):
+            value = getattr(stats, attr, None)
+            if value is None:
+                continue
+            delta = value - last.get(attr, 0)
+            last[attr] = value
+            if delta > 0:
+                if counter is None:
+                    metrics.DLQ.labels(source=source).inc(delta)
+                else:
+                    counter.labels(source=source, role=role).inc(delta)
+
+
+async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) -> None:
+    if role == "normalizer":
+        from quant_platform.market.normalizer import NormalizerStats, run_normalizer
+
+        stats = NormalizerStats()
+        await asyncio.gather(run_normalizer(url, stop, stats=stats), _stats_to_metrics(role, stats, stop))
+    elif role == "lander":
+        from quant_platform.market.lander import LanderStats, run_lander
+
+        stats = LanderStats()
+        await asyncio.gather(run_lander(url, lake_root, stop, stats=stats), _stats_to_metrics(role, stats, stop))
+    elif role.startswith("fanout:"):
+        from quant_platform.market.fanout import load_destinations, run_destination
+
+        name = role.split(":", 1)[1]
+        dest = next((d for d in load_destinations() if d.name == name), None)
+        if dest is None:
+            raise SystemExit(f"no fan-out destination named {name!r} in QP_FANOUT_FILE")
+        await run_destination(url, dest, stop)
+    elif role.startswith("connector:"):
+        from quant_platform.market.connectors import build_connector
+        from quant_platform.market.instruments import InstrumentMaster
+        from quant_platform.market.publisher import RawPublisher
+
+        source = role.split(":", 1)[1]
+        import nats
+
+        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}")
+        connector = build_connector(source, InstrumentMaster.load().symbols_for(source))
+        try:
+            await connector.run(pub.add, stop)
+        finally:
+            await pub.close()
+            await nc.close()
+    elif role == "simulator":
+        import nats
+
+        from quant_platform.market.connectors.simulator import MarketSimulator
+        from quant_platform.market.publisher import RawPublisher
+
+        rate = float(os.environ.get("QP_SIM_RATE", "2000"))
+        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}")
+        try:
+            await MarketSimulator(rate=rate).run(pub.add, stop)
+        finally:
+            await pub.close()
+            await nc.close()
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="quant-platform-worker", description="One tick-pipeline worker process.")
+    p.add_argument("--role", required=True)
+    p.add_argument("--nats", required=True)
+    p.add_argument("--lake", required=True)
+    p.add_argument("--metrics-port", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.role} pid={os.getpid()} %(levelname)s %(message)s")
+    metrics.serve_metrics(args.metrics_port)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_role(args.role, args.nats, stop, Path(args.lake))
+
+    asyncio.run(_main())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
