@@ -217,6 +217,91 @@ def cmd_sources_churn(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- ingest
+def _nats_url_file() -> Path:
+    from quant_platform.platform.settings import load_settings
+
+    return load_settings().home / "nats" / "url"
+
+
+def _running_nats_url() -> str:
+    if os.environ.get("QP_NATS_URL"):
+        return os.environ["QP_NATS_URL"]
+    f = _nats_url_file()
+    if f.exists():
+        return f.read_text().strip()
+    raise ConfigError("no NATS server: start `quant-platform ingest run` (embedded NATS) or set QP_NATS_URL")
+
+
+def cmd_ingest_run(args) -> int:
+    import asyncio
+    import logging
+
+    from quant_platform.market.fanout import load_destinations
+    from quant_platform.market.lake_landing import ensure_olap_views
+    from quant_platform.market.nats_server import nats_url_or_embedded
+    from quant_platform.market.supervisor import ScalePolicy, Supervisor
+    from quant_platform.platform.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    lake_root = Path(settings.lake_url)
+    url, embedded = nats_url_or_embedded(settings.home)
+    if embedded:
+        _nats_url_file().write_text(url)
+    views = ensure_olap_views(settings.home / "olap.duckdb", lake_root, args.retention_days)
+    connectors = [f"connector:{s}" for s in args.sources.split(",") if s] + (["simulator"] if args.simulator else [])
+    sup = Supervisor(
+        nats_url=url, lake_root=lake_root, connectors=connectors,
+        fanouts=[d.name for d in load_destinations()],
+        normalizer_policy=ScalePolicy("normalizer", args.min_workers, args.max_workers, args.lag_per_worker),
+        metrics_base_port=args.metrics_port,
+    )
+    print(f"ingest running: NATS {url}{' (embedded)' if embedded else ''}; lake {lake_root}; OLAP "
+          f"{settings.home / 'olap.duckdb'} ({', '.join(views)}); Ctrl-C stops.", flush=True)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        await sup.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if embedded:
+            embedded.stop()
+            _nats_url_file().unlink(missing_ok=True)
+    return 0
+
+
+def cmd_ingest_replay(args) -> int:
+    import asyncio
+
+    from quant_platform.market.connectors.replay import read_capture
+    from quant_platform.market.publisher import publish_frames
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError(f"capture file {path} not found")
+    frames = read_capture(args.source, path)
+    result = asyncio.run(publish_frames(_running_nats_url(), args.source, frames, rate=args.rate))
+    print(json.dumps({"source": args.source, "file": str(path), "frames": len(frames), **result}, default=str))
+    return 0
+
+
+def cmd_ingest_status(args) -> int:
+    import asyncio
+
+    from quant_platform.market.status import print_status
+
+    asyncio.run(print_status(_running_nats_url(), watch=args.watch, interval_s=args.interval))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- catalog
 def cmd_catalog_export(args) -> int:
     from quant_platform.governance.dictionary import dictionary_problems, export_dictionary
@@ -312,6 +397,33 @@ def build_parser() -> argparse.ArgumentParser:
     churn.add_argument("--inserts", type=int, default=10)
     churn.add_argument("--seed", type=int, default=11)
     churn.set_defaults(func=cmd_sources_churn)
+
+    ing = sub.add_parser("ingest", help="the real-time tick pipeline", description="Tick ingestion on NATS "
+                         "JetStream: connectors, normalizers, lake lander, fan-out.")
+    ings = ing.add_subparsers(dest="ingest_command", required=True, parser_class=_Parser)
+    run = ings.add_parser("run", help="run the pipeline (embedded NATS unless QP_NATS_URL), autoscaled",
+                          description="Start NATS (embedded unless QP_NATS_URL), the streams, connectors, "
+                          "normalizers (scaled on lag), the lander and fan-out destinations. Ctrl-C stops.")
+    run.add_argument("--sources", default="", help="comma-separated live connectors, e.g. binance,polygon")
+    run.add_argument("--simulator", action="store_true", help="also run the market simulator")
+    run.add_argument("--min-workers", type=int, default=1)
+    run.add_argument("--max-workers", type=int, default=4)
+    run.add_argument("--lag-per-worker", type=int, default=20_000)
+    run.add_argument("--retention-days", type=int, default=int(os.environ.get("QP_OLAP_RETENTION_DAYS", "3")))
+    run.add_argument("--metrics-port", type=int, default=0, help="base port for /metrics (0: off)")
+    run.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    run.set_defaults(func=cmd_ingest_run)
+    rep = ings.add_parser("replay", help="publish a capture file as if live",
+                          description="Publish the vendor frames of a capture file into TICKS_RAW.")
+    rep.add_argument("--source", required=True, choices=["binance", "polygon", "alpaca"])
+    rep.add_argument("file")
+    rep.add_argument("--rate", type=float, default=None, help="frames per second (default: as fast as acked)")
+    rep.set_defaults(func=cmd_ingest_replay)
+    st = ings.add_parser("status", help="live table of stream rates and consumer lag",
+                         description="Stream messages and rates, consumer pending / ack floor / lag.")
+    st.add_argument("--watch", action="store_true")
+    st.add_argument("--interval", type=float, default=2.0)
+    st.set_defaults(func=cmd_ingest_status)
 
     cat = sub.add_parser("catalog", help="the data dictionary", description="Export the catalog.")
     cats = cat.add_subparsers(dest="catalog_command", required=True, parser_class=_Parser)
