@@ -1,0 +1,203 @@
+"""The instrument master: the firm's instrument ids and the one place that maps a source's venue symbol to them.
+
+Never normalise a symbol anywhere else, and never guess: a symbol not in the master resolves to None.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quant_platform.errors import ConfigError
+
+ENV_INSTRUMENTS_FILE = "QP_INSTRUMENTS_FILE"
+PACKAGED_INSTRUMENTS_FILE = Path(__file__).with_name("instruments.yaml")
+
+# A source name is used as a NATS subject token (contracts.raw_subject), so keep it plain.
+_SOURCE_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
+_INSTRUMENT_KEYS = {"instrument_id", "asset_class", "description", "tick_size", "venues"}
+_REQUIRED_KEYS = ("instrument_id", "asset_class", "venues")
+
+
+class InstrumentMasterError(ConfigError):
+    """The instrument master file is missing, malformed or contradicts itself."""
+
+    def __init__(self, path: Path | str | None, reason: str):
+        self.path = str(path) if path is not None else None
+        self.reason = reason
+        where = f"{path}: " if path is not None else ""
+        super().__init__(f"instrument master {where}{reason}")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    instrument_id: str
+    asset_class: str
+    description: str = ""
+    tick_size: float | None = None
+    # source -> venue symbols as written in the config (the first one is the primary).
+    venues: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+
+
+class InstrumentMaster:
+    """Resolves (source, venue symbol) to an instrument id; built once per process, read on the hot path."""
+
+    def __init__(self, instruments: list[Instrument], origin: Path | str | None = None,
+                 source_formats: Mapping[str, str] | None = None):
+        self.origin = origin
+        # source -> frame format (adapter) when they differ, e.g. a second Binance-format feed.
+        self._formats: dict[str, str] = dict(source_formats or {})
+        self._instruments: list[Instrument] = []
+        self._by_id: dict[str, Instrument] = {}
+        # source -> UPPER-CASED venue symbol -> instrument id
+        self._index: dict[str, dict[str, str]] = {}
+        for ins in instruments:
+            if ins.instrument_id in self._by_id:
+                raise InstrumentMasterError(origin, f"duplicate instrument_id {ins.instrument_id!r}")
+            self._by_id[ins.instrument_id] = ins
+            self._instruments.append(ins)
+            for source, symbols in ins.venues.items():
+                idx = self._index.setdefault(source, {})
+                for sym in symbols:
+                    key = sym.upper()
+                    other = idx.get(key)
+                    if other is not None and other != ins.instrument_id:
+                        raise InstrumentMasterError(
+                            origin, f"venue symbol {source}:{sym} is mapped to both {other} and {ins.instrument_id}")
+                    idx[key] = ins.instrument_id
+
+    # ------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> InstrumentMaster:
+        """Read the master from `path`, else $QP_INSTRUMENTS_FILE, else the packaged instruments.yaml."""
+        if path is None:
+            env = os.environ.get(ENV_INSTRUMENTS_FILE, "").strip()
+            path = Path(env) if env else PACKAGED_INSTRUMENTS_FILE
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InstrumentMasterError(path, f"cannot be read ({exc.__class__.__name__}: {exc})") from exc
+        return cls.from_yaml(text, origin=path)
+
+    @classmethod
+    def from_yaml(cls, text: str, origin: Path | str | None = None) -> InstrumentMaster:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InstrumentMasterError(origin, f"is not valid YAML: {exc}") from exc
+        return cls.from_dict(doc, origin=origin)
+
+    @classmethod
+    def from_dict(cls, doc: Any, origin: Path | str | None = None) -> InstrumentMaster:
+        if not isinstance(doc, dict) or "instruments" not in doc or not set(doc) <= {"instruments", "sources"}:
+            raise InstrumentMasterError(origin, "must be a mapping with key 'instruments' (and optionally 'sources')")
+        entries = doc["instruments"]
+        if not isinstance(entries, list) or not entries:
+            raise InstrumentMasterError(origin, "'instruments' must be a non-empty list")
+        formats = _parse_sources(doc.get("sources"), origin)
+        return cls([_parse_instrument(e, n, origin) for n, e in enumerate(entries)], origin=origin,
+                   source_formats=formats)
+
+    # ------------------------------------------------------------------------------------------- queries
+    def resolve(self, source: str, venue_symbol: str) -> str | None:
+        """The instrument id for a venue symbol (case-insensitive), or None when the master does not know it."""
+        idx = self._index.get(source)
+        if idx is None:
+            return None
+        # Venues mostly send the configured (upper) case, so try the symbol as sent before upper-casing it.
+        return idx.get(venue_symbol) or idx.get(venue_symbol.upper())
+
+    def instruments(self) -> list[Instrument]:
+        return list(self._instruments)
+
+    def get(self, instrument_id: str) -> Instrument | None:
+        return self._by_id.get(instrument_id)
+
+    def sources(self) -> list[str]:
+        return sorted(set(self._index) | set(self._formats))
+
+    def format_for(self, source: str) -> str:
+        """The frame format (adapter) a source speaks: its `sources.<source>.format`, else the source name."""
+        return self._formats.get(source, source)
+
+    def symbols_for(self, source: str) -> list[str]:
+        """The venue symbols to subscribe to on `source`, as written in the config, in config order."""
+        return [sym for ins in self._instruments for sym in ins.venues.get(source, ())]
+
+
+def _parse_sources(raw: Any, origin: Path | str | None) -> dict[str, str]:
+    """Optional `sources: {<source>: {format: <adapter format>}}`: a new feed in a known format is config only."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InstrumentMasterError(origin, "'sources' must be a mapping of source -> {format: <format>}")
+    formats: dict[str, str] = {}
+    for source, spec in raw.items():
+        if not isinstance(source, str) or not _SOURCE_RE.match(source):
+            raise InstrumentMasterError(origin, f"sources: source {source!r} must be lower-case letters, digits and '_'")
+        if not isinstance(spec, dict) or set(spec) != {"format"} or not isinstance(spec["format"], str) \
+                or not _SOURCE_RE.match(spec["format"]):
+            raise InstrumentMasterError(origin, f"sources.{source}: must be {{format: <format name>}}")
+        formats[source] = spec["format"]
+    return formats
+
+
+def _parse_instrument(entry: Any, n: int, origin: Path | str | None) -> Instrument:
+    def bad(reason: str) -> InstrumentMasterError:
+        ident = entry.get("instrument_id") if isinstance(entry, dict) else None
+        label = f"instruments[{n}]" + (f" ({ident})" if isinstance(ident, str) else "")
+        return InstrumentMasterError(origin, f"{label}: {reason}")
+
+    if not isinstance(entry, dict):
+        raise bad("must be a mapping")
+    unknown = set(entry) - _INSTRUMENT_KEYS
+    if unknown:
+        raise bad(f"unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(_INSTRUMENT_KEYS)}")
+    missing = [k for k in _REQUIRED_KEYS if k not in entry]
+    if missing:
+        raise bad(f"missing key(s) {missing}")
+
+    iid = entry["instrument_id"]
+    if not isinstance(iid, str) or not iid or iid != iid.strip() or any(c.isspace() for c in iid):
+        raise bad("instrument_id must be a non-empty string without whitespace")
+    asset_class = entry["asset_class"]
+    if not isinstance(asset_class, str) or not asset_class.strip():
+        raise bad("asset_class must be a non-empty string")
+    description = entry.get("description", "")
+    if description is None:
+        description = ""
+    if not isinstance(description, str):
+        raise bad("description must be a string")
+    tick_size = entry.get("tick_size")
+    if tick_size is not None:
+        if isinstance(tick_size, bool) or not isinstance(tick_size, int | float) \
+                or not math.isfinite(tick_size) or tick_size <= 0:
+            raise bad(f"tick_size must be a positive number, got {tick_size!r}")
+        tick_size = float(tick_size)
+
+    venues_raw = entry["venues"]
+    if not isinstance(venues_raw, dict) or not venues_raw:
+        raise bad("venues must be a non-empty mapping of source -> list of venue symbols")
+    venues: dict[str, tuple[str, ...]] = {}
+    for source, symbols in venues_raw.items():
+        if not isinstance(source, str) or not _SOURCE_RE.match(source):
+            raise bad(f"source {source!r} must be lower-case letters, digits and '_'")
+        if not isinstance(symbols, list) or not symbols:
+            raise bad(f"venues.{source} must be a non-empty list of venue symbols")
+        seen: list[str] = []
+        for sym in symbols:
+            if not isinstance(sym, str) or not sym.strip() or sym != sym.strip():
+                raise bad(f"venues.{source}: venue symbol {sym!r} must be a non-empty string without padding "
+                          "(quote symbols YAML reads as booleans or numbers, e.g. 'NO', '0700')")
+            if sym.upper() not in (s.upper() for s in seen):
+                seen.append(sym)
+        venues[source] = tuple(seen)
+    return Instrument(iid, asset_class.strip(), description, tick_size, venues)
