@@ -11,15 +11,15 @@ import time
 
 def render(state: dict, prev: dict | None, dt: float) -> str:
     lines = [f"{'stream':<10} {'messages':>12} {'last_seq':>12} {'msg/s':>10} {'bytes':>14}"]
-    for name, s in sorted(state.get("streams", {}).items()):
+    for name, s in sorted(state.items()):
         rate = ""
-        if prev and name in prev.get("streams", {}) and dt > 0:
-            rate = f"{(s.get('last_seq', 0) - prev['streams'][name].get('last_seq', 0)) / dt:,.0f}"
+        if prev and name in prev and dt > 0:
+            rate = f"{(s.get('last_seq', 0) - prev[name].get('last_seq', 0)) / dt:,.0f}"
         lines.append(f"{name:<10} {s.get('messages', 0):>12,} {s.get('last_seq', 0):>12,} {rate:>10} "
                      f"{s.get('bytes', 0):>14,}")
     lines.append("")
     lines.append(f"{'consumer':<24} {'stream':<10} {'pending':>10} {'ack_pending':>12} {'ack_floor':>12} {'lag':>10}")
-    for sname, s in sorted(state.get("streams", {}).items()):
+    for sname, s in sorted(state.items()):
         for cname, c in sorted(s.get("consumers", {}).items()):
             lag = int(c.get("num_pending", 0)) + int(c.get("num_ack_pending", 0))
             lines.append(f"{cname:<24} {sname:<10} {c.get('num_pending', 0):>10,} {c.get('num_ack_pending', 0):>12,} "

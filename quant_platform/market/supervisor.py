@@ -125,9 +125,9 @@ class Supervisor:
 
         state = await stream_state(js)
         lags = {}
-        for stream in state.get("streams", {}).values():
+        for stream in state.values():
             for name, c in stream.get("consumers", {}).items():
-                lags[name] = int(c.get("num_pending", 0)) + int(c.get("num_ack_pending", 0))
+                lags[name] = int(c.get("lag", 0))
         for name, lag in lags.items():
             metrics.CONSUMER_LAG.labels(consumer=name).set(lag)
         return lags

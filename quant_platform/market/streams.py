@@ -1,0 +1,284 @@
+"""The JetStream streams and durable consumers of the tick pipeline, declared in code and applied idempotently.
+
+Never delete or purge a stream or consumer here, and never relax ack semantics: changes are create-or-update.
+
+Durability: file storage everywhere; one replica locally (the embedded server fsyncs before it acks, see
+nats_server.py), QP_STREAM_REPLICAS=3 on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from nats.js import api
+from nats.js.errors import APIError, NotFoundError
+
+from quant_platform.errors import ConfigError, QuantPlatformError
+from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+MAX_MSG_SIZE = 8 * 1024 * 1024
+DUPLICATE_WINDOW_S = 120.0
+
+# JetStream API error codes we act on.
+ERR_STREAM_NAME_IN_USE = 10058  # "stream name already in use with a different configuration"
+ERR_STREAM_NOT_FOUND = 10059
+ERR_CONSUMER_NOT_FOUND = 10014
+
+
+class StreamConfigError(QuantPlatformError):
+    """The server refused a stream or consumer declaration (e.g. replicas > 1 on a single node, an
+    immutable field changed); carries the server's description."""
+
+    def __init__(self, what: str, description: str, err_code: int | None = None):
+        self.what = what
+        self.description = description
+        self.err_code = err_code
+        super().__init__(f"{what}: {description}" + (f" (err_code {err_code})" if err_code else ""))
+
+
+# ------------------------------------------------------------------------------------------- settings
+def _positive_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+def stream_replicas() -> int:
+    """QP_STREAM_REPLICAS: 1 (default, single node) or 3 (cluster; odd numbers up to 5)."""
+    value = _positive_env("QP_STREAM_REPLICAS", 1)
+    if value != int(value) or int(value) not in (1, 2, 3, 4, 5):
+        raise ConfigError(f"QP_STREAM_REPLICAS must be an integer from 1 to 5, got {value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------------------------------- declarations
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float
+    duplicate_window_s: float = DUPLICATE_WINDOW_S
+    replicas: int = 1
+    storage: str = "file"
+    discard: str = "old"
+    max_msg_size: int = MAX_MSG_SIZE
+    description: str = ""
+
+    def to_config(self, replicas: int | None = None) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.name,
+            description=self.description or None,
+            subjects=list(self.subjects),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType(self.storage),
+            discard=api.DiscardPolicy(self.discard),
+            max_age=self.max_age_s,
+            duplicate_window=self.duplicate_window_s,
+            num_replicas=replicas or self.replicas,
+            max_msg_size=self.max_msg_size,
+        )
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer with explicit acks (never AckAll: several workers share a consumer)."""
+
+    durable: str
+    stream: str
+    filter_subject: str | None = None
+    ack_wait_s: float = 30.0
+    max_ack_pending: int = 20_000  # the default 1000 starves several workers with micro-batches
+    max_deliver: int = -1  # redeliver until acked: poison messages go to the DLQ by the worker, not dropped
+    deliver_policy: str = "all"
+    description: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def to_config(self) -> api.ConsumerConfig:
+        cfg = api.ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            description=self.description or None,
+            deliver_policy=api.DeliverPolicy(self.deliver_policy),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+            filter_subject=self.filter_subject,
+            replay_policy=api.ReplayPolicy.INSTANT,
+        )
+        return cfg.evolve(**self.extra) if self.extra else cfg
+
+
+def stream_specs(replicas: int | None = None) -> tuple[StreamSpec, ...]:
+    """The three streams, with the environment read now (QP_TICKS_RAW_MAX_AGE_HOURS default 7 days,
+    QP_TICKS_MAX_AGE_HOURS default 3 days, QP_TICKS_DLQ_MAX_AGE_HOURS default 30 days, QP_STREAM_REPLICAS)."""
+    r = replicas or stream_replicas()
+    return (
+        StreamSpec(
+            STREAM_RAW, ("ticks.raw.>",),
+            max_age_s=_positive_env("QP_TICKS_RAW_MAX_AGE_HOURS", 7 * 24) * HOUR, replicas=r,
+            description="vendor frames verbatim, batched by connectors (ticks.raw.<source>.batch)",
+        ),
+        StreamSpec(
+            STREAM_NORM, ("ticks.norm.>",),
+            max_age_s=_positive_env("QP_TICKS_MAX_AGE_HOURS", 3 * 24) * HOUR, replicas=r,
+            description="canonical ticks (Arrow IPC), ticks.norm.<source>.<instrument>",
+        ),
+        StreamSpec(
+            STREAM_DLQ, ("ticks.dlq.>",),
+            max_age_s=_positive_env("QP_TICKS_DLQ_MAX_AGE_HOURS", 30 * 24) * HOUR, replicas=r,
+            description="rejected raw frames with the reason, ticks.dlq.<source>",
+        ),
+    )
+
+
+# Declared at import with the environment of that moment; ensure_streams() re-reads the environment.
+STREAMS: tuple[StreamSpec, ...] = stream_specs(replicas=1)
+
+NORMALIZER = ConsumerSpec("normalizer", STREAM_RAW, filter_subject="ticks.raw.>",
+                          description="normalizer workers: TICKS_RAW -> TICKS / TICKS_DLQ")
+LANDER = ConsumerSpec("lander", STREAM_NORM, filter_subject="ticks.norm.>",
+                      description="lake lander: TICKS -> lake/ticks/landing Parquet")
+CONSUMERS: tuple[ConsumerSpec, ...] = (NORMALIZER, LANDER)
+
+
+def fanout_consumer_spec(name: str, filter_subject: str, stream: str = STREAM_NORM) -> ConsumerSpec:
+    """One durable consumer per destination (durable pull, explicit ack, deliver_policy all)."""
+    return ConsumerSpec(name, stream, filter_subject=filter_subject, deliver_policy="all",
+                        description=f"fan-out destination {name}")
+
+
+async def fanout_consumer(js, name: str, filter_subject: str, stream: str = STREAM_NORM) -> str:
+    """Declare (create or update) a fan-out destination's consumer; returns created/updated/unchanged."""
+    return await ensure_consumer(js, stream, fanout_consumer_spec(name, filter_subject, stream))
+
+
+# ------------------------------------------------------------------------------------------- apply
+_STREAM_FIELDS = ("subjects", "retention", "storage", "discard", "max_age", "duplicate_window",
+                  "num_replicas", "max_msg_size", "description")
+_CONSUMER_FIELDS = ("durable_name", "deliver_policy", "ack_policy", "ack_wait", "max_deliver",
+                    "max_ack_pending", "filter_subject", "replay_policy", "description")
+
+
+def _norm(value: object) -> object:
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    if hasattr(value, "value"):  # str enums
+        return value.value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _differences(want: object, have: object, names: tuple[str, ...]) -> dict[str, tuple[object, object]]:
+    out = {}
+    for n in names:
+        w, h = _norm(getattr(want, n)), _norm(getattr(have, n))
+        if w is None:
+            continue
+        if h is None and n == "description" and w == "":
+            continue
+        if w != h:
+            out[n] = (h, w)
+    return out
+
+
+async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None) -> str:
+    """Create the stream, or update it when its declared fields differ. Returns created/updated/unchanged."""
+    want = spec.to_config(replicas)
+    try:
+        info = await js.stream_info(spec.name)
+    except NotFoundError:
+        info = None
+    try:
+        if info is None:
+            try:
+                await js.add_stream(want)
+                return "created"
+            except APIError as exc:
+                if exc.err_code != ERR_STREAM_NAME_IN_USE:  # someone else created it meanwhile
+                    raise
+            info = await js.stream_info(spec.name)
+        if not _differences(want, info.config, _STREAM_FIELDS):
+            return "unchanged"
+        await js.update_stream(want)
+        return "updated"
+    except APIError as exc:
+        raise StreamConfigError(f"stream {spec.name}", exc.description or str(exc), exc.err_code) from exc
+
+
+async def ensure_consumer(js, stream: str, spec: ConsumerSpec) -> str:
+    """Create the durable consumer, or update it when its declared fields differ (the server's
+    CONSUMER.CREATE is create-or-update since 2.10). Returns created/updated/unchanged."""
+    want = spec.to_config()
+    try:
+        have = await js.consumer_info(stream, spec.durable)
+    except NotFoundError:
+        have = None
+    if have is not None and not _differences(want, have.config, _CONSUMER_FIELDS):
+        return "unchanged"
+    try:
+        await js.add_consumer(stream, config=want)
+    except APIError as exc:
+        raise StreamConfigError(f"consumer {stream}.{spec.durable}", exc.description or str(exc),
+                                exc.err_code) from exc
+    return "created" if have is None else "updated"
+
+
+async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = True) -> dict:
+    """Apply the declared streams (and the normalizer/lander consumers unless `consumers=False`).
+
+    Returns {"streams": {name: action}, "consumers": {"STREAM.durable": action}} with action one of
+    created / updated / unchanged. `js` is a JetStreamContext or JetStreamManager."""
+    report: dict[str, dict[str, str]] = {"streams": {}, "consumers": {}}
+    for spec in stream_specs(replicas):
+        report["streams"][spec.name] = await ensure_stream(js, spec, replicas)
+    if consumers:
+        for c in CONSUMERS:
+            report["consumers"][f"{c.stream}.{c.durable}"] = await ensure_consumer(js, c.stream, c)
+    return report
+
+
+# ------------------------------------------------------------------------------------------- observe
+async def stream_state(js, streams: tuple[str, ...] = (STREAM_RAW, STREAM_NORM, STREAM_DLQ)) -> dict:
+    """Sequence numbers and consumer lag, as the Dagster ingest sensor and the autoscaler read them.
+
+    {stream: {"exists", "first_seq", "last_seq", "messages", "bytes",
+              "consumers": {name: {"num_pending", "num_ack_pending", "lag", "num_redelivered",
+                                   "num_waiting", "ack_floor_stream_seq", "delivered_stream_seq"}}}}
+    `lag` = num_pending + num_ack_pending, the KEDA NATS JetStream scaler's signal."""
+    out: dict[str, dict] = {}
+    for name in streams:
+        try:
+            info = await js.stream_info(name)
+        except NotFoundError:
+            out[name] = {"exists": False, "first_seq": 0, "last_seq": 0, "messages": 0, "bytes": 0,
+                         "consumers": {}}
+            continue
+        st = info.state
+        consumers: dict[str, dict] = {}
+        for ci in await js.consumers_info(name):
+            pending = ci.num_pending or 0
+            ack_pending = ci.num_ack_pending or 0
+            consumers[ci.name] = {
+                "num_pending": pending,
+                "num_ack_pending": ack_pending,
+                "lag": pending + ack_pending,
+                "num_redelivered": ci.num_redelivered or 0,
+                "num_waiting": ci.num_waiting or 0,
+                "ack_floor_stream_seq": ci.ack_floor.stream_seq if ci.ack_floor else 0,
+                "delivered_stream_seq": ci.delivered.stream_seq if ci.delivered else 0,
+            }
+        out[name] = {"exists": True, "first_seq": st.first_seq, "last_seq": st.last_seq,
+                     "messages": st.messages, "bytes": st.bytes, "consumers": consumers}
+    return out
