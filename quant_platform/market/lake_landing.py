@@ -89,7 +89,7 @@ def ensure_olap_views(olap_path: Path, lake_root: Path, retention_days: int) -> 
         con.execute("CREATE OR REPLACE VIEW market.quotes_recent AS SELECT ts, received_at, source, instrument_id, "
                     "exchange, bid, bid_size, ask, ask_size, event_id FROM market.ticks_recent WHERE event = 'quote'")
         con.execute(
-            "CREATE OR REPLACE VIEW market.bars_1m_recent AS SELECT instrument_id, time_bucket(INTERVAL 1 MINUTE, ts) "
+            "CREATE OR REPLACE VIEW market.bars_1m_recent AS SELECT instrument_id, date_trunc('minute', CAST(ts AS TIMESTAMPTZ)) "
             "AS minute, arg_min(price, ts) AS open, max(price) AS high, min(price) AS low, arg_max(price, ts) AS close,"
             " sum(size) AS volume, sum(price * size) / nullif(sum(size), 0) AS vwap, count(*) AS trades "
             "FROM market.trades_recent GROUP BY ALL")
