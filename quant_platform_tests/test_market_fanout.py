@@ -1,0 +1,127 @@
+"""Fan-out: each destination has its own consumer and position; one that is down is retried and receives
+everything once it is back, without slowing the others (files, PostgreSQL, webhook, re-publish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow.dataset as ds
+import pytest
+import sqlalchemy as sa
+
+from quant_platform_tests.market_helpers import sim_frames, wait_for
+
+
+class _Receiver:
+    """A team's webhook: answers 503 until `up` is set, then stores every tick it receives."""
+
+    def __init__(self):
+        self.up = threading.Event()
+        self.ids: list[str] = []
+        self.refused = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if not receiver.up.is_set():
+                    receiver.refused += 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.ids += [json.loads(line)["event_id"] for line in body.splitlines() if line]
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ticks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    from quant_platform.market.nats_server import EmbeddedNats
+
+    with EmbeddedNats(tmp_path / "nats").start() as srv:
+        yield srv
+
+
+def test_a_destination_down_for_a_while_receives_everything_when_back(nats_server, tmp_path, fresh_pg_database):
+    import nats
+
+    from quant_platform.market.fanout import Destination, FanoutStats, run_destination
+    from quant_platform.market.normalizer import NormalizerStats, run_normalizer
+    from quant_platform.market.publisher import publish_frames
+    from quant_platform.market.streams import ensure_streams
+
+    hook = _Receiver()
+    dests = [
+        Destination("crude_webhook", "webhook", "ticks.norm.>", {"url": hook.url, "timeout_s": 2}),
+        Destination("crude_files", "files", "ticks.norm.simulator.FUT_CL", {"path": str(tmp_path / "crude"),
+                                                                           "format": "parquet"}),
+        Destination("risk_pg", "postgres", "ticks.norm.>", {"url": fresh_pg_database, "table": "risk.ticks"}),
+        Destination("quant_republish", "republish", "ticks.norm.>", {"subject": "team.quant.ticks"}),
+    ]
+    frames = sim_frames(6000)
+
+    async def run():
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await js.add_stream(name="TEAM_QUANT", subjects=["team.quant.>"])
+        stop = asyncio.Event()
+        stats = {d.name: FanoutStats() for d in dests}
+        tasks = [asyncio.create_task(run_normalizer(nats_server.url, stop, stats=NormalizerStats()))]
+        tasks += [asyncio.create_task(run_destination(nats_server.url, d, stop, max_backoff_s=1, stats=stats[d.name]))
+                  for d in dests]
+        await publish_frames(nats_server.url, "simulator", frames)
+        # The other destinations finish while the webhook is still down.
+        await wait_for(lambda: stats["risk_pg"].delivered_rows >= 6000, timeout_s=60)
+        await wait_for(lambda: stats["quant_republish"].delivered_rows >= 6000, timeout_s=60)
+        assert stats["crude_webhook"].delivered_rows == 0 and hook.refused >= 2
+        hook.up.set()
+        await wait_for(lambda: len(set(hook.ids)) >= 6000, timeout_s=60)
+        info = await js.stream_info("TEAM_QUANT")
+        stop.set()
+        await asyncio.gather(*tasks)
+        await nc.close()
+        return stats, info
+
+    stats, team = asyncio.run(run())
+    hook.server.shutdown()
+    assert len(set(hook.ids)) == 6000
+    assert stats["crude_webhook"].failures >= 2
+    crude = ds.dataset(str(tmp_path / "crude"), format="parquet").to_table()
+    assert crude.num_rows == 2000 and set(crude["instrument_id"].to_pylist()) == {"FUT:CL"}
+    eng = sa.create_engine(fresh_pg_database.replace("postgresql://", "postgresql+psycopg2://"))
+    with eng.connect() as c:
+        assert c.execute(sa.text("SELECT count(DISTINCT event_id) FROM risk.ticks")).scalar() == 6000
+    eng.dispose()
+    assert team.state.messages >= 1
+
+
+def test_fanout_config_is_validated(tmp_path):
+    from quant_platform.errors import ConfigError
+    from quant_platform.market.fanout import load_destinations
+
+    cfg = tmp_path / "fanout.yaml"
+    cfg.write_text("destinations:\n  - {name: ok_one, kind: files, path: /tmp/x, format: csv}\n"
+                   "  - {name: Bad-Name, kind: files}\n")
+    with pytest.raises(ConfigError, match="name must match"):
+        load_destinations(cfg)
+    cfg.write_text("destinations:\n  - {name: a, kind: ftp}\n")
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        load_destinations(cfg)
+    cfg.write_text("destinations:\n  - {name: a, kind: files, path: /tmp/x, filter_subject: 'other.>'}\n")
+    with pytest.raises(ConfigError, match="filter_subject"):
+        load_destinations(cfg)
+    cfg.write_text("destinations:\n  - {name: a, kind: webhook, url: 'http://h/x', filter_subject: 'ticks.norm.binance.>'}\n")
+    (d,) = load_destinations(cfg)
+    assert d.consumer == "fanout_a" and d.filter_subject == "ticks.norm.binance.>"
