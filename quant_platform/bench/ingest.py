@@ -45,6 +45,17 @@ def _frames(n: int):
     return out
 
 
+async def _live_frames(n: int):
+    import json
+
+    from quant_platform.market.contracts import RawFrame
+
+    for i in range(n):
+        now = time.time_ns()
+        body = {"sym": ("CL", "BZ", "NG", "HO", "RB")[i % 5], "ev": "T", "t": now, "seq": i, "p": 70.02, "s": 2}
+        yield RawFrame(now, json.dumps(body, separators=(",", ":")).encode())
+
+
 def _workers(url: str, lake: Path, normalizers: int) -> list[subprocess.Popen]:
     procs = []
     for role in ["normalizer"] * normalizers + ["lander"]:
@@ -179,10 +190,10 @@ def run_ingest_benchmark(ticks: int = 500_000, normalizers: int = 1, paced_secon
         asyncio.run(prepare2())
         procs = _workers(srv.url, lake2, normalizers)
         time.sleep(2.0)
-        paced_frames = _frames(paced_n)
-        # Small batches (1 ms) for latency: at 10k ticks/s a batch holds ~10 frames.
-        paced = asyncio.run(publish_frames(srv.url, "simulator", paced_frames, rate=10_000, connection_id="paced",
-                                           max_delay_s=0.001))
+        # Frames are made at emission so received_at is the real receipt instant; small batches (1 ms) for
+        # latency: at 10k ticks/s a batch holds ~10 frames.
+        paced = asyncio.run(publish_frames(srv.url, "simulator", _live_frames(paced_n), rate=10_000,
+                                           connection_id="paced", max_delay_s=0.001))
         asyncio.run(_drained(srv.url, timeout_s=120))
         _stop(procs)
     queryable = _queryable_latencies(lake2)

@@ -1,0 +1,103 @@
+"""Capture replay: extract the vendor frames from a recorded session and feed them to a sink as if live.
+
+Never alter a recorded frame (bytes out are the bytes in the capture) and never write to a capture file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from quant_platform.errors import ConfigError, ReportParseError
+from quant_platform.market.connectors.base import FrameSink
+from quant_platform.market.contracts import RawFrame
+
+
+def _binance_frames(path: Path, lines: list[bytes]) -> list[tuple[int, bytes]]:
+    # cryptofeed's recorder: `<ws url> <-> <connect unix ts>` on each (re)connect, then one
+    # `<receipt unix ts>: <frame>` line per frame.
+    frames = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or (line.startswith((b"ws://", b"wss://")) and b" <-> " in line):
+            continue
+        ts, sep, frame = line.partition(b": ")
+        if not sep or not frame or not ts.replace(b".", b"", 1).isdigit():
+            raise ReportParseError(str(path), n, "expected '<receipt ts>: <frame>'")
+        frames.append((n, frame))
+    return frames
+
+
+def _jsonl_frames(path: Path, lines: list[bytes]) -> list[tuple[int, bytes]]:
+    # One frame per line (Polygon's mock-server frames; the simulator's recordings).
+    return [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def _wscat_frames(path: Path, lines: list[bytes]) -> list[tuple[int, bytes]]:
+    # A wscat transcript: `< ` server frames, `> ` client messages, plus wscat's own `$ ...`/`connected` lines.
+    return [(n, line[2:]) for n, line in enumerate(lines, 1) if line.startswith(b"< ")]
+
+
+CAPTURE_FORMATS: dict[str, Callable[[Path, list[bytes]], list[tuple[int, bytes]]]] = {
+    "binance": _binance_frames,
+    "polygon": _jsonl_frames,
+    "alpaca": _wscat_frames,
+    "simulator": _jsonl_frames,
+}
+
+
+def read_capture(source: str, path: Path) -> list[bytes]:
+    """The vendor frames of a capture, in order, byte for byte (line endings removed); each must be JSON."""
+    try:
+        extract = CAPTURE_FORMATS[source]
+    except KeyError:
+        raise ConfigError(f"no capture format for source {source!r}; known: {', '.join(CAPTURE_FORMATS)}") from None
+    path = Path(path)
+    lines = [line.rstrip(b"\r") for line in path.read_bytes().split(b"\n")]
+    frames = extract(path, lines)
+    for n, frame in frames:
+        try:
+            json.loads(frame)
+        except ValueError:
+            raise ReportParseError(str(path), n, "the frame is not JSON") from None
+    return [frame for _, frame in frames]
+
+
+async def replay_capture(
+    source: str,
+    path: Path,
+    sink: FrameSink,
+    rate: float | None = None,
+    loop_count: int = 1,
+    *,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Feed a capture's frames to `sink`, stamped now at emission; returns how many were emitted.
+
+    `rate` frames/s paces emission on an absolute schedule (no drift); None emits as fast as the sink takes
+    them. `loop_count` <= 0 repeats until `stop` is set.
+    """
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be > 0 frames/s")
+    frames = read_capture(source, path)
+    if not frames:
+        return 0
+    loops = itertools.count() if loop_count <= 0 else range(loop_count)
+    start = time.monotonic()
+    emitted = 0
+    for _ in loops:
+        for payload in frames:
+            if stop is not None and stop.is_set():
+                return emitted
+            if rate is not None:
+                delay = start + emitted / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif emitted % 1000 == 0:
+                await asyncio.sleep(0)  # let the rest of the loop breathe
+            await sink(RawFrame(received_at_ns=time.time_ns(), payload=payload))
+            emitted += 1
+    return emitted
