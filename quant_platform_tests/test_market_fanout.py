@@ -85,7 +85,7 @@ def test_a_destination_down_for_a_while_receives_everything_when_back(nats_serve
         # The other destinations finish while the webhook is still down.
         await wait_for(lambda: stats["risk_pg"].delivered_rows >= 6000, timeout_s=60)
         await wait_for(lambda: stats["quant_republish"].delivered_rows >= 6000, timeout_s=60)
-        assert stats["crude_webhook"].delivered_rows == 0 and hook.refused >= 2
+        assert stats["crude_webhook"].delivered_rows == 0 and hook.refused >= 1
         hook.up.set()
         await wait_for(lambda: len(set(hook.ids)) >= 6000, timeout_s=60)
         info = await js.stream_info("TEAM_QUANT")
@@ -97,7 +97,7 @@ def test_a_destination_down_for_a_while_receives_everything_when_back(nats_serve
     stats, team = asyncio.run(run())
     hook.server.shutdown()
     assert len(set(hook.ids)) == 6000
-    assert stats["crude_webhook"].failures >= 2
+    assert stats["crude_webhook"].failures >= 1
     crude = ds.dataset(str(tmp_path / "crude"), format="parquet").to_table()
     assert crude.num_rows == 2000 and set(crude["instrument_id"].to_pylist()) == {"FUT:CL"}
     eng = sa.create_engine(fresh_pg_database.replace("postgresql://", "postgresql+psycopg2://"))

@@ -51,54 +51,78 @@ class NormalizerStats:
         self.failures = 0
 
 
-async def process_raw_message(js, msg, master: InstrumentMaster, stats: NormalizerStats) -> None:
-    """Normalise one raw message, store its ticks and rejects, then ack it (or nak it on failure)."""
-    parts = msg.subject.split(".")
-    source = parts[2] if len(parts) > 2 else "unknown"
-    seq = msg.metadata.sequence.stream
-    frames, bad_lines = [], []
-    for item in decode_batch(msg.data):
-        if isinstance(item, tuple):
-            bad_lines.append(item)
-        else:
-            frames.append(item)
-    table, rejected, ignored = normalize_batch(source, frames, seq, master)
+def _dlq_publishes(js, source: str, seq: int, rejected, bad_lines, ignored: int, has_ticks: bool) -> list:
+    pubs = []
+    for n, (frame, reason) in enumerate(rejected):
+        pubs.append(js.publish(
+            dlq_subject(source), frame.payload, timeout=10,
+            headers={"Nats-Msg-Id": f"dlq:{seq}:{n}", HDR_REASON: reason[:500], HDR_RAW_SEQ: str(seq),
+                     "Qp-Received-At": str(frame.received_at_ns)}))
+    for n, (line_no, line, reason) in enumerate(bad_lines):
+        pubs.append(js.publish(
+            dlq_subject(source), line, timeout=10,
+            headers={"Nats-Msg-Id": f"dlq:{seq}:line{line_no}:{n}", HDR_REASON: reason, HDR_RAW_SEQ: str(seq)}))
+    if not has_ticks and not rejected and not bad_lines:
+        # Nothing but control frames: recorded so completeness audits can account for the sequence.
+        pubs.append(js.publish(
+            dlq_subject(source), b"", timeout=10,
+            headers={"Nats-Msg-Id": f"dlq:{seq}:empty", HDR_REASON: "no ticks: control frames only",
+                     HDR_RAW_SEQ: str(seq), "Qp-Ignored": str(ignored)}))
+    return pubs
+
+
+async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: NormalizerStats) -> None:
+    """Normalise a fetched set of raw messages together: one TICKS message per (source, instrument) for the
+    whole set, rejects to the DLQ, then ack every raw message; on any failure nak them all (redelivery;
+    duplicates are removed by event_id at compaction)."""
+    tables: dict[str, list[pa.Table]] = {}
+    seqs: dict[str, list[int]] = {}
     publishes = []
-    if table.num_rows:
+    counts = [0, 0, 0, 0]  # frames, ticks, rejected, ignored
+    for msg in msgs:
+        parts = msg.subject.split(".")
+        source = parts[2] if len(parts) > 2 else "unknown"
+        seq = msg.metadata.sequence.stream
+        frames, bad_lines = [], []
+        for item in decode_batch(msg.data):
+            (bad_lines if isinstance(item, tuple) else frames).append(item)
+        table, rejected, ignored = normalize_batch(source, frames, seq, master)
+        if table.num_rows:
+            tables.setdefault(source, []).append(table)
+            seqs.setdefault(source, []).append(seq)
+        publishes += _dlq_publishes(js, source, seq, rejected, bad_lines, ignored, table.num_rows > 0)
+        counts[0] += len(frames) + len(bad_lines)
+        counts[1] += table.num_rows
+        counts[2] += len(rejected) + len(bad_lines)
+        counts[3] += ignored
+    for source, parts in tables.items():
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        first, last = min(seqs[source]), max(seqs[source])
         ids = table["instrument_id"]
         for inst in pc.unique(ids).to_pylist():
             part = table.filter(pc.equal(ids, inst))
             publishes.append(js.publish(
                 norm_subject(source, inst), table_to_ipc(part), stream=STREAM_NORM, timeout=10,
-                headers={"Nats-Msg-Id": f"{seq}:{inst}", "Qp-Format": ARROW_FORMAT, HDR_RAW_SEQ: str(seq)}))
-    for n, (frame, reason) in enumerate(rejected):
-        publishes.append(js.publish(
-            dlq_subject(source), frame.payload, timeout=10,
-            headers={"Nats-Msg-Id": f"dlq:{seq}:{n}", HDR_REASON: reason[:500], HDR_RAW_SEQ: str(seq),
-                     "Qp-Received-At": str(frame.received_at_ns)}))
-    for n, (line_no, line, reason) in enumerate(bad_lines):
-        publishes.append(js.publish(
-            dlq_subject(source), line, timeout=10,
-            headers={"Nats-Msg-Id": f"dlq:{seq}:line{line_no}:{n}", HDR_REASON: reason, HDR_RAW_SEQ: str(seq)}))
-    if not table.num_rows and not rejected and not bad_lines:
-        # Nothing but ignored frames (control messages): recorded so completeness can account for the seq.
-        publishes.append(js.publish(
-            dlq_subject(source), b"", timeout=10,
-            headers={"Nats-Msg-Id": f"dlq:{seq}:empty", HDR_REASON: "no ticks: control frames only",
-                     HDR_RAW_SEQ: str(seq), "Qp-Ignored": str(ignored)}))
+                headers={"Nats-Msg-Id": f"{source}:{first}-{last}:{inst}", "Qp-Format": ARROW_FORMAT,
+                         HDR_RAW_SEQ: f"{first}-{last}"}))
     try:
         await asyncio.gather(*publishes)
     except Exception as exc:
         stats.failures += 1
-        log.warning("raw seq %s: storing the results failed (%s); nak for redelivery", seq, exc)
-        await msg.nak(delay=1)
+        log.warning("storing %d raw messages failed (%s); nak for redelivery", len(msgs), exc)
+        for m in msgs:
+            try:
+                await m.nak(delay=1)
+            except Exception:  # noqa: S110 - redelivery follows ack_wait anyway
+                pass
         return
-    await msg.ack()
-    stats.raw_messages += 1
-    stats.frames += len(frames) + len(bad_lines)
-    stats.ticks += table.num_rows
-    stats.rejected += len(rejected) + len(bad_lines)
-    stats.ignored += ignored
+    for m in msgs:
+        await m.ack()
+    stats.raw_messages += len(msgs)
+    stats.frames += counts[0]
+    stats.ticks += counts[1]
+    stats.rejected += counts[2]
+    stats.ignored += counts[3]
 
 
 async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 256,
@@ -113,15 +137,14 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.raw.>", durable="normalizer", stream=STREAM_RAW)
-    sem = asyncio.Semaphore(64)
 
-    async def one(m):
-        async with sem:
-            try:
-                await process_raw_message(js, m, master, stats)
-            except Exception as exc:  # a bug must not kill the worker: nak and carry on
-                stats.failures += 1
-                log.exception("raw message failed: %s", exc)
+    async def handle(batch):
+        try:
+            await process_raw_messages(js, batch, master, stats)
+        except Exception as exc:  # a bug must not kill the worker: nak and carry on
+            stats.failures += 1
+            log.exception("raw messages failed: %s", exc)
+            for m in batch:
                 try:
                     await m.nak(delay=2)
                 except Exception:  # noqa: S110 - the connection may be gone; redelivery follows ack_wait
@@ -137,7 +160,7 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
-            await asyncio.gather(*(one(m) for m in msgs))
+            await handle(msgs)
     finally:
         try:
             await sub.unsubscribe()
