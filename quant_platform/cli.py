@@ -287,9 +287,18 @@ def cmd_ingest_replay(args) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"capture file {path} not found")
-    frames = read_capture(args.source, path)
-    result = asyncio.run(publish_frames(_running_nats_url(), args.source, frames, rate=args.rate))
-    print(json.dumps({"source": args.source, "file": str(path), "frames": len(frames), **result}, default=str))
+    import time
+
+    from quant_platform.market.contracts import RawFrame
+
+    payloads = read_capture(args.source, path)
+
+    async def as_live():  # received_at is the instant each frame is emitted, as if it came off the wire
+        for p in payloads:
+            yield RawFrame(time.time_ns(), p)
+
+    result = asyncio.run(publish_frames(_running_nats_url(), args.source, as_live(), rate=args.rate))
+    print(json.dumps({"source": args.source, "file": str(path), "frames": len(payloads), **result}, default=str))
     return 0
 
 
