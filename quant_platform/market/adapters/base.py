@@ -68,9 +68,13 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+_loads = json.JSONDecoder().decode
+
+
 def parse_json(payload: bytes) -> Any:
     try:
-        return json.loads(payload)
+        # Vendors send UTF-8; decoding first skips json's encoding detection on bytes (hot path).
+        return _loads(payload.decode("utf-8") if type(payload) is bytes else payload)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise TickRejected(f"bad JSON ({exc.__class__.__name__}: {_short(exc)})") from None
 
