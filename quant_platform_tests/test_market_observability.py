@@ -81,3 +81,33 @@ def test_ingest_replay_command_publishes_a_capture(tmp_path, monkeypatch):
     missing = subprocess.run([sys.executable, "-m", "quant_platform.cli", "ingest", "replay", "--source", "polygon",
                               str(tmp_path / "nope.txt")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "not found" in missing.stderr
+
+
+def test_simulator_process_exports_publish_to_ack_latency(tmp_path):
+    from quant_platform.market.nats_server import EmbeddedNats
+
+    port = _free_port()
+    with EmbeddedNats(tmp_path / "nats").start() as srv:
+        import os
+
+        env = dict(os.environ, QP_SIM_RATE="2000")
+        sim = subprocess.Popen([sys.executable, "-m", "quant_platform.market.worker", "--role", "simulator",
+                                "--nats", srv.url, "--lake", str(tmp_path / "lake"), "--metrics-port", str(port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            count = 0.0
+            deadline = time.time() + 30
+            while time.time() < deadline and count < 5:
+                try:
+                    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                    line = next((x for x in body.splitlines()
+                                 if x.startswith('qp_publish_ack_seconds_count{source="simulator"}')), None)
+                    count = float(line.split()[-1]) if line else 0.0
+                except requests.RequestException:
+                    pass
+                time.sleep(0.3)
+            assert count >= 5, "acked batches are observed in the publish->ack histogram"
+            assert 'qp_ticks_in_total{role="connector",source="simulator"}' in body
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            sim.wait(timeout=30)

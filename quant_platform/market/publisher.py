@@ -18,7 +18,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 
 import nats.errors
@@ -204,6 +204,9 @@ class RawPublisher:
         self.reconnects_seen = 0
         self.last_seq = 0
         self.latency = LatencyHistogram()
+        # Optional callback(seconds, frames) per acked batch, with the latency of the batch's oldest frame
+        # (an upper bound for its frames): one call per batch keeps Prometheus off the per-frame path.
+        self.ack_observer: Callable[[float, int], None] | None = None
 
         self._next_no = first_batch_no
         self._buf: list[RawFrame] = []
@@ -474,7 +477,10 @@ class RawPublisher:
         seq = resp.get("seq") or 0
         if seq > self.last_seq:
             self.last_seq = seq
-        self.latency.record_since(time.perf_counter_ns(), b.added_ns)
+        now_ns = time.perf_counter_ns()
+        self.latency.record_since(now_ns, b.added_ns)
+        if self.ack_observer is not None and b.added_ns:
+            self.ack_observer((now_ns - min(b.added_ns)) / 1e9, b.frames)
         if len(self._inflight) < self.window:
             self._space.set()
         if not self._inflight:

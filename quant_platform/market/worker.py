@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from quant_platform.market import metrics
@@ -36,6 +37,17 @@ async def _stats_to_metrics(role: str, stats, stop: asyncio.Event, source: str =
                     metrics.DLQ.labels(source=source).inc(delta)
                 else:
                     counter.labels(source=source, role=role).inc(delta)
+
+
+def _ack_observer(source: str):
+    hist = metrics.PUBLISH_ACK_SECONDS.labels(source=source)
+    frames_in = metrics.TICKS_IN.labels(source=source, role="connector")
+
+    def observe(seconds: float, frames: int) -> None:
+        hist.observe(seconds)
+        frames_in.inc(frames)
+
+    return observe
 
 
 async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) -> None:
@@ -65,8 +77,12 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
         source = role.split(":", 1)[1]
         import nats
 
+        from quant_platform.market.streams import ensure_streams
+
         nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
-        pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}")
+        await ensure_streams(nc.jetstream())
+        pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}-{time.time_ns()}")
+        pub.ack_observer = _ack_observer(source)
         connector = build_connector(source, InstrumentMaster.load().symbols_for(source))
         try:
             await connector.run(pub.add, stop)
@@ -78,10 +94,13 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
 
         from quant_platform.market.connectors.simulator import MarketSimulator
         from quant_platform.market.publisher import RawPublisher
+        from quant_platform.market.streams import ensure_streams
 
         rate = float(os.environ.get("QP_SIM_RATE", "2000"))
         nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
-        pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}")
+        await ensure_streams(nc.jetstream())
+        pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}-{time.time_ns()}")
+        pub.ack_observer = _ack_observer("simulator")
         try:
             await MarketSimulator(rate=rate).run(pub.add, stop)
         finally:
