@@ -70,8 +70,8 @@ def test_kill_9_of_normalizer_lander_and_nats_loses_nothing(tmp_path):
             await nc.close()
             return stats
 
-        stats = asyncio.run(publish())
         try:
+            stats = asyncio.run(publish())
             asyncio.run(wait_for(lambda: _landed_ids(lake)[1] >= total, timeout_s=120, interval_s=0.5))
         finally:
             for p in procs.values():

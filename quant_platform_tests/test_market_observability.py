@@ -111,3 +111,32 @@ def test_simulator_process_exports_publish_to_ack_latency(tmp_path):
         finally:
             sim.send_signal(signal.SIGTERM)
             sim.wait(timeout=30)
+
+
+def test_a_worker_whose_parent_dies_stops_by_itself(tmp_path):
+    """No orphan workers: kill -9 the process that started a worker; the worker exits on its own."""
+    import os
+
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'quant_platform.market.worker', '--role', 'lander', "
+        f"'--nats', 'nats://127.0.0.1:1', '--lake', {str(tmp_path / 'lake')!r}])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.5)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    alive = True
+    while time.time() < deadline and alive:
+        try:
+            os.kill(child, 0)
+            with open(f"/proc/{child}/stat") as f:
+                alive = f.read().split(")")[1].split()[0] != "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+        time.sleep(0.3)
+    assert not alive, "the orphaned worker did not stop"

@@ -18,6 +18,7 @@ from pathlib import Path
 from quant_platform.market import metrics
 
 log = logging.getLogger("quant_platform.market.worker")
+STOP_GRACE_S = 10.0
 
 
 async def _stats_to_metrics(role: str, stats, stop: asyncio.Event, source: str = "all") -> None:
@@ -126,12 +127,39 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
 
+    parent = os.getppid()
+
+    async def _orphan_watch(stop: asyncio.Event) -> None:
+        # If whoever started us is gone (reparented), stop: a supervisor that died must leave no workers.
+        while not stop.is_set():
+            if os.getppid() != parent:
+                log.warning("parent process %s is gone; stopping", parent)
+                stop.set()
+                return
+            await asyncio.sleep(1)
+
     async def _main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_role(args.role, args.nats, stop, Path(args.lake))
+        watch = asyncio.create_task(_orphan_watch(stop))
+        role = asyncio.create_task(run_role(args.role, args.nats, stop, Path(args.lake)))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({role, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if role in done:
+                role.result()  # a role that ends by itself: surface its error, if any
+            else:
+                # Asked to stop: the role finishes its batch and closes; one stuck (e.g. connecting to a
+                # server that is gone) is cancelled after a grace period. Unacked messages are redelivered.
+                try:
+                    await asyncio.wait_for(role, timeout=STOP_GRACE_S)
+                except TimeoutError:
+                    log.warning("role did not stop within %ss; cancelled", STOP_GRACE_S)
+        finally:
+            watch.cancel()
+            stopped.cancel()
 
     asyncio.run(_main())
     return 0
