@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from quant_platform.errors import QuantPlatformError, ReportParseError, VendorError
+from quant_platform.errors import ReportParseError, VendorError
 from quant_platform.governance.tables import RAW_FILES
 from quant_platform.platform.lake import Lake
 from quant_platform.platform.tables import TableSpec
@@ -202,8 +202,7 @@ def publish_partition(
         metadata["seen_to_loaded_seconds"] = round((done - first_seen).total_seconds(), 3)
     metadata.update(extra_metadata or {})
     preview = frame.head(10).drop(columns=["source_sha256", "loaded_at"], errors="ignore")
-    metadata["preview"] = dg.MetadataValue.md(preview.to_markdown(index=False) if _has_tabulate() else
-                                              preview.to_string(index=False))
+    metadata["preview"] = dg.MetadataValue.md(preview.to_markdown(index=False))
     yield dg.MaterializeResult(metadata=metadata, check_results=results)
 
 
@@ -214,13 +213,3 @@ def _first_problem(meta: dict) -> str:
     return "see check metadata"
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class MissingPartitionData(QuantPlatformError):
-    """A vendor file does not contain the partition that was asked for."""

@@ -4,7 +4,7 @@ Never read a vendor file here, and never look ahead: every row uses only data pu
 """
 
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -13,6 +13,7 @@ import pandas as pd
 from quant_platform.macro.cftc.parsing import KEY_CONTRACTS
 from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY, EIA_SERIES, EIA_WPSR
 from quant_platform.marts.tables import COT_POSITIONING, US_CRUDE_BALANCE_WEEKLY
+from quant_platform.platform.calendars import COT_FRESHNESS, WPSR_FRESHNESS
 from quant_platform.platform.dagster_common import OWNER_CRUDE_ANALYSTS, WAREHOUSE_POOL, warehouse_kind
 from quant_platform.platform.tables import TableSpec
 from quant_platform.quality import rules
@@ -125,9 +126,7 @@ def _publish(context, warehouse: WarehouseResource, spec: TableSpec, frame: pd.D
     check_specs=_mart_checks(US_CRUDE_BALANCE_WEEKLY),
     automation_condition=MART_AUTOMATION,
     pool=WAREHOUSE_POOL,
-    freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="30 11 * * 3",
-                                             lower_bound_delta=timedelta(hours=1, minutes=5),
-                                             timezone="America/New_York"),
+    freshness_policy=WPSR_FRESHNESS,
     code_version="us_crude_balance_weekly.v1",
 )
 def us_crude_balance_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -199,9 +198,7 @@ def build_crude_balance(wpsr: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     check_specs=_mart_checks(COT_POSITIONING),
     automation_condition=MART_AUTOMATION,
     pool=WAREHOUSE_POOL,
-    freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="30 16 * * 5",
-                                             lower_bound_delta=timedelta(hours=1, minutes=5),
-                                             timezone="America/New_York"),
+    freshness_policy=COT_FRESHNESS,
     code_version="cot_positioning.v1",
 )
 def cot_positioning(context: dg.AssetExecutionContext, warehouse: WarehouseResource):

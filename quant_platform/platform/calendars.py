@@ -30,6 +30,16 @@ COT_WEEKLY_PARTITIONS = dg.WeeklyPartitionsDefinition(
 )
 
 
+# Freshness: due one hour after the normal scheduled release (holiday weeks are judged by the
+# release_on_time checks, which apply the holiday calendar).
+WPSR_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="30 11 * * 3", lower_bound_delta=timedelta(hours=1, minutes=5), timezone="America/New_York"
+)
+COT_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="30 16 * * 5", lower_bound_delta=timedelta(hours=1, minutes=5), timezone="America/New_York"
+)
+
+
 @lru_cache(maxsize=64)
 def federal_holidays(year: int) -> frozenset[date]:
     cal = USFederalHolidayCalendar()

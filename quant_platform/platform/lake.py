@@ -55,6 +55,8 @@ class Lake:
         if self.exists(rel):
             return ArchivedFile(rel, sha, len(body), is_new=False)
         self.write_atomic(rel, body)
+        if self._local:
+            os.chmod(self.full_path(rel), 0o444)  # raw files are evidence: read-only once archived
         return ArchivedFile(rel, sha, len(body), is_new=True)
 
     def revisions(self, vendor: str, dataset: str, partition: str) -> list[str]:
@@ -96,7 +98,3 @@ class Lake:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        if hashlib.sha256(body).hexdigest() not in final:
-            return
-        # Read-only once archived: raw files are evidence.
-        os.chmod(final, 0o444)

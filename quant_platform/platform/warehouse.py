@@ -42,9 +42,8 @@ class Warehouse:
         self.url = url
         if url.startswith("duckdb:///"):
             self.backend = "duckdb"
-            self.path = Path(url[len("duckdb:///") :])
-            if str(self.path).startswith("/") is False:
-                self.path = Path("/" + str(self.path))
+            # duckdb:///abs/path and duckdb:////abs/path both name /abs/path
+            self.path = Path("/" + url[len("duckdb:///") :].lstrip("/"))
             self._engine = None
         elif url.startswith(("postgresql", "postgres:")):
             import sqlalchemy as sa
@@ -156,9 +155,7 @@ class Warehouse:
         missing = [c for c in spec.column_names if c not in df.columns]
         if missing:
             raise WarehouseError(f"{spec.qualified_name}: frame lacks columns {missing}")
-        frame = _for_write(spec, df[spec.column_names])
-        table = vetted(spec.qualified_name)
-        cols = [vetted(c) for c in spec.column_names]
+        frame, table, cols = _prepared(spec, df)
         try:
             with self._dbapi() as con:
                 if self.backend == "duckdb":
@@ -173,9 +170,7 @@ class Warehouse:
 
     def append_rows(self, spec: TableSpec, df: pd.DataFrame) -> int:
         """Insert rows without deleting anything (append-only tables such as governance.raw_files)."""
-        frame = _for_write(spec, df[spec.column_names])
-        table = vetted(spec.qualified_name)
-        cols = [vetted(c) for c in spec.column_names]
+        frame, table, cols = _prepared(spec, df)
         try:
             with self._dbapi() as con:
                 if self.backend == "duckdb":
@@ -188,9 +183,7 @@ class Warehouse:
 
     def upsert_rows(self, spec: TableSpec, df: pd.DataFrame) -> int:
         """Replace the rows whose primary key appears in `df` and insert the new ones, in one transaction."""
-        frame = _for_write(spec, df[spec.column_names])
-        table = vetted(spec.qualified_name)
-        cols = [vetted(c) for c in spec.column_names]
+        frame, table, cols = _prepared(spec, df)
         keys = [vetted(k) for k in spec.primary_key]
         if not len(frame):
             return 0
@@ -275,6 +268,11 @@ def _connect_duckdb(duckdb, path: Path):
         with attempt:
             return duckdb.connect(str(path))
     raise WarehouseError(f"could not open {path}")  # unreachable: Retrying re-raises
+
+
+def _prepared(spec: TableSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]:
+    """The frame in write form, the vetted table name and the vetted column names."""
+    return _for_write(spec, df[spec.column_names]), vetted(spec.qualified_name), [vetted(c) for c in spec.column_names]
 
 
 def _for_write(spec: TableSpec, df: pd.DataFrame) -> pd.DataFrame:

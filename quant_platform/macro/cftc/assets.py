@@ -6,7 +6,7 @@ Never key a contract on its market name: the CFTC renames markets (NYMEX WTI 067
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
@@ -21,17 +21,12 @@ from quant_platform.macro.loading import (
     report_check_specs,
 )
 from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY
-from quant_platform.platform.calendars import COT_WEEKLY_PARTITIONS, cot_release_at
+from quant_platform.platform.calendars import COT_FRESHNESS, COT_WEEKLY_PARTITIONS, cot_release_at
 from quant_platform.platform.dagster_common import OWNER_MACRO, WAREHOUSE_POOL, warehouse_kind
 from quant_platform.platform.tables import TableSpec
 from quant_platform.resources import LakeResource, VendorResource, WarehouseResource
 
 VENDOR = "cftc"
-
-# Due one hour after the Friday 15:30 New York release.
-COT_FRESHNESS = dg.FreshnessPolicy.cron(
-    deadline_cron="30 16 * * 5", lower_bound_delta=timedelta(hours=1, minutes=5), timezone="America/New_York"
-)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Never publish a WPSR week other than the partition's: a file for another week fa
 """
 
 
-from datetime import UTC, date, timedelta
+from datetime import UTC, date
 
 import dagster as dg
 import pandas as pd
@@ -25,7 +25,7 @@ from quant_platform.macro.loading import (
     report_check_specs,
 )
 from quant_platform.macro.tables import EIA_SERIES, EIA_WPSR
-from quant_platform.platform.calendars import WPSR_WEEKLY_PARTITIONS, wpsr_release_at
+from quant_platform.platform.calendars import WPSR_FRESHNESS, WPSR_WEEKLY_PARTITIONS, wpsr_release_at
 from quant_platform.platform.dagster_common import OWNER_MACRO, WAREHOUSE_POOL, warehouse_kind
 from quant_platform.resources import LakeResource, VendorResource, WarehouseResource
 
@@ -33,12 +33,6 @@ VENDOR = "eia"
 WPSR_DATASET = "wpsr_table1"
 WPSR_PATH = "/wpsr/table1.csv"
 TAG_REFETCH = "qp/refetch"
-
-# Due one hour after the Wednesday 10:30 New York release (holiday weeks are covered by the
-# release_on_time check, which knows the holiday calendar; this policy flags a missed normal week).
-WPSR_FRESHNESS = dg.FreshnessPolicy.cron(
-    deadline_cron="30 11 * * 3", lower_bound_delta=timedelta(hours=1, minutes=5), timezone="America/New_York"
-)
 
 series_partitions = dg.StaticPartitionsDefinition(configured_series())
 
