@@ -185,6 +185,10 @@ def _wait_http(url: str, timeout_s: float) -> None:
 
 
 def _stop_all(children: list[subprocess.Popen]) -> None:
+    # Once stopping, a second Ctrl-C or SIGTERM must not abort the cleanup halfway (a KeyboardInterrupt
+    # inside the waits below would skip the SIGKILL fallback).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     for c in children:
         if c.poll() is None:
             try:
