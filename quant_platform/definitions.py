@@ -19,6 +19,14 @@ from quant_platform.macro.eia.sensors import (
     eia_wpsr_release_sensor,
 )
 from quant_platform.macro.release_checks import RELEASE_CHECKS, release_watch_job, release_watch_schedule
+from quant_platform.market.assets import (
+    MARKET_ASSETS,
+    market_ingest_sensor,
+    market_retention_job,
+    market_retention_schedule,
+    stream_progressing,
+    ticks_daily_job,
+)
 from quant_platform.marts.assets import cot_positioning, us_crude_balance_weekly
 from quant_platform.resources import platform_resources
 
@@ -31,7 +39,7 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 ASSETS = [eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crude_balance_weekly, cot_positioning,
-          *INTERNAL_ASSETS]
+          *INTERNAL_ASSETS, *MARKET_ASSETS]
 
 
 def _upstream_of(key: dg.AssetKey) -> str:
@@ -46,10 +54,11 @@ governance_audit_sensor = governance_audit_sensor_factory(_upstream_of)
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=RELEASE_CHECKS,
-    jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job],
+    asset_checks=[*RELEASE_CHECKS, stream_progressing],
+    jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job,
+          ticks_daily_job, market_retention_job],
     sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor,
-             governance_audit_sensor, internal_extract_sensor],
-    schedules=[release_watch_schedule],
+             governance_audit_sensor, internal_extract_sensor, market_ingest_sensor],
+    schedules=[release_watch_schedule, market_retention_schedule],
     resources=platform_resources(),
 )

@@ -16,12 +16,14 @@ def all_table_groups() -> dict[str, tuple[TableSpec, ...]]:
     from quant_platform.governance.tables import GOVERNANCE_TABLES
     from quant_platform.internal.tables import INTERNAL_TABLES
     from quant_platform.macro.tables import MACRO_TABLES
+    from quant_platform.market.tables import MARKET_TABLES
     from quant_platform.marts.tables import MART_TABLES
 
     return {
         "010_tables_macro.sql": MACRO_TABLES,
         "015_tables_core.sql": INTERNAL_TABLES,
         "020_tables_marts.sql": MART_TABLES,
+        "025_tables_market.sql": MARKET_TABLES,
         "030_tables_governance.sql": GOVERNANCE_TABLES,
     }
 

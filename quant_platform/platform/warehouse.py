@@ -86,6 +86,10 @@ class Warehouse:
             finally:
                 raw.close()
 
+    def transaction(self):
+        """A DB-API connection in one transaction (DuckDB or psycopg2), for bulk loads the helpers don't cover."""
+        return self._dbapi()
+
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()

@@ -1,0 +1,479 @@
+"""The tick stream in the asset graph: the stream observed by the ingest sensor, each closed UTC day compacted
+into market/ticks_daily and checked, then bars, daily statistics and the warehouse history from it.
+
+Never move ticks through Dagster: the sensor only reads stream state; runs read and write the lake.
+"""
+
+
+import json
+import os
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from quant_platform.market import compaction as cp
+from quant_platform.market import daily_checks as dc
+from quant_platform.market import observe
+from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
+from quant_platform.market.tables import BARS_1M, DAILY_STATS, TICK_COLUMNS, TICKS_HISTORY
+from quant_platform.platform.dagster_common import WAREHOUSE_POOL, warehouse_kind
+from quant_platform.platform.settings import load_settings
+from quant_platform.platform.tables import TableSpec
+from quant_platform.resources import WarehouseResource
+
+OWNER_MARKET = "team:market-data"
+GROUP = "market"
+
+TICK_STREAM_KEY = dg.AssetKey(["market", "tick_stream"])
+TICKS_DAILY_KEY = dg.AssetKey(["market", "ticks_daily"])
+
+# UTC days; the newest partition is yesterday (a day is only compacted once it is over).
+TICK_DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
+
+# ticks_daily is due by 01:00 UTC for the day before (lateness window + drain + compaction take minutes).
+TICKS_DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 1 * * *", lower_bound_delta=timedelta(hours=1),
+                                                timezone="UTC")
+
+RAW_DRAINED_TAG = "qp/raw_drained_seq"
+SIGNATURE_TAG = "qp/landing_signature"
+STREAM_PROGRESS = "stream_progressing"
+
+
+def lateness() -> timedelta:
+    """QP_TICK_LATENESS_MINUTES (default 10): how long after midnight UTC late ticks are still waited for."""
+    return timedelta(minutes=float(os.environ.get("QP_TICK_LATENESS_MINUTES", "10")))
+
+
+def stale_after() -> timedelta:
+    return timedelta(minutes=float(os.environ.get("QP_STREAM_STALE_MINUTES", "15")))
+
+
+def lake_root() -> Path:
+    return Path(load_settings().lake_url)
+
+
+def _nats_url() -> str:
+    url = observe.running_nats_url(load_settings().home)
+    if not url:
+        raise dg.Failure("no NATS server to read: start `quant-platform ingest run` or set QP_NATS_URL")
+    return url
+
+
+TICKS_DAILY_TABLE = TableSpec(
+    schema="market", name="ticks_daily",
+    description="", columns=TICK_COLUMNS, primary_key=("event_id",))
+
+# ------------------------------------------------------------------------------------------- the stream
+tick_stream = dg.AssetSpec(
+    TICK_STREAM_KEY,
+    description=(
+        "The live tick stream on NATS JetStream: TICKS_RAW (vendor frames, verbatim), TICKS (canonical ticks) and "
+        "TICKS_DLQ (rejects with the reason). Not materialized by Dagster: the market_ingest_sensor records an "
+        "observation on every evaluation where the stream moved, with last sequences, consumer ack floors and "
+        "lag, DLQ counts and per-source rates, so lag and throughput can be plotted in the asset's Observations "
+        "tab. The check 'stream_progressing' fails when nothing new arrived for QP_STREAM_STALE_MINUTES "
+        "(default 15) - the markets the platform takes include crypto, which trades around the clock."
+    ),
+    group_name=GROUP,
+    owners=[OWNER_MARKET],
+    kinds={"nats", "jetstream"},
+    tags={"layer": "stream"},
+    metadata={
+        "streams": f"{STREAM_RAW} (ticks.raw.<source>.batch), {STREAM_NORM} (ticks.norm.<source>.<instrument>), "
+                   f"{STREAM_DLQ} (ticks.dlq.<source>)",
+        "consumers": "normalizer (TICKS_RAW), lander (TICKS), one per fan-out destination",
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn("raw_last_seq", "bigint", "Last sequence accepted by TICKS_RAW."),
+            dg.TableColumn("ticks_last_seq", "bigint", "Last sequence of TICKS."),
+            dg.TableColumn("normalizer_ack_floor", "bigint", "Every raw message up to here is normalised."),
+            dg.TableColumn("lander_ack_floor", "bigint", "Every TICKS message up to here is in the lake."),
+            dg.TableColumn("normalizer_lag", "bigint", "num_pending + num_ack_pending of the normalizer."),
+            dg.TableColumn("lander_lag", "bigint", "num_pending + num_ack_pending of the lander."),
+            dg.TableColumn("dlq_messages", "bigint", "Messages in TICKS_DLQ."),
+            dg.TableColumn("raw_msgs_per_s.<source>", "double", "Raw batches per second per source since the "
+                           "previous observation."),
+        ]),
+    },
+)
+
+
+@dg.asset_check(asset=TICK_STREAM_KEY, name=STREAM_PROGRESS, blocking=False,
+                description="TICKS_RAW received something in the last QP_STREAM_STALE_MINUTES (default 15). The "
+                            "ingest sensor reports this check on every evaluation; it can also be run by hand.")
+def stream_progressing():
+    state = observe.stream_state_now(_nats_url())
+    return _progress_check(state, None)
+
+
+def _progress_check(state: dict, last_progress_ts: float | None) -> dg.AssetCheckResult:
+    now = time.time()
+    last = max(filter(None, (last_progress_ts, state.get(STREAM_RAW, {}).get("last_time"))), default=None)
+    passed = last is not None and now - last <= stale_after().total_seconds()
+    return dg.AssetCheckResult(
+        asset_key=TICK_STREAM_KEY, check_name=STREAM_PROGRESS, passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"last_progress": datetime.fromtimestamp(last, UTC).isoformat() if last else "never",
+                  "stale_after_minutes": stale_after().total_seconds() / 60,
+                  "raw_last_seq": int(state.get(STREAM_RAW, {}).get("last_seq", 0))})
+
+
+def _observation_metadata(state: dict, previous: dict | None, now: float) -> dict:
+    raw, norm, dlq = state[STREAM_RAW], state[STREAM_NORM], state[STREAM_DLQ]
+    cons_raw = raw.get("consumers", {}).get("normalizer", {})
+    cons_norm = norm.get("consumers", {}).get("lander", {})
+    md: dict = {
+        "raw_last_seq": int(raw["last_seq"]), "ticks_last_seq": int(norm["last_seq"]),
+        "raw_messages": int(raw["messages"]), "raw_bytes": int(raw["bytes"]),
+        "normalizer_ack_floor": int(cons_raw.get("ack_floor_stream_seq", 0)),
+        "lander_ack_floor": int(cons_norm.get("ack_floor_stream_seq", 0)),
+        "normalizer_lag": int(cons_raw.get("lag", 0)), "lander_lag": int(cons_norm.get("lag", 0)),
+        "dlq_messages": int(dlq["messages"]),
+    }
+    for name, c in sorted(norm.get("consumers", {}).items()):
+        if name != "lander":
+            md[f"fanout_lag.{name}"] = int(c.get("lag", 0))
+    for src, n in sorted(raw.get("per_source", {}).items()):
+        md[f"raw_messages.{src}"] = n
+    for src, n in sorted(dlq.get("per_source", {}).items()):
+        md[f"dlq_messages.{src}"] = n
+    if previous and now > previous.get("t", now):
+        dt = now - previous["t"]
+        for src, n in sorted(raw.get("per_source", {}).items()):
+            md[f"raw_msgs_per_s.{src}"] = round(max(0, n - previous.get("per_source", {}).get(src, 0)) / dt, 3)
+        md["ticks_msgs_per_s"] = round(max(0, int(norm["last_seq"]) - previous.get("norm", 0)) / dt, 3)
+    return md
+
+
+# ------------------------------------------------------------------------------------------- ticks_daily
+def _column_lineage(spec: TableSpec, upstream: dg.AssetKey, mapping: dict[str, list[str]]) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(deps_by_column={
+        col: [dg.TableColumnDep(asset_key=upstream, column_name=c) for c in cols] for col, cols in mapping.items()})
+
+
+TICKS_DAILY_CHECKS = [
+    dg.AssetCheckSpec(name, asset=TICKS_DAILY_KEY, blocking=name in dc.BLOCKING, description=desc)
+    for name, desc in dc.CHECK_DESCRIPTIONS.items()
+]
+
+
+@dg.asset(
+    key=TICKS_DAILY_KEY,
+    description=(
+        "All ticks of one UTC day, compacted from the landed micro-batches (ticks/landing/date=D): deduplicated by "
+        "event_id (redelivery duplicates removed, the copy from the earliest raw message kept), sorted by "
+        "(instrument_id, ts), written as zstd Parquet to ticks/daily/date=D/ticks.parquet. Write-audit-publish: "
+        "the checks run on a staged file and the day is published only when every blocking check passes, so a "
+        "failed compaction leaves the previous good version in place. Requested by market_ingest_sensor once the "
+        "day is closed (the normalizer and lander drained everything received up to midnight plus "
+        "QP_TICK_LATENESS_MINUTES); a late tick changes the run key and the day is compacted again."
+    ),
+    partitions_def=TICK_DAILY_PARTITIONS,
+    deps=[TICK_STREAM_KEY],
+    group_name=GROUP,
+    owners=[OWNER_MARKET],
+    kinds={"parquet", "duckdb"},
+    tags={"layer": "lake"},
+    metadata={"dagster/column_schema": TICKS_DAILY_TABLE.column_schema(), "primary_key": "event_id",
+              "path": "ticks/daily/date=<D>/ticks.parquet (ledger raw_seqs.parquet, _manifest.json)"},
+    check_specs=TICKS_DAILY_CHECKS,
+    freshness_policy=TICKS_DAILY_FRESHNESS,
+    code_version="ticks_daily.v1",
+)
+def ticks_daily(context: dg.AssetExecutionContext):
+    from quant_platform.market.instruments import InstrumentMaster
+
+    day = context.partition_key
+    root = lake_root()
+    t0 = time.monotonic()
+    staged = cp.stage_day(root, day)
+    t_compact = time.monotonic() - t0
+    url = observe.running_nats_url(load_settings().home)
+    drained = context.run.tags.get(RAW_DRAINED_TAG)
+    first_seq = None
+    if url:
+        state = observe.stream_state_now(url)
+        first_seq = int(state[STREAM_RAW]["first_seq"]) or None
+        if drained is None:
+            drained = observe.ack_floor(state, STREAM_RAW)
+        dlq = observe.dlq_raw_seqs_now(url)
+    else:
+        context.log.warning("no NATS server reachable: the completeness check counts only the lake's sequences")
+        dlq = {}
+    acc = cp.account_sequences(root, day, staged.seqs_path, set(dlq), stream_first_seq=first_seq,
+                               drained_raw_seq=int(drained) if drained is not None else None)
+    master = InstrumentMaster.load()
+    classes = {i.instrument_id: i.asset_class for i in master.instruments}
+    con = cp.duck()
+    try:
+        rules = dc.evaluate_rules(con, staged.ticks_path, day, classes)
+    finally:
+        con.close()
+    completeness = dc.RuleResult(dc.COMPLETENESS, acc.passed, {
+        "raw_seq_window": f"{acc.window[0]}-{acc.window[1]}",
+        "raw_messages_expected": acc.expected,
+        "raw_messages_in_ticks": acc.in_ticks,
+        "raw_messages_in_dlq": acc.in_dlq,
+        "raw_messages_on_other_days": acc.on_other_days,
+        "raw_messages_missing": acc.missing_count,
+        "missing_seq_ranges": cp.format_ranges(acc.missing),
+    })
+    results = [completeness, *rules]
+    ok = all(r.passed for r in results if r.name in dc.BLOCKING)
+    t_checks = time.monotonic() - t0 - t_compact
+    published_path = None
+    if ok:
+        published_path = cp.publish_staged(root, staged, {
+            "published": True, "published_at": datetime.now(UTC).isoformat(), "run_id": context.run_id,
+            "raw_seq_window": list(acc.window)})
+    else:
+        context.log.error("ticks_daily %s not published: blocking checks failed (%s); staged files kept in %s",
+                          day, ", ".join(r.name for r in results if not r.passed and r.name in dc.BLOCKING),
+                          staged.stage_dir)
+    target = cp.daily_file(root, day)
+    yield dg.MaterializeResult(
+        metadata={
+            "published": ok,
+            "path": str(published_path or staged.ticks_path),
+            "dagster/row_count": staged.rows_out,
+            "rows_landed": staged.rows_in,
+            "duplicates_removed": staged.duplicates_removed,
+            "instruments": staged.instruments,
+            "sources": ", ".join(staged.sources),
+            "landing_files": len(staged.inputs),
+            "landing_signature": staged.landing_signature,
+            "stream_seq_range": f"{acc.window[0]}-{acc.window[1]}",
+            "raw_messages": staged.raw_seq_count,
+            "content_hash": staged.content_hash,
+            "file_sha256": staged.file_sha256,
+            "bytes": staged.bytes,
+            "compaction_seconds": round(t_compact, 3),
+            "checks_seconds": round(t_checks, 3),
+            "dagster/uri": target.resolve().as_uri() if ok else staged.ticks_path.resolve().as_uri(),
+        },
+        data_version=dg.DataVersion(staged.content_hash),
+        check_results=[dg.AssetCheckResult(
+            check_name=r.name, passed=r.passed, metadata=r.metadata,
+            severity=dg.AssetCheckSeverity.ERROR if r.name in dc.BLOCKING else dg.AssetCheckSeverity.WARN)
+            for r in results],
+    )
+
+
+# ------------------------------------------------------------------------------------------- downstream
+def _published_file(day: str) -> Path:
+    path = cp.daily_file(lake_root(), day)
+    manifest = cp.read_manifest(lake_root(), day)
+    if not path.exists() or not manifest or not manifest.get("published"):
+        raise dg.Failure(f"ticks_daily {day} is not published (its blocking checks have not passed)")
+    return path
+
+
+_BARS_LINEAGE = {"trade_date": ["ts"], "instrument_id": ["instrument_id"], "minute": ["ts"],
+                 "open": ["price", "ts"], "high": ["price"], "low": ["price"], "close": ["price", "ts"],
+                 "volume": ["size"], "vwap": ["price", "size"], "trades": ["event_id"]}
+_STATS_LINEAGE = {"trade_date": ["ts"], "instrument_id": ["instrument_id"], "sources": ["source"],
+                  "ticks": ["event_id"], "trades": ["event"], "quotes": ["event"], "volume": ["size"],
+                  "vwap": ["price", "size"], "first_ts": ["ts"], "last_ts": ["ts"], "first_price": ["price", "ts"],
+                  "last_price": ["price", "ts"], "high": ["price"], "low": ["price"],
+                  "spread_mean": ["bid", "ask"], "spread_median": ["bid", "ask"], "spread_max": ["bid", "ask"],
+                  "spread_mean_bps": ["bid", "ask"]}
+
+
+def _rows_check(spec: TableSpec, df) -> list[dg.AssetCheckResult]:
+    key_dups = int(df.duplicated(list(spec.primary_key)).sum())
+    return [dg.AssetCheckResult(check_name="primary_key_unique", passed=key_dups == 0,
+                                metadata={"duplicate_keys": key_dups, "rows": len(df)})]
+
+
+def _derived_asset(spec: TableSpec, lineage: dict, compute, extra_desc: str):
+    @dg.asset(
+        key=spec.asset_key,
+        description=spec.description + extra_desc,
+        partitions_def=TICK_DAILY_PARTITIONS,
+        deps=[TICKS_DAILY_KEY],
+        group_name=GROUP,
+        owners=[OWNER_MARKET],
+        kinds={"duckdb", warehouse_kind()} | ({"parquet"} if spec is BARS_1M else set()),
+        tags={"layer": "market"},
+        metadata={**spec.catalog_metadata(),
+                  "dagster/column_lineage": _column_lineage(spec, TICKS_DAILY_KEY, lineage)},
+        check_specs=[dg.AssetCheckSpec("primary_key_unique", asset=spec.asset_key, blocking=True,
+                                       description=f"One row per ({', '.join(spec.primary_key)}).")],
+        pool=WAREHOUSE_POOL,
+        code_version=f"{spec.name}.v1",
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        day = context.partition_key
+        src = _published_file(day)
+        con = cp.duck()
+        try:
+            df = compute(con, src, day)
+        finally:
+            con.close()
+        extra = {}
+        if spec is BARS_1M:
+            import pyarrow as pa
+
+            out = lake_root() / cp.BARS / f"date={day}" / "bars.parquet"
+            from quant_platform.market.lake_landing import write_parquet_atomic
+
+            write_parquet_atomic(pa.Table.from_pandas(df, preserve_index=False), out)
+            extra["lake_path"] = str(out)
+        wh = warehouse.open()
+        try:
+            rows = wh.replace_rows(spec, df, [date.fromisoformat(day)])
+        finally:
+            wh.dispose()
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": rows, "instruments": int(df["instrument_id"].nunique()), **extra},
+            check_results=_rows_check(spec, df))
+
+    _asset.__name__ = spec.name
+    return _asset
+
+
+bars_1m = _derived_asset(BARS_1M, _BARS_LINEAGE, dc.bars_1m,
+                         " Also written to the lake as bars/1m/date=D/bars.parquet.")
+daily_stats = _derived_asset(DAILY_STATS, _STATS_LINEAGE, dc.daily_stats, "")
+
+
+@dg.asset(
+    key=TICKS_HISTORY.asset_key,
+    description=TICKS_HISTORY.description,
+    partitions_def=TICK_DAILY_PARTITIONS,
+    deps=[TICKS_DAILY_KEY],
+    group_name=GROUP,
+    owners=[OWNER_MARKET],
+    kinds={warehouse_kind(), "parquet"},
+    tags={"layer": "market"},
+    metadata={**TICKS_HISTORY.catalog_metadata(),
+              "dagster/column_lineage": _column_lineage(
+                  TICKS_HISTORY, TICKS_DAILY_KEY,
+                  {c.name: [c.name if c.name != "trade_date" else "ts"] for c in TICKS_HISTORY.columns})},
+    pool=WAREHOUSE_POOL,
+    code_version="ticks_history.v1",
+)
+def ticks_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    from quant_platform.market.history import load_history
+
+    day = context.partition_key
+    src = _published_file(day)
+    manifest = cp.read_manifest(lake_root(), day) or {}
+    wh = warehouse.open()
+    try:
+        out = load_history(wh, lake_root(), day, src, int(manifest.get("rows_out", -1)))
+    finally:
+        wh.dispose()
+    return dg.MaterializeResult(metadata={"dagster/row_count": out["rows"], "storage": out["storage"],
+                                          "content_hash": manifest.get("content_hash", "")})
+
+
+MARKET_ASSETS = [tick_stream, ticks_daily, bars_1m, daily_stats, ticks_history]
+
+ticks_daily_job = dg.define_asset_job(
+    "ticks_daily_job",
+    selection=dg.AssetSelection.assets(TICKS_DAILY_KEY).downstream(),
+    partitions_def=TICK_DAILY_PARTITIONS,
+    description="Compact one closed UTC tick day, check it, then bars, daily stats and warehouse history.",
+)
+
+
+# ------------------------------------------------------------------------------------------- the sensor
+def closed_days(landing: dict[str, list[Path]], drained_at: datetime | None) -> list[str]:
+    """Days whose midnight + lateness is before the last completed drain barrier."""
+    if drained_at is None:
+        return []
+    out = []
+    for day in sorted(landing):
+        end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+        if end + lateness() <= drained_at:
+            out.append(day)
+    return out
+
+
+@dg.sensor(
+    name="market_ingest_sensor",
+    job=ticks_daily_job,
+    minimum_interval_seconds=int(os.environ.get("QP_INGEST_SENSOR_INTERVAL", "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Reads the JetStream state of the tick pipeline (light: stream and consumer info only), records it as "
+        "an observation of market/tick_stream, and requests market/ticks_daily for each closed UTC day: once "
+        "the normalizer and lander have drained everything received up to midnight + QP_TICK_LATENESS_MINUTES. "
+        "The run key carries the day's landed sequence range, so a late tick requests the day again."
+    ),
+)
+def market_ingest_sensor(context: dg.SensorEvaluationContext):
+    url = observe.running_nats_url(load_settings().home)
+    if not url:
+        return dg.SkipReason("no NATS server: `quant-platform ingest run` is not running and QP_NATS_URL is unset")
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    now = time.time()
+    now_dt = datetime.fromtimestamp(now, UTC)
+    try:
+        state = observe.stream_state_now(url)
+    except Exception as exc:  # the stream being down is worth a log line, not a failed sensor tick
+        return dg.SkipReason(f"NATS at {url.split('@')[-1]} unreachable: {type(exc).__name__}: {exc}")
+    if not state[STREAM_RAW].get("exists"):
+        return dg.SkipReason("the tick streams are not declared yet")
+    events: list = []
+    prev = cursor.get("obs")
+    progress = (prev is None or int(state[STREAM_RAW]["last_seq"]) != prev.get("raw")
+                or int(state[STREAM_NORM]["last_seq"]) != prev.get("norm"))
+    metadata = _observation_metadata(state, prev, now)
+    if progress:
+        events.append(dg.AssetObservation(asset_key=TICK_STREAM_KEY, metadata=metadata))
+        cursor["last_progress"] = now
+    cursor["obs"] = {"t": now, "raw": int(state[STREAM_RAW]["last_seq"]), "norm": int(state[STREAM_NORM]["last_seq"]),
+                     "per_source": state[STREAM_RAW].get("per_source", {})}
+    check = _progress_check(state, cursor.get("last_progress"))
+    events.append(dg.AssetCheckEvaluation(
+        asset_key=TICK_STREAM_KEY, check_name=STREAM_PROGRESS, passed=check.passed,
+        metadata=check.metadata, severity=dg.AssetCheckSeverity.WARN))
+
+    first = [True]
+
+    def read_state():
+        if first[0]:
+            first[0] = False
+            return state
+        return observe.stream_state_now(url)
+
+    barrier, done = observe.advance_barrier(cursor.get("barrier"), read_state, now_dt.isoformat())
+    cursor["barrier"] = barrier
+    if done:
+        cursor["drained_at"] = done["at"]
+        cursor["drained_raw"] = done["raw"]
+    drained_at = datetime.fromisoformat(cursor["drained_at"]) if cursor.get("drained_at") else None
+    landing = cp.landing_days(lake_root())
+    requests = []
+    first_partition = TICK_DAILY_PARTITIONS.get_first_partition_key()
+    for day in closed_days(landing, drained_at):
+        if day < first_partition:
+            context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
+            continue
+        sig = cp.landing_signature(landing[day])
+        requests.append(dg.RunRequest(
+            run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
+            tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=json.dumps(cursor))
+
+
+# ------------------------------------------------------------------------------------------- retention
+@dg.op(description="Delete landing folders older than QP_OLAP_RETENTION_DAYS whose day is published and checked.")
+def delete_expired_landing(context: dg.OpExecutionContext) -> list:
+    days = int(os.environ.get("QP_OLAP_RETENTION_DAYS", "3"))
+    removed = cp.apply_landing_retention(lake_root(), days, datetime.now(UTC).date())
+    context.log.info(f"removed landing folders of {removed or 'no day'} (retention {days} days)")
+    return removed
+
+
+@dg.job(description="Landing retention: the OLAP views keep the last few days; history lives in ticks_daily.")
+def market_retention_job():
+    delete_expired_landing()
+
+
+market_retention_schedule = dg.ScheduleDefinition(
+    job=market_retention_job, cron_schedule="30 2 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING)

@@ -1,0 +1,362 @@
+"""Daily compaction of landed tick micro-batches, write-audit-publish: the landing files of a UTC day (and the
+day's earlier compacted file, if any) are deduplicated by event_id, sorted by (instrument_id, ts) and written
+to a staging folder; the checks run on the staged file; only when every blocking check passes is it renamed
+to ticks/daily/date=D/. A failed day leaves the previous good version in place.
+
+Never delete a landing file here (retention does that, after a published and checked compaction), and never
+let the completeness ledger lose a raw sequence number: raw_seqs.parquet keeps every one seen, before dedup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from quant_platform.errors import QuantPlatformError
+from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir
+
+DAILY = "ticks/daily"
+STAGING = "ticks/daily/_staging"
+BARS = "bars/1m"
+TICKS_FILE = "ticks.parquet"
+SEQS_FILE = "raw_seqs.parquet"
+MANIFEST = "_manifest.json"
+_RANGE_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
+ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
+
+
+class NothingToCompact(QuantPlatformError):
+    """A day with neither landing files nor an earlier compaction."""
+
+
+# ------------------------------------------------------------------------------------------- the lake's days
+def landing_files(lake_root: Path, day: str) -> list[Path]:
+    """Landed micro-batch files of a UTC day, every source, in name order (temp files excluded)."""
+    root = Path(lake_root) / LANDING / f"date={day}"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("source=*/*.parquet")
+                  if not p.name.startswith(".") and p.parent.name != "source=_schema")
+
+
+def landing_days(lake_root: Path) -> dict[str, list[Path]]:
+    """{UTC day: its landing files} for every day that has landed ticks."""
+    root = Path(lake_root) / LANDING
+    out: dict[str, list[Path]] = {}
+    if not root.is_dir():
+        return out
+    for d in sorted(root.glob("date=*")):
+        day = d.name.split("=", 1)[1]
+        if day == ANCHOR_DAY:
+            continue
+        files = landing_files(lake_root, day)
+        if files:
+            out[day] = files
+    return out
+
+
+def landing_signature(files: Iterable[Path]) -> str:
+    """`<first TICKS seq>-<last TICKS seq>x<files>` of a day's landing files: changes when a file arrives
+    (a late tick), so the ingest sensor's run key changes with it."""
+    firsts, lasts, n = [], [], 0
+    for f in files:
+        m = _RANGE_NAME.match(f.name)
+        n += 1
+        if m:
+            firsts.append(int(m.group(1)))
+            lasts.append(int(m.group(2)))
+    if not n:
+        return "empty"
+    return f"{min(firsts, default=0)}-{max(lasts, default=0)}x{n}"
+
+
+def daily_dir(lake_root: Path, day: str) -> Path:
+    return Path(lake_root) / DAILY / f"date={day}"
+
+
+def daily_file(lake_root: Path, day: str) -> Path:
+    return daily_dir(lake_root, day) / TICKS_FILE
+
+
+def read_manifest(lake_root: Path, day: str) -> dict | None:
+    path = daily_dir(lake_root, day) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def compacted_days(lake_root: Path) -> list[str]:
+    root = Path(lake_root) / DAILY
+    return sorted(p.parent.name.split("=", 1)[1] for p in root.glob("date=*/" + TICKS_FILE)) if root.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------- duckdb
+def duck(threads: int | None = None):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = true")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def _sql_path(path: Path) -> str:
+    text = str(path)
+    if "'" in text:
+        raise ValueError(f"refusing a path with a quote in it: {text!r}")
+    return text
+
+
+# ------------------------------------------------------------------------------------------- compaction
+@dataclass
+class Staged:
+    day: str
+    stage_dir: Path
+    inputs: list[str]
+    landing_signature: str
+    rows_in: int
+    rows_out: int
+    duplicates_removed: int
+    raw_seq_count: int
+    raw_seq_min: int | None
+    raw_seq_max: int | None
+    content_hash: str
+    file_sha256: str
+    bytes: int
+    instruments: int
+    sources: list[str]
+    published: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ticks_path(self) -> Path:
+        return self.stage_dir / TICKS_FILE
+
+    @property
+    def seqs_path(self) -> Path:
+        return self.stage_dir / SEQS_FILE
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_hash(con, path: Path) -> str:
+    """Order-independent digest of a tick file's rows (every column), stable across re-compactions."""
+    cols = ("ts, received_at, source, instrument_id, venue_symbol, exchange, event, price, size, bid, bid_size, "
+            "ask, ask_size, vendor_seq, event_id, stream_seq")
+    src = f"read_parquet('{_sql_path(path)}')"
+    sql = f"SELECT count(*), coalesce(sum(hash({cols})::HUGEINT), 0) FROM {src}"  # noqa: S608 - vetted path
+    row = con.execute(sql).fetchone()
+    return hashlib.sha256(f"{row[0]}:{row[1]}".encode()).hexdigest()[:32]
+
+
+def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Staged:
+    """Compact day D into ticks/daily/_staging/date=D/: dedup by event_id (the copy from the earliest raw
+    message wins), sort by (instrument_id, ts, event_id), zstd Parquet; plus the raw sequence ledger."""
+    lake_root = Path(lake_root)
+    inputs = landing_files(lake_root, day)
+    prior, prior_seqs = daily_file(lake_root, day), daily_dir(lake_root, day) / SEQS_FILE
+    sources = [str(p) for p in inputs] + ([str(prior)] if prior.exists() else [])
+    if not sources:
+        raise NothingToCompact(f"no landed ticks for {day} in {lake_root / LANDING}")
+    stage = lake_root / STAGING / f"date={day}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    con = duck(threads)
+    try:
+        con.execute("CREATE TEMP VIEW src AS SELECT * FROM read_parquet(?, union_by_name = true)", [sources])
+        rows_in = con.execute("SELECT count(*) FROM src").fetchone()[0]
+        seq_sources = "SELECT stream_seq FROM src"
+        if prior_seqs.exists():
+            seq_sources += f" UNION ALL SELECT stream_seq FROM read_parquet('{_sql_path(prior_seqs)}')"  # noqa: S608
+        con.execute(f"COPY (SELECT DISTINCT stream_seq FROM ({seq_sources}) ORDER BY 1) TO "  # noqa: S608
+                    f"'{_sql_path(stage / SEQS_FILE)}' (FORMAT parquet, COMPRESSION zstd)")
+        cols = ("ts, received_at, source, instrument_id, venue_symbol, exchange, event, price, size, bid, bid_size, "
+                "ask, ask_size, vendor_seq, event_id, stream_seq")
+        con.execute(
+            f"COPY (SELECT {cols} FROM src "  # noqa: S608 - fixed column list, vetted path
+            "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY stream_seq, received_at) = 1 "
+            f"ORDER BY instrument_id, ts, event_id) TO '{_sql_path(stage / TICKS_FILE)}' "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+        out = stage / TICKS_FILE
+        rows_out, instruments = con.execute(
+            f"SELECT count(*), count(DISTINCT instrument_id) FROM read_parquet('{_sql_path(out)}')").fetchone()  # noqa: S608
+        srcs = [r[0] for r in con.execute(
+            f"SELECT DISTINCT source FROM read_parquet('{_sql_path(out)}') ORDER BY 1").fetchall()]  # noqa: S608
+        n, lo, hi = con.execute(
+            f"SELECT count(*), min(stream_seq), max(stream_seq) FROM read_parquet('{_sql_path(stage / SEQS_FILE)}')"  # noqa: S608
+        ).fetchone()
+        digest = content_hash(con, out)
+    finally:
+        con.close()
+    return Staged(day=day, stage_dir=stage, inputs=[str(p.relative_to(lake_root)) for p in inputs],
+                  landing_signature=landing_signature(inputs), rows_in=int(rows_in), rows_out=int(rows_out),
+                  duplicates_removed=int(rows_in - rows_out), raw_seq_count=int(n), raw_seq_min=lo, raw_seq_max=hi,
+                  content_hash=digest, file_sha256=_sha256(out), bytes=out.stat().st_size,
+                  instruments=int(instruments), sources=srcs)
+
+
+def publish_staged(lake_root: Path, staged: Staged, manifest: dict) -> Path:
+    """Move the checked staged files into ticks/daily/date=D/ (each an atomic rename) and write the manifest
+    last: a manifest means the day was published with every blocking check passed."""
+    target = daily_dir(lake_root, staged.day)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / MANIFEST).unlink(missing_ok=True)
+    for name in (SEQS_FILE, TICKS_FILE):
+        src = staged.stage_dir / name
+        with open(src, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(src, target / name)
+    body = json.dumps({**manifest, **{k: v for k, v in asdict(staged).items() if k not in ("stage_dir", "extra")}},
+                      indent=2, default=str)
+    tmp = target / f".{MANIFEST}.tmp"
+    tmp.write_text(body)
+    os.replace(tmp, target / MANIFEST)
+    _fsync_dir(target)
+    shutil.rmtree(staged.stage_dir, ignore_errors=True)
+    staged.published = True
+    return target / TICKS_FILE
+
+
+# ------------------------------------------------------------------------------------------- sequence ledger
+def _seqs_of_files(con, files: list[Path], lo: int, hi: int) -> set[int]:
+    if not files:
+        return set()
+    rows = con.execute("SELECT DISTINCT stream_seq FROM read_parquet(?, union_by_name = true) "
+                       "WHERE stream_seq BETWEEN ? AND ?", [[str(f) for f in files], lo, hi]).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def _day_seq_files(lake_root: Path, day: str) -> list[Path]:
+    files = list(landing_files(lake_root, day))
+    ledger = daily_dir(lake_root, day) / SEQS_FILE
+    if ledger.exists():
+        files.append(ledger)
+    return files
+
+
+def _neighbour(days: list[str], day: str, before: bool) -> str | None:
+    cands = [d for d in days if (d < day if before else d > day)]
+    if not cands:
+        return None
+    return max(cands) if before else min(cands)
+
+
+def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+def format_ranges(rs: list[tuple[int, int]], limit: int = 20) -> str:
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in rs[:limit])
+    return text + (f" (+{len(rs) - limit} more)" if len(rs) > limit else "") if rs else "none"
+
+
+@dataclass
+class Accounting:
+    """Raw TICKS_RAW sequences of a day's window and where each one went."""
+
+    window: tuple[int, int]
+    expected: int
+    in_ticks: int
+    in_dlq: int
+    on_other_days: int
+    missing: list[tuple[int, int]]
+
+    @property
+    def missing_count(self) -> int:
+        return sum(b - a + 1 for a, b in self.missing)
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing
+
+
+def account_sequences(lake_root: Path, day: str, day_seqs_file: Path, dlq_seqs: set[int], *,
+                      stream_first_seq: int | None, drained_raw_seq: int | None) -> Accounting:
+    """Every raw message accepted by TICKS_RAW in day D's window must be in D's ticks, in the DLQ, or carry
+    ticks of another day (a message straddling midnight, a late tick).
+
+    The window runs from just after the previous day's last raw sequence (or the stream's first) to just
+    before the next day's first (or the sequence the pipeline had drained when the day was closed), so a lost
+    file at either edge of the day is caught too."""
+    lake_root = Path(lake_root)
+    con = duck()
+    try:
+        lo, hi = con.execute(f"SELECT min(stream_seq), max(stream_seq) FROM read_parquet('{_sql_path(day_seqs_file)}')"  # noqa: S608
+                             ).fetchone()
+        own = {int(r[0]) for r in con.execute(
+            f"SELECT stream_seq FROM read_parquet('{_sql_path(day_seqs_file)}')").fetchall()}  # noqa: S608
+        if lo is None:
+            return Accounting((0, -1), 0, 0, 0, 0, [])
+        days = sorted(set(landing_days(lake_root)) | set(compacted_days(lake_root)))
+        prev_day, next_day = _neighbour(days, day, True), _neighbour(days, day, False)
+        start = lo
+        if prev_day:
+            row = con.execute("SELECT max(stream_seq) FROM read_parquet(?, union_by_name = true) WHERE stream_seq < ?",
+                              [[str(f) for f in _day_seq_files(lake_root, prev_day)], lo]).fetchone()
+            if row[0] is not None:
+                start = int(row[0]) + 1
+        elif stream_first_seq and stream_first_seq <= lo:
+            start = stream_first_seq
+        end = hi
+        nxt = None
+        if next_day:
+            row = con.execute("SELECT min(stream_seq) FROM read_parquet(?, union_by_name = true) WHERE stream_seq > ?",
+                              [[str(f) for f in _day_seq_files(lake_root, next_day)], hi]).fetchone()
+            nxt = row[0]
+        if nxt is not None:
+            end = int(nxt) - 1
+        elif drained_raw_seq and drained_raw_seq > hi:
+            end = drained_raw_seq
+        others: set[int] = set()
+        candidates = set(range(start, end + 1)) - own - dlq_seqs
+        if candidates:
+            for other in days:
+                if other != day:
+                    others |= _seqs_of_files(con, _day_seq_files(lake_root, other), start, end)
+    finally:
+        con.close()
+    window = set(range(start, end + 1))
+    in_dlq = (window & dlq_seqs) - own
+    elsewhere = (window & others) - own - in_dlq
+    missing = window - own - in_dlq - elsewhere
+    return Accounting((start, end), len(window), len(own & window), len(in_dlq), len(elsewhere), ranges(missing))
+
+
+# ------------------------------------------------------------------------------------------- retention
+def apply_landing_retention(lake_root: Path, retention_days: int, today: date) -> list[str]:
+    """Delete the landing folders of days older than the retention whose compaction was published (its
+    blocking checks passed) and covered every landing file now there. Returns the days removed."""
+    removed = []
+    cutoff = (today - timedelta(days=retention_days)).isoformat()
+    for day, files in landing_days(lake_root).items():
+        if day >= cutoff:
+            continue
+        manifest = read_manifest(lake_root, day)
+        if not manifest or not manifest.get("published"):
+            continue
+        covered = set(manifest.get("inputs", []))
+        if any(str(f.relative_to(lake_root)) not in covered for f in files):
+            continue  # a late file arrived after the compaction: compact again first
+        shutil.rmtree(Path(lake_root) / LANDING / f"date={day}")
+        removed.append(day)
+    return removed

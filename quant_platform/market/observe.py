@@ -1,0 +1,128 @@
+"""What Dagster reads of the tick stream, always briefly: stream and consumer state with per-source counts,
+the drain barrier that closes a UTC day, and the raw sequences the DLQ accounts for.
+
+Never consume or acknowledge a pipeline message here: reads are stream info and ephemeral ordered consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from quant_platform.errors import ConfigError
+from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
+from quant_platform.market.normalizer import HDR_RAW_SEQ
+
+# The consumers that put ticks in the lake: a day closes when both have drained past it. Fan-out
+# destinations are not waited for (a slow destination must not hold back the daily partition).
+LAKE_CONSUMERS = {STREAM_RAW: "normalizer", STREAM_NORM: "lander"}
+
+
+def running_nats_url(home: Path) -> str | None:
+    """QP_NATS_URL, else the embedded server `quant-platform ingest run` announced in <QP_HOME>/nats/url."""
+    url = os.environ.get("QP_NATS_URL", "").strip()
+    if url:
+        return url
+    f = Path(home) / "nats" / "url"
+    return f.read_text().strip() if f.exists() else None
+
+
+async def _connect(url: str, timeout: float):
+    import nats
+
+    return await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=1, allow_reconnect=False,
+                              name="qp-dagster-observer")
+
+
+async def read_stream_state(url: str, timeout: float = 5.0) -> dict:
+    """stream_state() plus per-source message counts of TICKS_RAW, TICKS and TICKS_DLQ."""
+    from nats.js.errors import NotFoundError
+
+    from quant_platform.market.streams import stream_state
+
+    nc = await _connect(url, timeout)
+    try:
+        js = nc.jetstream(timeout=timeout)
+        state = await stream_state(js)
+        for name, pattern in ((STREAM_RAW, "ticks.raw.>"), (STREAM_NORM, "ticks.norm.>"), (STREAM_DLQ, "ticks.dlq.>")):
+            per_source: dict[str, int] = {}
+            try:
+                info = await js.stream_info(name, subjects_filter=pattern)
+                for subject, n in (info.state.subjects or {}).items():
+                    src = subject.split(".")[2] if subject.count(".") >= 2 else subject
+                    per_source[src] = per_source.get(src, 0) + int(n)
+            except NotFoundError:
+                pass
+            state[name]["per_source"] = per_source
+        state[STREAM_RAW]["last_time"] = None
+        if state[STREAM_RAW].get("last_seq"):
+            try:  # when the newest raw message was stored: the stream's progress clock
+                last = await js.get_msg(STREAM_RAW, state[STREAM_RAW]["last_seq"])
+                state[STREAM_RAW]["last_time"] = last.time.timestamp() if last.time else None
+            except Exception:  # noqa: S110 - expired or deleted meanwhile: progress unknown this time
+                pass
+        return state
+    finally:
+        await nc.close()
+
+
+def stream_state_now(url: str, timeout: float = 5.0) -> dict:
+    return asyncio.run(asyncio.wait_for(read_stream_state(url, timeout), timeout * 3))
+
+
+async def read_dlq_raw_seqs(url: str, timeout: float = 5.0) -> dict[int, str]:
+    """{raw TICKS_RAW sequence: reason} of every DLQ message (rejects and control-only markers)."""
+    nc = await _connect(url, timeout)
+    out: dict[int, str] = {}
+    try:
+        js = nc.jetstream(timeout=timeout)
+        info = await js.stream_info(STREAM_DLQ)
+        last = info.state.last_seq
+        if not info.state.messages:
+            return out
+        sub = await js.subscribe("ticks.dlq.>", stream=STREAM_DLQ, ordered_consumer=True)
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=timeout)
+                raw = (msg.headers or {}).get(HDR_RAW_SEQ)
+                if raw and raw.isdigit():
+                    out[int(raw)] = (msg.headers or {}).get("Qp-Reason", "")
+                if msg.metadata.sequence.stream >= last:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+def dlq_raw_seqs_now(url: str, timeout: float = 5.0) -> dict[int, str]:
+    return asyncio.run(read_dlq_raw_seqs(url, timeout))
+
+
+def ack_floor(state: dict, stream: str) -> int:
+    c = state.get(stream, {}).get("consumers", {}).get(LAKE_CONSUMERS[stream])
+    if c is None:
+        raise ConfigError(f"consumer {LAKE_CONSUMERS[stream]} of {stream} does not exist: is ingest running?")
+    return int(c["ack_floor_stream_seq"])
+
+
+def advance_barrier(barrier: dict | None, read_state, now_iso: str) -> tuple[dict, dict | None]:
+    """One step of the drain barrier (several in one call when the pipeline keeps up).
+
+    A barrier set at time T notes TICKS_RAW's last sequence R; once the normalizer's ack floor passes R,
+    every tick received before T is in TICKS (the normalizer publishes before it acks), so it notes TICKS'
+    last sequence N; once the lander's ack floor passes N, every tick received before T is in the lake.
+    Returns (the barrier to keep, the completed barrier or None). `read_state()` reads stream_state."""
+    state = read_state()
+    if not barrier:
+        barrier = {"at": now_iso, "raw": int(state[STREAM_RAW]["last_seq"]), "ticks": None}
+    if barrier.get("ticks") is None:
+        if ack_floor(state, STREAM_RAW) < barrier["raw"]:
+            return barrier, None
+        state = read_state()  # TICKS read after the normalizer's floor passed R
+        barrier["ticks"] = int(state[STREAM_NORM]["last_seq"])
+    if ack_floor(state, STREAM_NORM) < barrier["ticks"]:
+        return barrier, None
+    return {}, barrier
