@@ -5,7 +5,8 @@ Never touch a server this module did not start (the machine's 4222 included), an
 Durability chosen here: a single node with `jetstream { sync_interval: always }`, so the server fsyncs a
 message before it acknowledges it; an acknowledged batch survives a killed process *and* an OS crash or
 power loss (NATS_NOTES.md, Durability). In a cluster the same guarantee comes from replication instead:
-QP_STREAM_REPLICAS=3 gives R3 streams (streams.py), acked once a quorum has the message.
+QP_NATS_REPLICAS=3 gives R3 streams (streams.py), acked once a quorum has the message; nats_cluster.py
+starts such a cluster of these servers on loopback.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class EmbeddedNats:
     """A nats-server child process: JetStream on, file store under `store_dir`, loopback only.
 
     Durability: `sync_interval: always` (fsync before ack) when `sync_always` (the default) on this single
-    node; a cluster gets it from R3 replication instead (QP_STREAM_REPLICAS=3).
+    node; a cluster gets it from R3 replication instead (QP_NATS_REPLICAS=3, nats_cluster.py).
     `port=0` / `monitor_port=0` pick free loopback ports once; `restart()` reuses them and the store.
     """
 
@@ -172,12 +173,17 @@ class EmbeddedNats:
         ]
         if self.monitor_port:
             lines.append(f"http: 127.0.0.1:{self.monitor_port}")
+        lines += self._extra_config_lines()
         lines += ["jetstream {", f'  store_dir: "{self.store_dir}"']
         if self.sync_always:
             lines.append("  sync_interval: always  # fsync every write before the ack")
         lines.append("}")
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
+
+    def _extra_config_lines(self) -> list[str]:
+        """Top-level config lines added by subclasses (a cluster node's server_name and cluster block)."""
+        return []
 
     def _check_store_free(self) -> None:
         pid_file = self.store_dir / PID_NAME

@@ -3,7 +3,13 @@
 Never delete or purge a stream or consumer here, and never relax ack semantics: changes are create-or-update.
 
 Durability: file storage everywhere; one replica locally (the embedded server fsyncs before it acks, see
-nats_server.py), QP_STREAM_REPLICAS=3 on a cluster.
+nats_server.py), three on a cluster (acked once a quorum of two has the message).
+
+Replicas: `ensure_streams(js, replicas=N)`, else the environment variable QP_NATS_REPLICAS (an integer from
+1 to 5; QP_STREAM_REPLICAS, its earlier name, is still read; setting both to different values is an error),
+else 1. The count applies to TICKS_RAW, TICKS, TICKS_DLQ and the normalizer/lander consumers. When neither
+the argument nor the variable is given, a stream that already exists keeps its replica count (a process
+started without the variable never scales a cluster's R3 streams down to R1); new streams get one replica.
 """
 
 from __future__ import annotations
@@ -53,12 +59,32 @@ def _positive_env(name: str, default: float) -> float:
     return value
 
 
-def stream_replicas() -> int:
-    """QP_STREAM_REPLICAS: 1 (default, single node) or 3 (cluster; odd numbers up to 5)."""
-    value = _positive_env("QP_STREAM_REPLICAS", 1)
+REPLICAS_ENV = "QP_NATS_REPLICAS"
+REPLICAS_ENV_OLD = "QP_STREAM_REPLICAS"  # the earlier name, still honoured
+
+
+def _replicas_from(name: str) -> int | None:
+    if not os.environ.get(name, "").strip():
+        return None
+    value = _positive_env(name, 1)
     if value != int(value) or int(value) not in (1, 2, 3, 4, 5):
-        raise ConfigError(f"QP_STREAM_REPLICAS must be an integer from 1 to 5, got {value!r}")
+        raise ConfigError(f"{name} must be an integer from 1 to 5, got {value!r}")
     return int(value)
+
+
+def configured_replicas() -> int | None:
+    """The replica count from QP_NATS_REPLICAS (or the older QP_STREAM_REPLICAS), None when neither is set.
+
+    1 on a single node (the default); 3 on a three-node cluster (odd numbers up to 5)."""
+    new, old = _replicas_from(REPLICAS_ENV), _replicas_from(REPLICAS_ENV_OLD)
+    if new is not None and old is not None and new != old:
+        raise ConfigError(f"{REPLICAS_ENV}={new} and {REPLICAS_ENV_OLD}={old} disagree; set only {REPLICAS_ENV}")
+    return new if new is not None else old
+
+
+def stream_replicas() -> int:
+    """QP_NATS_REPLICAS (or QP_STREAM_REPLICAS): 1 (default, single node) or 3 (cluster; odd numbers up to 5)."""
+    return configured_replicas() or 1
 
 
 # ------------------------------------------------------------------------------------------- declarations
@@ -103,7 +129,8 @@ class ConsumerSpec:
     description: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def to_config(self) -> api.ConsumerConfig:
+    def to_config(self, replicas: int | None = None) -> api.ConsumerConfig:
+        """`replicas` None leaves num_replicas unset: the consumer follows its stream's replica count."""
         cfg = api.ConsumerConfig(
             name=self.durable,
             durable_name=self.durable,
@@ -115,13 +142,15 @@ class ConsumerSpec:
             max_ack_pending=self.max_ack_pending,
             filter_subject=self.filter_subject,
             replay_policy=api.ReplayPolicy.INSTANT,
+            num_replicas=replicas,
         )
         return cfg.evolve(**self.extra) if self.extra else cfg
 
 
 def stream_specs(replicas: int | None = None) -> tuple[StreamSpec, ...]:
     """The three streams, with the environment read now (QP_TICKS_RAW_MAX_AGE_HOURS default 7 days,
-    QP_TICKS_MAX_AGE_HOURS default 3 days, QP_TICKS_DLQ_MAX_AGE_HOURS default 30 days, QP_STREAM_REPLICAS)."""
+    QP_TICKS_MAX_AGE_HOURS default 3 days, QP_TICKS_DLQ_MAX_AGE_HOURS default 30 days, QP_NATS_REPLICAS
+    default 1)."""
     r = replicas or stream_replicas()
     return (
         StreamSpec(
@@ -193,8 +222,11 @@ def _differences(want: object, have: object, names: tuple[str, ...]) -> dict[str
     return out
 
 
-async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None) -> str:
-    """Create the stream, or update it when its declared fields differ. Returns created/updated/unchanged."""
+async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None, *,
+                        keep_replicas: bool = False) -> str:
+    """Create the stream, or update it when its declared fields differ. Returns created/updated/unchanged.
+
+    `keep_replicas`: an existing stream keeps its replica count (used when no count was configured)."""
     want = spec.to_config(replicas)
     try:
         info = await js.stream_info(spec.name)
@@ -209,6 +241,8 @@ async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None) -> st
                 if exc.err_code != ERR_STREAM_NAME_IN_USE:  # someone else created it meanwhile
                     raise
             info = await js.stream_info(spec.name)
+        if keep_replicas and info.config.num_replicas:
+            want.num_replicas = info.config.num_replicas
         if not _differences(want, info.config, _STREAM_FIELDS):
             return "unchanged"
         await js.update_stream(want)
@@ -217,15 +251,25 @@ async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None) -> st
         raise StreamConfigError(f"stream {spec.name}", exc.description or str(exc), exc.err_code) from exc
 
 
-async def ensure_consumer(js, stream: str, spec: ConsumerSpec) -> str:
+def _consumer_replicas(info) -> int:
+    """A consumer's effective replica count: its own setting, or (0 = follow the stream) its raft group size."""
+    if info.config.num_replicas:
+        return info.config.num_replicas
+    cluster = info.cluster
+    return 1 + len(cluster.replicas or []) if cluster is not None else 1
+
+
+async def ensure_consumer(js, stream: str, spec: ConsumerSpec, replicas: int | None = None) -> str:
     """Create the durable consumer, or update it when its declared fields differ (the server's
-    CONSUMER.CREATE is create-or-update since 2.10). Returns created/updated/unchanged."""
-    want = spec.to_config()
+    CONSUMER.CREATE is create-or-update since 2.10). `replicas` None: the consumer follows its stream's
+    replica count. Returns created/updated/unchanged."""
+    want = spec.to_config(replicas)
     try:
         have = await js.consumer_info(stream, spec.durable)
     except NotFoundError:
         have = None
-    if have is not None and not _differences(want, have.config, _CONSUMER_FIELDS):
+    if (have is not None and not _differences(want, have.config, _CONSUMER_FIELDS)
+            and (replicas is None or _consumer_replicas(have) == replicas)):
         return "unchanged"
     try:
         await js.add_consumer(stream, config=want)
@@ -238,14 +282,22 @@ async def ensure_consumer(js, stream: str, spec: ConsumerSpec) -> str:
 async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = True) -> dict:
     """Apply the declared streams (and the normalizer/lander consumers unless `consumers=False`).
 
+    `replicas` (num_replicas of the three streams and of the consumers) defaults to the environment variable
+    QP_NATS_REPLICAS (1 to 5; the older name QP_STREAM_REPLICAS is read too). With neither, new streams get
+    one replica and existing ones keep theirs, so a process started without the variable never scales a
+    cluster's streams down. A single node accepts only 1 (anything more raises StreamConfigError).
+
     Returns {"streams": {name: action}, "consumers": {"STREAM.durable": action}} with action one of
     created / updated / unchanged. `js` is a JetStreamContext or JetStreamManager."""
+    if replicas is not None and replicas not in (1, 2, 3, 4, 5):
+        raise ConfigError(f"replicas must be an integer from 1 to 5, got {replicas!r}")
+    r = replicas if replicas is not None else configured_replicas()
     report: dict[str, dict[str, str]] = {"streams": {}, "consumers": {}}
-    for spec in stream_specs(replicas):
-        report["streams"][spec.name] = await ensure_stream(js, spec, replicas)
+    for spec in stream_specs(r or 1):
+        report["streams"][spec.name] = await ensure_stream(js, spec, r, keep_replicas=r is None)
     if consumers:
         for c in CONSUMERS:
-            report["consumers"][f"{c.stream}.{c.durable}"] = await ensure_consumer(js, c.stream, c)
+            report["consumers"][f"{c.stream}.{c.durable}"] = await ensure_consumer(js, c.stream, c, r)
     return report
 
 
