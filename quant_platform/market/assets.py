@@ -204,7 +204,7 @@ def ticks_daily(context: dg.AssetExecutionContext):
     acc = cp.account_sequences(root, day, staged.seqs_path, set(dlq), stream_first_seq=first_seq,
                                drained_raw_seq=int(drained) if drained is not None else None)
     master = InstrumentMaster.load()
-    classes = {i.instrument_id: i.asset_class for i in master.instruments}
+    classes = {i.instrument_id: i.asset_class for i in master.instruments()}
     con = cp.duck()
     try:
         rules = dc.evaluate_rules(con, staged.ticks_path, day, classes)
@@ -218,6 +218,9 @@ def ticks_daily(context: dg.AssetExecutionContext):
         "raw_messages_on_other_days": acc.on_other_days,
         "raw_messages_missing": acc.missing_count,
         "missing_seq_ranges": cp.format_ranges(acc.missing),
+        "raw_messages_partly_landed": sum(b - a + 1 for a, b in acc.partial),
+        "partly_landed_seq_ranges": cp.format_ranges(acc.partial),
+        "ticks_missing": acc.ticks_missing,
     })
     results = [completeness, *rules]
     ok = all(r.passed for r in results if r.name in dc.BLOCKING)
@@ -247,6 +250,7 @@ def ticks_daily(context: dg.AssetExecutionContext):
             "raw_messages": staged.raw_seq_count,
             "content_hash": staged.content_hash,
             "file_sha256": staged.file_sha256,
+            "unchanged_since_last_publish": bool(staged.extra.get("unchanged", False)),
             "bytes": staged.bytes,
             "compaction_seconds": round(t_compact, 3),
             "checks_seconds": round(t_checks, 3),
@@ -374,7 +378,6 @@ MARKET_ASSETS = [tick_stream, ticks_daily, bars_1m, daily_stats, ticks_history]
 ticks_daily_job = dg.define_asset_job(
     "ticks_daily_job",
     selection=dg.AssetSelection.assets(TICKS_DAILY_KEY).downstream(),
-    partitions_def=TICK_DAILY_PARTITIONS,
     description="Compact one closed UTC tick day, check it, then bars, daily stats and warehouse history.",
 )
 

@@ -177,13 +177,10 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
     stage.mkdir(parents=True)
     con = duck(threads)
     try:
-        con.execute("CREATE TEMP VIEW src AS SELECT * FROM read_parquet(?, union_by_name = true)", [sources])
+        files = "[" + ", ".join(f"'{_sql_path(Path(f))}'" for f in sources) + "]"
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet({files}, union_by_name = true)")  # noqa: S608
         rows_in = con.execute("SELECT count(*) FROM src").fetchone()[0]
-        seq_sources = "SELECT stream_seq FROM src"
-        if prior_seqs.exists():
-            seq_sources += f" UNION ALL SELECT stream_seq FROM read_parquet('{_sql_path(prior_seqs)}')"  # noqa: S608
-        con.execute(f"COPY (SELECT DISTINCT stream_seq FROM ({seq_sources}) ORDER BY 1) TO "  # noqa: S608
-                    f"'{_sql_path(stage / SEQS_FILE)}' (FORMAT parquet, COMPRESSION zstd)")
+        write_ledger(con, stage / SEQS_FILE, inputs, prior_seqs if prior_seqs.exists() else None)
         cols = ("ts, received_at, source, instrument_id, venue_symbol, exchange, event, price, size, bid, bid_size, "
                 "ask, ask_size, vendor_seq, event_id, stream_seq")
         con.execute(
@@ -196,9 +193,8 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
             f"SELECT count(*), count(DISTINCT instrument_id) FROM read_parquet('{_sql_path(out)}')").fetchone()  # noqa: S608
         srcs = [r[0] for r in con.execute(
             f"SELECT DISTINCT source FROM read_parquet('{_sql_path(out)}') ORDER BY 1").fetchall()]  # noqa: S608
-        n, lo, hi = con.execute(
-            f"SELECT count(*), min(stream_seq), max(stream_seq) FROM read_parquet('{_sql_path(stage / SEQS_FILE)}')"  # noqa: S608
-        ).fetchone()
+        ledger = f"read_parquet('{_sql_path(stage / SEQS_FILE)}')"
+        n, lo, hi = con.execute(f"SELECT count(*), min(stream_seq), max(stream_seq) FROM {ledger}").fetchone()  # noqa: S608
         digest = content_hash(con, out)
     finally:
         con.close()
@@ -209,19 +205,70 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
                   instruments=int(instruments), sources=srcs)
 
 
+def expected_ticks(files: Iterable[Path]) -> dict[int, int]:
+    """{raw seq: ticks the normalizer made of it} from the landing files' key-value metadata."""
+    import pyarrow.parquet as pq
+
+    from quant_platform.market.lake_landing import RAW_TICKS_KEY
+
+    out: dict[int, int] = {}
+    for f in files:
+        meta = pq.read_schema(f).metadata or {}
+        if RAW_TICKS_KEY in meta:
+            for seq, n in json.loads(meta[RAW_TICKS_KEY]).items():
+                out[int(seq)] = max(out.get(int(seq), 0), int(n))
+    return out
+
+
+def write_ledger(con, path: Path, landing: list[Path], prior_ledger: Path | None) -> None:
+    """raw_seqs.parquet: per raw sequence with ticks on the day, the distinct ticks that reached the lake
+    (before dedup across raw messages) and the ticks the normalizer made of it (null when unknown)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = []
+    if landing:
+        parts.append("SELECT stream_seq, count(DISTINCT event_id) AS landed FROM read_parquet(?, union_by_name = true) "
+                     "GROUP BY stream_seq")
+    if prior_ledger is not None:
+        parts.append(f"SELECT stream_seq, landed FROM read_parquet('{_sql_path(prior_ledger)}')")  # noqa: S608
+    params = [[str(f) for f in landing]] if landing else []
+    rows = con.execute("SELECT stream_seq, max(landed) FROM (" + " UNION ALL ".join(parts) + ") GROUP BY 1 ORDER BY 1",  # noqa: S608
+                       params).fetchall()
+    expected = expected_ticks(landing)
+    if prior_ledger is not None:
+        prior = pq.read_table(prior_ledger, columns=["stream_seq", "expected"]).to_pydict()
+        for seq, n in zip(prior["stream_seq"], prior["expected"], strict=True):
+            if n is not None:
+                expected[seq] = max(expected.get(seq, 0), n)
+    seqs = [r[0] for r in rows]
+    table = pa.table({"stream_seq": pa.array(seqs, pa.int64()),
+                      "landed": pa.array([r[1] for r in rows], pa.int64()),
+                      "expected": pa.array([expected.get(q) for q in seqs], pa.int64())})
+    pq.write_table(table, path, compression="zstd")
+
+
 def publish_staged(lake_root: Path, staged: Staged, manifest: dict) -> Path:
     """Move the checked staged files into ticks/daily/date=D/ (each an atomic rename) and write the manifest
     last: a manifest means the day was published with every blocking check passed."""
     target = daily_dir(lake_root, staged.day)
     target.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(lake_root, staged.day)
+    names = [SEQS_FILE, TICKS_FILE]
+    if (previous and previous.get("content_hash") == staged.content_hash and (target / TICKS_FILE).exists()):
+        # Same rows as the published file: leave it untouched (byte for byte), refresh only the ledger.
+        names = [SEQS_FILE]
+        staged.file_sha256 = previous.get("file_sha256", staged.file_sha256)
+        staged.bytes = (target / TICKS_FILE).stat().st_size
+        staged.extra["unchanged"] = True
     (target / MANIFEST).unlink(missing_ok=True)
-    for name in (SEQS_FILE, TICKS_FILE):
+    for name in names:
         src = staged.stage_dir / name
         with open(src, "rb") as f:
             os.fsync(f.fileno())
         os.replace(src, target / name)
-    body = json.dumps({**manifest, **{k: v for k, v in asdict(staged).items() if k not in ("stage_dir", "extra")}},
-                      indent=2, default=str)
+    fields = {k: v for k, v in asdict(staged).items() if k not in ("stage_dir", "extra", "published")}
+    body = json.dumps({**fields, **manifest}, indent=2, default=str)
     tmp = target / f".{MANIFEST}.tmp"
     tmp.write_text(body)
     os.replace(tmp, target / MANIFEST)
@@ -232,12 +279,20 @@ def publish_staged(lake_root: Path, staged: Staged, manifest: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- sequence ledger
-def _seqs_of_files(con, files: list[Path], lo: int, hi: int) -> set[int]:
-    if not files:
-        return set()
-    rows = con.execute("SELECT DISTINCT stream_seq FROM read_parquet(?, union_by_name = true) "
-                       "WHERE stream_seq BETWEEN ? AND ?", [[str(f) for f in files], lo, hi]).fetchall()
-    return {int(r[0]) for r in rows}
+def _landed_counts(con, lake_root: Path, day: str, lo: int, hi: int) -> dict[int, int]:
+    """{raw seq: distinct ticks of day D in the lake} for raw seqs in [lo, hi] (landing files or the ledger)."""
+    out: dict[int, int] = {}
+    files = landing_files(lake_root, day)
+    if files:
+        for seq, n in con.execute("SELECT stream_seq, count(DISTINCT event_id) FROM read_parquet(?, union_by_name = true) "
+                                  "WHERE stream_seq BETWEEN ? AND ? GROUP BY 1", [[str(f) for f in files], lo, hi]).fetchall():
+            out[int(seq)] = int(n)
+    ledger = daily_dir(lake_root, day) / SEQS_FILE
+    if ledger.exists():
+        for seq, n in con.execute(f"SELECT stream_seq, landed FROM read_parquet('{_sql_path(ledger)}') "  # noqa: S608
+                                  "WHERE stream_seq BETWEEN ? AND ?", [lo, hi]).fetchall():
+            out[int(seq)] = max(out.get(int(seq), 0), int(n))
+    return out
 
 
 def _day_seq_files(lake_root: Path, day: str) -> list[Path]:
@@ -280,6 +335,8 @@ class Accounting:
     in_dlq: int
     on_other_days: int
     missing: list[tuple[int, int]]
+    partial: list[tuple[int, int]] = field(default_factory=list)
+    ticks_missing: int = 0
 
     @property
     def missing_count(self) -> int:
@@ -287,13 +344,14 @@ class Accounting:
 
     @property
     def passed(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.partial
 
 
-def account_sequences(lake_root: Path, day: str, day_seqs_file: Path, dlq_seqs: set[int], *,
+def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: set[int], *,
                       stream_first_seq: int | None, drained_raw_seq: int | None) -> Accounting:
-    """Every raw message accepted by TICKS_RAW in day D's window must be in D's ticks, in the DLQ, or carry
-    ticks of another day (a message straddling midnight, a late tick).
+    """Every raw message accepted by TICKS_RAW in day D's window must be in D's ticks (all of its ticks: the
+    ledger knows how many the normalizer made), in the DLQ, or carry ticks of another day (a message
+    straddling midnight, a late tick).
 
     The window runs from just after the previous day's last raw sequence (or the stream's first) to just
     before the next day's first (or the sequence the pipeline had drained when the day was closed), so a lost
@@ -301,12 +359,12 @@ def account_sequences(lake_root: Path, day: str, day_seqs_file: Path, dlq_seqs: 
     lake_root = Path(lake_root)
     con = duck()
     try:
-        lo, hi = con.execute(f"SELECT min(stream_seq), max(stream_seq) FROM read_parquet('{_sql_path(day_seqs_file)}')"  # noqa: S608
-                             ).fetchone()
-        own = {int(r[0]) for r in con.execute(
-            f"SELECT stream_seq FROM read_parquet('{_sql_path(day_seqs_file)}')").fetchall()}  # noqa: S608
-        if lo is None:
+        rows = con.execute(f"SELECT stream_seq, landed, expected FROM read_parquet('{_sql_path(ledger_file)}')"  # noqa: S608
+                           ).fetchall()
+        if not rows:
             return Accounting((0, -1), 0, 0, 0, 0, [])
+        own = {int(r[0]): (int(r[1]), r[2]) for r in rows}
+        lo, hi = min(own), max(own)
         days = sorted(set(landing_days(lake_root)) | set(compacted_days(lake_root)))
         prev_day, next_day = _neighbour(days, day, True), _neighbour(days, day, False)
         start = lo
@@ -327,19 +385,32 @@ def account_sequences(lake_root: Path, day: str, day_seqs_file: Path, dlq_seqs: 
             end = int(nxt) - 1
         elif drained_raw_seq and drained_raw_seq > hi:
             end = drained_raw_seq
-        others: set[int] = set()
-        candidates = set(range(start, end + 1)) - own - dlq_seqs
-        if candidates:
-            for other in days:
-                if other != day:
-                    others |= _seqs_of_files(con, _day_seq_files(lake_root, other), start, end)
+        others: dict[int, int] = {}
+        for other in days:
+            if other != day:
+                for seq, n in _landed_counts(con, lake_root, other, start, end).items():
+                    others[seq] = others.get(seq, 0) + n
     finally:
         con.close()
-    window = set(range(start, end + 1))
-    in_dlq = (window & dlq_seqs) - own
-    elsewhere = (window & others) - own - in_dlq
-    missing = window - own - in_dlq - elsewhere
-    return Accounting((start, end), len(window), len(own & window), len(in_dlq), len(elsewhere), ranges(missing))
+    in_ticks = in_dlq = elsewhere = ticks_missing = 0
+    missing, partial = [], []
+    for seq in range(start, end + 1):
+        if seq in own:
+            landed, expected = own[seq]
+            total = landed + others.get(seq, 0)
+            if expected is not None and total < expected:
+                partial.append(seq)
+                ticks_missing += expected - total
+            else:
+                in_ticks += 1
+        elif seq in dlq_seqs:
+            in_dlq += 1
+        elif seq in others:
+            elsewhere += 1
+        else:
+            missing.append(seq)
+    return Accounting((start, end), end - start + 1, in_ticks, in_dlq, elsewhere, ranges(missing),
+                      ranges(partial), ticks_missing)
 
 
 # ------------------------------------------------------------------------------------------- retention

@@ -89,21 +89,23 @@ def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> 
         f"SELECT count(*), list(DISTINCT instrument_id)[:5] FROM {src} WHERE event = 'quote' "  # noqa: S608
         "AND bid IS NOT NULL AND ask IS NOT NULL AND bid > ask").fetchone()
     outside, ts_min, ts_max = con.execute(
-        f"SELECT count(*) FILTER (WHERE ts < ?::TIMESTAMPTZ OR ts >= ?::TIMESTAMPTZ), "  # noqa: S608
-        f"min(ts)::VARCHAR, max(ts)::VARCHAR FROM {src}", [start.isoformat(), end.isoformat()]).fetchone()
+        f"SELECT count(*) FILTER (WHERE epoch_ns(ts) < ? OR epoch_ns(ts) >= ?), "  # noqa: S608
+        f"min(ts)::VARCHAR, max(ts)::VARCHAR FROM {src}",
+        [int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9]).fetchone()
     bad_price = con.execute(
         f"SELECT count(*) FROM {src} WHERE (event = 'trade' AND (price IS NULL OR NOT price > 0)) "  # noqa: S608
         "OR (event = 'quote' AND (bid <= 0 OR ask <= 0))").fetchone()[0]
     threshold = gap_threshold()
     gaps = con.execute(
-        f"SELECT instrument_id, prev_ts, ts FROM (SELECT instrument_id, ts, lag(ts) OVER w AS prev_ts "  # noqa: S608
-        f"FROM {src} WINDOW w AS (PARTITION BY instrument_id ORDER BY ts)) "
-        "WHERE ts - prev_ts > to_microseconds(?) ORDER BY instrument_id, prev_ts",
-        [int(threshold.total_seconds() * 1e6)]).fetchall()
+        f"SELECT instrument_id, prev_ns, t_ns FROM (SELECT instrument_id, epoch_ns(ts) AS t_ns, "  # noqa: S608
+        f"lag(epoch_ns(ts)) OVER w AS prev_ns FROM {src} WINDOW w AS (PARTITION BY instrument_id ORDER BY ts)) "
+        "WHERE t_ns - prev_ns > ? ORDER BY instrument_id, prev_ns",
+        [int(threshold.total_seconds() * 1e9)]).fetchall()
     flagged = []
-    for inst, a, b in gaps:
+    for inst, a_ns, b_ns in gaps:
         ac = asset_classes.get(inst, "unknown")
-        mins = trading_minutes(ac, a.astimezone(UTC), b.astimezone(UTC))
+        a, b = datetime.fromtimestamp(a_ns / 1e9, UTC), datetime.fromtimestamp(b_ns / 1e9, UTC)
+        mins = trading_minutes(ac, a, b)
         if mins > threshold.total_seconds() / 60:
             flagged.append(f"{inst} {a.astimezone(UTC):%H:%M:%S}-{b.astimezone(UTC):%H:%M:%S} ({mins:.0f} trading min)")
     return [

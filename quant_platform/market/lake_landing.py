@@ -5,6 +5,7 @@ Never let a reader see half a file: write a temp name, fsync, rename; acknowledg
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -44,9 +45,15 @@ def write_parquet_atomic(table: pa.Table, final: Path) -> int:
     return final.stat().st_size
 
 
-def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int) -> list[tuple[Path, int]]:
+RAW_TICKS_KEY = b"qp.raw_ticks"
+
+
+def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
+               raw_ticks: dict[int, int] | None = None) -> list[tuple[Path, int]]:
     """Write one micro-batch: one file per (UTC day, source); the name carries the TICKS sequence range, so a
-    redelivered batch with the same range rewrites the same file instead of adding a copy."""
+    redelivered batch with the same range rewrites the same file instead of adding a copy. `raw_ticks` (raw
+    seq -> ticks the normalizer made of it) goes into each file's key-value metadata for the raw sequences
+    the file holds: the completeness check compares it with the rows that reached the lake."""
     if table.num_rows == 0:
         return []
     table = table.cast(TICK_SCHEMA)
@@ -56,6 +63,11 @@ def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int) 
     for day, source in zip(keys["day"].to_pylist(), keys["source"].to_pylist(), strict=True):
         mask = pc.and_(pc.equal(days, day), pc.equal(table["source"], source))
         part = table.filter(mask)
+        if raw_ticks:
+            held = pc.unique(part["stream_seq"]).to_pylist()
+            meta = {str(q): raw_ticks[q] for q in held if q in raw_ticks}
+            part = part.replace_schema_metadata({**(part.schema.metadata or {}),
+                                                 RAW_TICKS_KEY: json.dumps(meta, separators=(",", ":")).encode()})
         path = landing_path(lake_root, day, source, first_seq, last_seq)
         written.append((path, write_parquet_atomic(part, path)))
     return written

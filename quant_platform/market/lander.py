@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA
 from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
-from quant_platform.market.normalizer import ipc_to_table
+from quant_platform.market.normalizer import HDR_RAW_TICKS, ipc_to_table
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,28 @@ class LanderStats:
     batch_sizes: list[int] = field(default_factory=list)
 
 
+def parse_raw_ticks(header: str) -> dict[int, int]:
+    """`Qp-Raw-Ticks` ("seq:ticks,...") -> {raw seq: ticks the normalizer made of it}; malformed parts skipped."""
+    out: dict[int, int] = {}
+    for part in header.split(","):
+        seq, _, n = part.partition(":")
+        if seq.isdigit() and n.isdigit():
+            out[int(seq)] = int(n)
+    return out
+
+
 class MicroBatch:
     def __init__(self) -> None:
         self.msgs: list = []
         self.tables: list[pa.Table] = []
         self.rows = 0
+        self.raw_ticks: dict[int, int] = {}
         self.started = time.monotonic()
 
     def add(self, msg, table: pa.Table) -> None:
         if not self.msgs:
             self.started = time.monotonic()
+        self.raw_ticks.update(parse_raw_ticks((msg.headers or {}).get(HDR_RAW_TICKS, "")))
         self.msgs.append(msg)
         self.tables.append(table)
         self.rows += table.num_rows
@@ -52,7 +64,7 @@ class MicroBatch:
 async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
     seqs = [m.metadata.sequence.stream for m in batch.msgs]
     table = pa.concat_tables(batch.tables) if batch.tables else TICK_SCHEMA.empty_table()
-    written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs))
+    written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks)
     for m in batch.msgs:
         await m.ack()
     stats.batches += 1

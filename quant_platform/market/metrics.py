@@ -5,6 +5,8 @@ Never label a metric by instrument or event id: cardinality must stay bounded (s
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -28,7 +30,17 @@ FANOUT_FAILURES = Counter("qp_fanout_failures_total", "Failed deliveries per des
                           registry=REGISTRY)
 
 
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on 127.0.0.1:<port> (0 disables)."""
+METRICS_HOST_ENV = "QP_METRICS_HOST"
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def metrics_host() -> str:
+    """The address /metrics binds: QP_METRICS_HOST, default 127.0.0.1 (loopback only). Containers set 0.0.0.0
+    so that Prometheus, in another container or pod, can scrape them."""
+    return os.environ.get(METRICS_HOST_ENV, "").strip() or DEFAULT_METRICS_HOST
+
+
+def serve_metrics(port: int, host: str | None = None) -> None:
+    """Expose /metrics on <host>:<port> (host defaults to metrics_host(); port 0 disables)."""
     if port:
-        start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+        start_http_server(port, addr=host or metrics_host(), registry=REGISTRY)

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 HDR_REASON = "Qp-Reason"
 HDR_RAW_SEQ = "Qp-Raw-Seq"
+# On every TICKS message: "<raw seq>:<ticks>,..." for each raw message of its fetch set and source, so the lake
+# can tell a raw message whose ticks arrived only in part (a lost file) from one that arrived whole.
+HDR_RAW_TICKS = "Qp-Raw-Ticks"
 ARROW_FORMAT = "arrow-ipc"
 
 
@@ -77,6 +80,7 @@ async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: 
     duplicates are removed by event_id at compaction)."""
     tables: dict[str, list[pa.Table]] = {}
     seqs: dict[str, list[int]] = {}
+    raw_ticks: dict[str, list[str]] = {}
     publishes = []
     counts = [0, 0, 0, 0]  # frames, ticks, rejected, ignored
     for msg in msgs:
@@ -90,6 +94,7 @@ async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: 
         if table.num_rows:
             tables.setdefault(source, []).append(table)
             seqs.setdefault(source, []).append(seq)
+            raw_ticks.setdefault(source, []).append(f"{seq}:{table.num_rows}")
         publishes += _dlq_publishes(js, source, seq, rejected, bad_lines, ignored, table.num_rows > 0)
         counts[0] += len(frames) + len(bad_lines)
         counts[1] += table.num_rows
@@ -104,7 +109,7 @@ async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: 
             publishes.append(js.publish(
                 norm_subject(source, inst), table_to_ipc(part), stream=STREAM_NORM, timeout=10,
                 headers={"Nats-Msg-Id": f"{source}:{first}-{last}:{inst}", "Qp-Format": ARROW_FORMAT,
-                         HDR_RAW_SEQ: f"{first}-{last}"}))
+                         HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks[source])}))
     try:
         await asyncio.gather(*publishes)
     except Exception as exc:

@@ -1,0 +1,232 @@
+"""Ticks in the asset graph, on a real nats-server and a real Dagster instance: a simulated trading stretch
+across midnight UTC with redelivery duplicates is ingested; the ingest sensor requests exactly the closed day;
+compaction removes the duplicates; the completeness check accounts for every raw message by sequence; a lost
+landing file fails it and blocks the bars; compacting again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from quant_platform.market.contracts import RawFrame
+from quant_platform_tests.market_helpers import landed_table, wait_for
+
+TODAY = datetime.now(UTC).date()
+YESTERDAY = (TODAY - timedelta(days=1)).isoformat()
+
+
+def _frames(start: datetime, n: int, step_ms: int, seq0: int) -> list[RawFrame]:
+    out = []
+    t0 = int(start.timestamp() * 1e9)
+    for i in range(n):
+        t = t0 + i * step_ms * 1_000_000
+        sym = ("CL", "BZ", "NG")[i % 3]
+        seq = seq0 + i
+        if i % 2:
+            body = {"sym": sym, "ev": "T", "t": t, "seq": seq, "p": 70.0 + (i % 50) / 100, "s": 1 + i % 4}
+        else:
+            body = {"sym": sym, "ev": "Q", "t": t, "seq": seq, "bp": 70.0, "bs": 2, "ap": 70.03, "as": 3}
+        out.append(RawFrame(t, json.dumps(body, separators=(",", ":")).encode()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    """Ingest 23:58-00:02 UTC around last midnight through the real normalizer and lander, with a forced
+    redelivery of TICKS messages that were already landed, one malformed frame and one heartbeat-only raw
+    message. Yields (nats url, lake, published ticks by day)."""
+    import nats
+
+    from quant_platform.market.lake_landing import land_batch
+    from quant_platform.market.lander import LanderStats, parse_raw_ticks, run_lander
+    from quant_platform.market.nats_server import EmbeddedNats
+    from quant_platform.market.normalizer import HDR_RAW_TICKS, NormalizerStats, ipc_to_table, run_normalizer
+    from quant_platform.market.publisher import publish_frames
+
+    base = tmp_path_factory.mktemp("daily")
+    lake = base / "lake"
+    midnight = datetime.combine(TODAY, datetime.min.time(), UTC)
+    first = _frames(midnight - timedelta(minutes=2), 1200, 100, 0)  # 23:58:00 - 23:59:59.9
+    second = _frames(midnight - timedelta(seconds=1), 1210, 100, 5000)  # 23:59:59 - 00:02:00
+    heartbeat = [RawFrame(1, b'{"ev":"H","t":1}')]
+    malformed = [RawFrame(2, b'{"sym":"CL","ev":"T","t":1,"seq":1,"p":"NaN","s":1}')]
+
+    with EmbeddedNats(base / "nats").start() as srv:
+        async def run():
+            stop = asyncio.Event()
+            nstats, lstats = NormalizerStats(), LanderStats()
+            normalizer = asyncio.create_task(run_normalizer(srv.url, stop, fetch_batch=4, stats=nstats))
+            await publish_frames(srv.url, "simulator", first, max_frames=40)
+            await publish_frames(srv.url, "simulator", heartbeat, max_frames=40)
+            await publish_frames(srv.url, "simulator", malformed, max_frames=40)
+            await publish_frames(srv.url, "simulator", second, max_frames=40)
+            nc = await nats.connect(srv.url)
+            js = nc.jetstream()
+            await wait_for(lambda: nstats.frames >= len(first) + len(second) + 2, timeout_s=60)
+            # Forced redelivery: land the first TICKS messages one file each, then nak them, as a lander that
+            # crashed between its rename and its ack would leave them.
+            sub = await js.pull_subscribe("ticks.norm.>", durable="lander", stream="TICKS")
+            msgs = await sub.fetch(6, timeout=5)
+            for m in msgs:
+                seq = m.metadata.sequence.stream
+                land_batch(lake, ipc_to_table(m.data), seq, seq, parse_raw_ticks(m.headers.get(HDR_RAW_TICKS, "")))
+                await m.nak()
+            await sub.unsubscribe()
+            lander = asyncio.create_task(run_lander(srv.url, lake, stop, max_rows=400, max_age_s=0.2,
+                                                     fetch_batch=12, stats=lstats))
+            info = await js.stream_info("TICKS")
+            await wait_for(lambda: lstats.batches and _floor(js, info.state.last_seq), timeout_s=60)
+            await nc.close()
+            stop.set()
+            await asyncio.gather(normalizer, lander)
+
+        asyncio.run(run())
+        published: dict[str, int] = {}
+        for f in first + second:
+            day = datetime.fromtimestamp(f.received_at_ns / 1e9, UTC).date().isoformat()
+            published[day] = published.get(day, 0) + 1
+        yield srv.url, lake, published
+
+
+async def _floor_async(js, target: int) -> bool:
+    ci = await js.consumer_info("TICKS", "lander")
+    return ci.ack_floor.stream_seq >= target
+
+
+def _floor(js, target: int):
+    return _floor_async(js, target)
+
+
+def _job_run(instance, day: str, tags: dict | None = None):
+    from quant_platform.definitions import defs
+
+    job = defs.resolve_job_def("ticks_daily_job")
+    return job.execute_in_process(partition_key=day, tags=tags or {}, instance=instance, raise_on_error=False)
+
+
+def _checks(result) -> dict:
+    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def _materialization(result, key: str):
+    mats = [m for m in result.asset_materializations_for_node(key)]
+    return mats[-1] if mats else None
+
+
+def _md(mat, name):
+    return mat.metadata[name].value
+
+
+@pytest.fixture
+def lake_copy(ingested, qp_home, warehouse_url, monkeypatch):
+    url, lake, published = ingested
+    target = qp_home / "lake"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(lake, target)
+    monkeypatch.setenv("QP_LAKE_URL", str(target))
+    monkeypatch.setenv("QP_NATS_URL", url)
+    monkeypatch.setenv("QP_TICK_LATENESS_MINUTES", "0")
+    from quant_platform.cli import sql_dir
+    from quant_platform.platform.settings import load_settings
+    from quant_platform.platform.warehouse import Warehouse
+
+    Warehouse(load_settings().warehouse_url).apply_sql_dir(sql_dir())
+    return target, published
+
+
+def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempotent(lake_copy, instance):
+    import dagster as dg
+
+    from quant_platform.definitions import defs
+    from quant_platform.market.assets import TICK_STREAM_KEY, market_ingest_sensor
+
+    lake, published = lake_copy
+    landed = landed_table(lake)
+    assert landed.num_rows > sum(published.values())  # the forced redelivery left duplicates in the landing
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+    result = market_ingest_sensor(ctx)
+    assert [r.partition_key for r in result.run_requests] == [YESTERDAY]  # today is not closed
+    req = result.run_requests[0]
+    assert req.run_key.startswith(f"ticks_daily:{YESTERDAY}:")
+    obs = [e for e in result.asset_events if isinstance(e, dg.AssetObservation)]
+    assert obs and obs[0].asset_key == TICK_STREAM_KEY
+    assert obs[0].metadata["dlq_messages"].value == 2
+    assert obs[0].metadata["lander_lag"].value == 0
+
+    run = _job_run(instance, YESTERDAY, req.tags)
+    checks = _checks(run)
+    assert run.success, {n: (c.passed, c.metadata) for n, c in checks.items()}
+    assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items() if not c.passed}
+    comp = checks["complete_by_sequence"].metadata
+    assert comp["raw_messages_missing"].value == 0
+    assert comp["raw_messages_in_dlq"].value == 2  # the heartbeat-only message and the malformed frame's
+    assert (comp["raw_messages_in_ticks"].value + comp["raw_messages_in_dlq"].value
+            + comp["raw_messages_on_other_days"].value) == comp["raw_messages_expected"].value
+    mat = _materialization(run, "market__ticks_daily")
+    assert _md(mat, "published") is True
+    assert _md(mat, "dagster/row_count") == published[YESTERDAY]
+    assert _md(mat, "duplicates_removed") > 0
+    daily = pq.read_table(lake / "ticks" / "daily" / f"date={YESTERDAY}" / "ticks.parquet")
+    assert daily.num_rows == published[YESTERDAY]
+    assert pc.count_distinct(daily["event_id"]).as_py() == daily.num_rows
+    assert pc.min(daily["ts"]).as_py().date().isoformat() == YESTERDAY
+    keys = list(zip(daily["instrument_id"].to_pylist(), daily["ts"].to_pylist(), strict=True))
+    assert keys == sorted(keys)
+    bars = _materialization(run, "market__bars_1m")
+    assert bars is not None and _md(bars, "dagster/row_count") == 3 * 2  # 3 instruments x 23:58, 23:59
+    from quant_platform.platform.settings import load_settings
+    from quant_platform.platform.warehouse import Warehouse
+
+    wh = Warehouse(load_settings().warehouse_url)
+    assert wh.scalar("SELECT count(*) FROM market.ticks_history WHERE trade_date = ?", [YESTERDAY]) == daily.num_rows
+    trades = int(pc.sum(pc.equal(daily["event"], "trade")).as_py())
+    assert wh.scalar("SELECT sum(trades) FROM market.bars_1m WHERE trade_date = ?", [YESTERDAY]) == trades
+    assert wh.scalar("SELECT sum(ticks) FROM market.daily_stats WHERE trade_date = ?", [YESTERDAY]) == daily.num_rows
+
+    # The same run key is not requested twice; compacting the day again changes nothing.
+    again = _job_run(instance, YESTERDAY, req.tags)
+    mat2 = _materialization(again, "market__ticks_daily")
+    assert _md(mat2, "dagster/row_count") == _md(mat, "dagster/row_count")
+    assert _md(mat2, "content_hash") == _md(mat, "content_hash")
+    assert _md(mat2, "file_sha256") == _md(mat, "file_sha256")
+
+
+def test_a_lost_landing_file_fails_completeness_names_the_range_and_blocks_the_bars(lake_copy, instance):
+    lake, published = lake_copy
+    files = sorted((lake / "ticks" / "landing" / f"date={YESTERDAY}" / "source=simulator").glob("*.parquet"),
+                   key=lambda p: int(p.name.split("-")[0]))
+    assert len(files) >= 3
+    ids = {f: set(pq.read_table(f, columns=["event_id"])["event_id"].to_pylist()) for f in files}
+    # a file holding ticks no other file has (not one of the redelivery copies)
+    only = [f for f in files if ids[f] - set().union(*(ids[g] for g in files if g != f))]
+    victim = only[len(only) // 2]
+    lost = pq.read_table(victim)
+    victim.unlink()
+    run = _job_run(instance, YESTERDAY)
+    checks = _checks(run)
+    comp = checks["complete_by_sequence"]
+    assert not comp.passed
+    named = [comp.metadata[k].value for k in ("missing_seq_ranges", "partly_landed_seq_ranges")]
+    named = [r for text in named if text != "none" for r in text.split(", ")]
+    assert named, comp.metadata
+    lost_seqs = set(lost["stream_seq"].to_pylist())
+    reported = set()
+    for r in named:
+        a, _, b = r.partition("-")
+        reported |= set(range(int(a), int(b or a) + 1))
+    assert reported and reported <= lost_seqs  # exactly the raw messages whose ticks were in the lost file
+    assert comp.metadata["ticks_missing"].value + comp.metadata["raw_messages_missing"].value > 0
+    mat = _materialization(run, "market__ticks_daily")
+    assert _md(mat, "published") is False
+    assert not (lake / "ticks" / "daily" / f"date={YESTERDAY}" / "ticks.parquet").exists()
+    assert _materialization(run, "market__bars_1m") is None  # blocked by the failed blocking check
+    assert _materialization(run, "market__ticks_history") is None
