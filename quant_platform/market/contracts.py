@@ -17,6 +17,14 @@ STREAM_NORM = "TICKS"
 STREAM_DLQ = "TICKS_DLQ"
 
 
+def server_list(url: str) -> list[str]:
+    """QP_NATS_URL may name several servers of a cluster, comma-separated: the client fails over between them."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers:
+        raise ValueError("no NATS server URL given")
+    return servers
+
+
 def raw_subject(source: str) -> str:
     """Connectors publish each batch of vendor frames to ticks.raw.<source>.batch."""
     return f"ticks.raw.{source}.batch"

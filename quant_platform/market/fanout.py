@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import yaml
 
 from quant_platform.errors import ConfigError
-from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS
+from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, server_list
 from quant_platform.market.lake_landing import write_parquet_atomic
 from quant_platform.market.normalizer import ipc_to_table
 
@@ -236,7 +236,7 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
     from quant_platform.market.streams import ensure_streams, fanout_consumer
 
     stats = stats or FanoutStats()
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=f"qp-{dest.consumer}")
+    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=f"qp-{dest.consumer}")
     js = nc.jetstream()
     await ensure_streams(js)
     await fanout_consumer(js, dest.consumer, dest.filter_subject)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA
+from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, server_list
 from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
 from quant_platform.market.normalizer import HDR_RAW_TICKS, ipc_to_table
 
@@ -84,7 +84,7 @@ async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows
 
     stats = stats or LanderStats()
     ensure_schema_anchor(lake_root)
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-lander")
+    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-lander")
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.norm.>", durable="lander", stream=STREAM_NORM)

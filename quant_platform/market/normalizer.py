@@ -20,6 +20,7 @@ from quant_platform.market.contracts import (
     decode_batch,
     dlq_subject,
     norm_subject,
+    server_list,
 )
 from quant_platform.market.instruments import InstrumentMaster
 
@@ -138,7 +139,7 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
 
     master = master or InstrumentMaster.load()
     stats = stats or NormalizerStats()
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-normalizer")
+    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-normalizer")
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.raw.>", durable="normalizer", stream=STREAM_RAW)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from quant_platform.errors import ConfigError
-from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
+from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW, server_list
 from quant_platform.market.normalizer import HDR_RAW_SEQ
 
 # The consumers that put ticks in the lake: a day closes when both have drained past it. Fan-out
@@ -31,7 +31,7 @@ def running_nats_url(home: Path) -> str | None:
 async def _connect(url: str, timeout: float):
     import nats
 
-    return await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=1, allow_reconnect=False,
+    return await nats.connect(server_list(url), connect_timeout=timeout, max_reconnect_attempts=1, allow_reconnect=False,
                               name="qp-dagster-observer")
 
 

@@ -37,6 +37,7 @@ from quant_platform.market.contracts import (
     batch_msg_id,
     encode_batch,
     raw_subject,
+    server_list,
 )
 
 MSG_ID = "Nats-Msg-Id"
@@ -550,7 +551,7 @@ async def publish_frames(url: str, source: str, frames: Iterable[RawFrame] | Asy
     if rate is not None and rate <= 0:
         raise PublishError(f"rate must be > 0 frames/s, got {rate}")
     connection_id = connection_id or f"replay-{uuid.uuid4().hex[:12]}"
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                             name=f"qp-publish-{source}")
     try:
         if ensure:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_platform.market import metrics
+from quant_platform.market.contracts import server_list
 
 log = logging.getLogger("quant_platform.market.supervisor")
 
@@ -146,7 +147,7 @@ class Supervisor:
 
         from quant_platform.market.streams import ensure_streams
 
-        nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+        nc = await nats.connect(server_list(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 name="qp-supervisor")
         js = nc.jetstream()
         await ensure_streams(js)

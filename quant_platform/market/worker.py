@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from quant_platform.market import metrics
+from quant_platform.market.contracts import server_list
 
 log = logging.getLogger("quant_platform.market.worker")
 STOP_GRACE_S = 10.0
@@ -80,7 +81,7 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
 
         from quant_platform.market.streams import ensure_streams
 
-        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         await ensure_streams(nc.jetstream())
         pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}-{time.time_ns()}")
         pub.ack_observer = _ack_observer(source)
@@ -98,7 +99,7 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
         from quant_platform.market.streams import ensure_streams
 
         rate = float(os.environ.get("QP_SIM_RATE", "2000"))
-        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         await ensure_streams(nc.jetstream())
         pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}-{time.time_ns()}")
         pub.ack_observer = _ack_observer("simulator")
