@@ -199,6 +199,39 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     assert _md(mat2, "content_hash") == _md(mat, "content_hash")
     assert _md(mat2, "file_sha256") == _md(mat, "file_sha256")
 
+    # Load audit: every partition with its raw sequence range, counts and path.
+    from quant_platform.governance.audit import mirror_events
+
+    mirror_events(instance, wh, 0)
+    audit = wh.query_df("SELECT source_kind, source_ref, row_count FROM governance.load_audit "
+                        "WHERE asset_key = 'market/ticks_daily' AND partition_key = ?", [YESTERDAY])
+    assert len(audit) == 2 and set(audit["source_kind"]) == {"stream_seq"}
+    assert set(audit["source_ref"]) == {comp["raw_seq_window"].value}
+    assert set(audit["row_count"]) == {daily.num_rows}
+
+    # A late tick for the closed day lands: the sensor requests the day again under a new run key.
+    import pyarrow as pa
+
+    from quant_platform.market.lake_landing import land_batch
+
+    late = daily.slice(0, 1).to_pylist()[0]
+    late.update(event_id="late-tick", ts=late["ts"] + timedelta(seconds=1), stream_seq=10_000)
+    land_batch(lake, pa.Table.from_pylist([late], schema=daily.schema), 900, 900, {10_000: 1})
+    result2 = market_ingest_sensor(dg.build_sensor_context(instance=instance, definitions=defs,
+                                                           cursor=result.cursor))
+    assert [r.partition_key for r in result2.run_requests] == [YESTERDAY]
+    assert result2.run_requests[0].run_key != req.run_key
+
+    # Retention keeps the landing files of a day until a published compaction covered every one of them.
+    from quant_platform.market.compaction import apply_landing_retention
+
+    assert apply_landing_retention(lake, 0, TODAY) == []  # the late file is not compacted yet
+    run3 = _job_run(instance, YESTERDAY, result2.run_requests[0].tags)
+    assert _md(_materialization(run3, "market__ticks_daily"), "dagster/row_count") == daily.num_rows + 1
+    assert apply_landing_retention(lake, 0, TODAY) == [YESTERDAY]
+    assert not (lake / "ticks" / "landing" / f"date={YESTERDAY}").exists()
+    assert pq.read_table(lake / "ticks" / "daily" / f"date={YESTERDAY}" / "ticks.parquet").num_rows == daily.num_rows + 1
+
 
 def test_a_lost_landing_file_fails_completeness_names_the_range_and_blocks_the_bars(lake_copy, instance):
     lake, published = lake_copy

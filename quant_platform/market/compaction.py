@@ -378,23 +378,25 @@ def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: se
         end = hi
         nxt = None
         if next_day:
+            # after D's first sequence, not its last: a late tick of D carries a sequence from the next day
             row = con.execute("SELECT min(stream_seq) FROM read_parquet(?, union_by_name = true) WHERE stream_seq > ?",
-                              [[str(f) for f in _day_seq_files(lake_root, next_day)], hi]).fetchone()
+                              [[str(f) for f in _day_seq_files(lake_root, next_day)], lo]).fetchone()
             nxt = row[0]
         if nxt is not None:
             end = int(nxt) - 1
-        elif drained_raw_seq and drained_raw_seq > hi:
+        elif drained_raw_seq and drained_raw_seq >= lo:
             end = drained_raw_seq
         others: dict[int, int] = {}
         for other in days:
             if other != day:
-                for seq, n in _landed_counts(con, lake_root, other, start, end).items():
+                for seq, n in _landed_counts(con, lake_root, other, start, max(end, hi)).items():
                     others[seq] = others.get(seq, 0) + n
     finally:
         con.close()
     in_ticks = in_dlq = elsewhere = ticks_missing = 0
     missing, partial = [], []
-    for seq in range(start, end + 1):
+    window = sorted(set(range(start, end + 1)) | set(own))  # D's late ticks may lie past the window
+    for seq in window:
         if seq in own:
             landed, expected = own[seq]
             total = landed + others.get(seq, 0)
@@ -409,7 +411,7 @@ def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: se
             elsewhere += 1
         else:
             missing.append(seq)
-    return Accounting((start, end), end - start + 1, in_ticks, in_dlq, elsewhere, ranges(missing),
+    return Accounting((start, end), len(window), in_ticks, in_dlq, elsewhere, ranges(missing),
                       ranges(partial), ticks_missing)
 
 
