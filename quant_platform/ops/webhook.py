@@ -1,0 +1,207 @@
+"""Slack-compatible webhook messages for alert incidents, and their delivery with a timeout and retries.
+
+Never log, raise or return the webhook URL: it is a secret (Slack puts the token in the path), so every
+failure is described by its HTTP status or exception type only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from urllib.parse import quote, urlsplit
+
+import requests
+
+# Slack's limits: a header holds 150 characters, a section 3000; longer text is refused with a 400.
+HEADER_MAX = 150
+DETAILS_MAX = 1500
+
+SEVERITY_EMOJI = {"ERROR": ":red_circle:", "FAIL": ":red_circle:", "WARN": ":warning:"}
+RESOLVED_EMOJI = ":large_green_circle:"
+
+
+def asset_url(dagster_url: str, path: list[str], partition: str | None) -> str:
+    """The asset's page in the Dagster UI: `<base>/assets/<key path joined by '/'>[?partition=<key>]`."""
+    url = f"{dagster_url.rstrip('/')}/assets/{'/'.join(quote(p, safe='') for p in path)}"
+    return f"{url}?partition={quote(partition, safe='')}" if partition else url
+
+
+def run_url(dagster_url: str, run_id: str) -> str:
+    return f"{dagster_url.rstrip('/')}/runs/{run_id}"
+
+
+def _esc(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as control characters; everything else is shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(max(seconds, 0) // 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if hours or days else []
+    return " ".join([*parts, f"{minutes}m"])
+
+
+def _title(alert: dict) -> str:
+    kind, severity, is_freshness = alert["kind"], alert["severity"], alert["check"] == "freshness"
+    if kind == "resolved":
+        return "Resolved: asset is fresh again" if is_freshness else "Resolved: asset check passes again"
+    if kind == "escalated":
+        return "Freshness escalated to FAIL: asset is stale"
+    if is_freshness:
+        return f"Freshness {severity}: asset is {'stale' if severity == 'FAIL' else 'close to stale'}"
+    return f"Asset check failed ({severity})"
+
+
+def slack_payload(alert: dict, dagster_url: str) -> dict:
+    """A Slack incoming-webhook message ({"text", "blocks"}) for one alert of an incident."""
+    if alert["kind"] == "dropped":
+        text = (f":warning: {alert['count']} alert(s) were dropped while the webhook was unreachable; "
+                f"see the asset checks and freshness in Dagster: {dagster_url.rstrip('/')}/assets")
+        return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+    asset = "/".join(alert["path"])
+    link = asset_url(dagster_url, alert["path"], alert.get("partition"))
+    emoji = RESOLVED_EMOJI if alert["kind"] == "resolved" else SEVERITY_EMOJI.get(alert["severity"], ":red_circle:")
+    title = _title(alert)
+    subject = asset if alert["check"] == "freshness" else f"{asset} · {alert['check']}"
+    if alert.get("partition"):
+        subject += f" · partition {alert['partition']}"
+
+    lines = [f"*Asset:* <{link}|{_esc(asset)}>"]
+    if alert["check"] != "freshness":
+        lines.append(f"*Check:* `{_esc(alert['check'])}`")
+    if alert.get("partition"):
+        lines.append(f"*Partition:* `{_esc(alert['partition'])}`")
+    if alert["kind"] == "resolved":
+        was = f"*Was:* {alert['severity']} for {_duration(alert['at'] - alert['opened_at'])}"
+        if alert["check"] != "freshness":
+            was += f" ({alert['count']} failing evaluation(s))"
+        lines.append(was)
+        if alert.get("now"):
+            lines.append(f"*Now:* {_esc(alert['now'])}")
+    else:
+        lines.append(f"*Severity:* {alert['severity']}")
+    if alert.get("owners"):
+        lines.append(f"*Owners:* {_esc(', '.join(alert['owners']))}")
+    if alert.get("summary") and alert["kind"] != "resolved":
+        lines.append(f"*Details:* {_esc(_clip(alert['summary'], DETAILS_MAX))}")
+
+    context = [f"quant_platform alert_sensor · {_when(alert['at'])}"]
+    if alert.get("run_id"):
+        context.append(f"<{run_url(dagster_url, alert['run_id'])}|run {alert['run_id'][:8]}>")
+    return {
+        "text": f"{emoji} {title}: {_esc(subject)} <{link}|open in Dagster>",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": _clip(f"{title}: {subject}", HEADER_MAX)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
+        ],
+    }
+
+
+class Delivery(Enum):
+    DELIVERED = "delivered"
+    # The webhook refused this message itself (400, 413, 422): retrying the same body cannot succeed.
+    REJECTED = "rejected"
+    # The webhook is down, rate-limited or refuses the URL (5xx, 429, 401, 403, 404, timeout): keep the
+    # message and try again on a later tick.
+    UNAVAILABLE = "unavailable"
+
+
+REJECTED_STATUSES = {400, 413, 422}
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    result: Delivery
+    reason: str  # one line without the URL: "HTTP 503", "ConnectTimeout"
+    attempts: int
+
+
+class _RedactSecretPaths(logging.Filter):
+    """urllib3 logs the path of every request at DEBUG, and a webhook's path holds its token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets and isinstance(record.args, tuple):
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "/<webhook path redacted>")
+        return text
+
+
+_URLLIB3_REDACTION = _RedactSecretPaths()
+logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_REDACTION)
+
+
+@dataclass
+class WebhookPoster:
+    """POSTs JSON to one webhook URL. `attempts` counts every try of one message, the first included."""
+
+    url: str
+    timeout_s: float = 10.0
+    attempts: int = 3
+    backoff_s: float = 0.5
+    backoff_max_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+        parts = urlsplit(self.url)
+        secret = parts.path + (f"?{parts.query}" if parts.query else "")
+        if len(secret) > 1:
+            _URLLIB3_REDACTION.secrets.add(secret)
+
+    def __repr__(self) -> str:  # the URL must not end up in a log through a repr
+        return f"WebhookPoster(timeout_s={self.timeout_s}, attempts={self.attempts})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def post(self, payload: dict, deadline: float | None = None) -> DeliveryOutcome:
+        """Deliver `payload`, retrying 5xx, 429 and connection errors; no new try starts after `deadline`
+        (a time.monotonic() value)."""
+        reason = "not tried"
+        tries = max(1, self.attempts)
+        for attempt in range(1, tries + 1):
+            try:
+                resp = self._session.post(self.url, json=payload, timeout=self.timeout_s)
+            except requests.RequestException as exc:  # str(exc) names the URL: keep only the type
+                reason = type(exc).__name__
+            else:
+                status = resp.status_code
+                resp.close()
+                if 200 <= status < 300:
+                    return DeliveryOutcome(Delivery.DELIVERED, f"HTTP {status}", attempt)
+                reason = f"HTTP {status}"
+                if status in REJECTED_STATUSES:
+                    return DeliveryOutcome(Delivery.REJECTED, reason, attempt)
+                if status < 500 and status != 429:
+                    # 401/403/404/410: the URL is wrong or revoked; it will not heal within this tick.
+                    return DeliveryOutcome(Delivery.UNAVAILABLE, reason, attempt)
+            if attempt == tries:
+                break
+            pause = min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                return DeliveryOutcome(Delivery.UNAVAILABLE, f"{reason} (out of time)", attempt)
+            time.sleep(pause)
+        return DeliveryOutcome(Delivery.UNAVAILABLE, reason, tries)
