@@ -28,6 +28,7 @@ from quant_platform.market.assets import (
     ticks_daily_job,
 )
 from quant_platform.marts.assets import cot_positioning, us_crude_balance_weekly
+from quant_platform.ops.alerts import alert_sensor
 from quant_platform.resources import platform_resources
 
 marts_automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -58,7 +59,8 @@ defs = dg.Definitions(
     jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job,
           ticks_daily_job, market_retention_job],
     sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor,
-             governance_audit_sensor, internal_extract_sensor, market_ingest_sensor],
+             governance_audit_sensor, internal_extract_sensor, market_ingest_sensor,
+             alert_sensor],
     schedules=[release_watch_schedule, market_retention_schedule],
     resources=platform_resources(),
 )

@@ -35,7 +35,7 @@ def _spec_snapshot() -> dict:
             "partitions": type(pdef).__name__ if pdef else None,
             "automation_condition": node.automation_condition.get_label() if node.automation_condition else None,
             "freshness_policy": type(node.freshness_policy).__name__ if node.freshness_policy else None,
-            "pool": node.pools and sorted(node.pools),
+            "pool": sorted(node.pools) if node.pools else None,
             "checks": checks,
             "columns": [c.name for c in node.metadata["dagster/column_schema"].columns],
             "deps": sorted(d.to_user_string() for d in node.parent_keys),

@@ -84,6 +84,7 @@ tick_stream = dg.AssetSpec(
         "streams": f"{STREAM_RAW} (ticks.raw.<source>.batch), {STREAM_NORM} (ticks.norm.<source>.<instrument>), "
                    f"{STREAM_DLQ} (ticks.dlq.<source>)",
         "consumers": "normalizer (TICKS_RAW), lander (TICKS), one per fan-out destination",
+        "dagster/table_name": "nats.TICKS_RAW",
         "dagster/column_schema": dg.TableSchema(columns=[
             dg.TableColumn("raw_last_seq", "bigint", "Last sequence accepted by TICKS_RAW."),
             dg.TableColumn("ticks_last_seq", "bigint", "Last sequence of TICKS."),
@@ -93,7 +94,7 @@ tick_stream = dg.AssetSpec(
             dg.TableColumn("lander_lag", "bigint", "num_pending + num_ack_pending of the lander."),
             dg.TableColumn("dlq_messages", "bigint", "Messages in TICKS_DLQ."),
             dg.TableColumn("raw_msgs_per_s.<source>", "double", "Raw batches per second per source since the "
-                           "previous observation."),
+                           "previous observation.", tags={"unit": "messages/s"}),
         ]),
     },
 )
@@ -176,6 +177,7 @@ TICKS_DAILY_CHECKS = [
     kinds={"parquet", "duckdb"},
     tags={"layer": "lake"},
     metadata={"dagster/column_schema": TICKS_DAILY_TABLE.column_schema(), "primary_key": "event_id",
+              "dagster/table_name": "lake.ticks_daily",
               "path": "ticks/daily/date=<D>/ticks.parquet (ledger raw_seqs.parquet, _manifest.json)"},
     check_specs=TICKS_DAILY_CHECKS,
     freshness_policy=TICKS_DAILY_FRESHNESS,
