@@ -349,6 +349,13 @@ def cmd_bench_ingest(args) -> int:
     return 0
 
 
+def cmd_bench_compaction(args) -> int:
+    from quant_platform.bench.compaction import run_compaction_benchmark
+
+    print(json.dumps(run_compaction_benchmark(ticks=args.ticks, workdir=args.workdir, keep=args.keep), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quant-platform", description="Data platform of the trading firm (Dagster asset graph).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -471,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--normalizers", type=int, default=1)
     bi.add_argument("--paced-seconds", type=float, default=10.0)
     bi.set_defaults(func=cmd_bench_ingest)
+    bc = bs.add_parser("compaction", help="compact a synthetic tick day, check it, time the 1-minute VWAP query",
+                       description="Daily compaction of N ticks (dedup, sort, Parquet, completeness and rules) and "
+                       "a 1-minute VWAP per instrument over the result, against a plain copy of the same files.")
+    bc.add_argument("--ticks", type=int, default=10_000_000)
+    bc.add_argument("--workdir", default=None, help="where to build the lake (default: a temp folder)")
+    bc.add_argument("--keep", action="store_true", help="keep the generated lake")
+    bc.set_defaults(func=cmd_bench_compaction)
     return p
 
 
