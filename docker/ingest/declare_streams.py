@@ -1,0 +1,58 @@
+"""Declare the tick pipeline's JetStream streams and durable consumers once, then exit (create or update,
+never delete): `python /opt/quant_platform/bin/declare_streams.py`.
+
+Run with a NATS user allowed to manage streams (`admin` in docker/nats/nats-server.conf) before the
+workers start: connector and worker users may only read stream and consumer info, so their own
+ensure_streams() at start-up finds everything declared and changes nothing. The replica count comes from
+QP_NATS_REPLICAS (1 on the single host, 3 on the Kubernetes cluster), the retention from
+QP_TICKS_*_MAX_AGE_HOURS: give every ingest process the same values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+CONNECT_WAIT_S = 60.0
+
+
+async def declare(url: str) -> dict:
+    import nats
+
+    from quant_platform.market.streams import ensure_streams
+
+    deadline = time.monotonic() + CONNECT_WAIT_S
+    while True:  # the server may still be starting (compose healthcheck, cluster pods rolling)
+        try:
+            nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+                                    name="qp-declare-streams")
+            break
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"no NATS server answered within {CONNECT_WAIT_S:.0f}s: {exc}") from exc
+            await asyncio.sleep(1)
+    try:
+        return await ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def main() -> int:
+    url = os.environ.get("QP_NATS_URL", "").strip()
+    if not url:
+        print("declare_streams: error: set QP_NATS_URL (nats://admin:<password>@<host>:4222)", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(declare(url))
+    except Exception as exc:  # one clear line, no traceback (QuantPlatformError, timeouts, permissions)
+        print(f"declare_streams: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
