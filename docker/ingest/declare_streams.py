@@ -22,13 +22,14 @@ CONNECT_WAIT_S = 60.0
 async def declare(url: str) -> dict:
     import nats
 
+    from quant_platform.market.contracts import server_list
     from quant_platform.market.streams import ensure_streams
 
     deadline = time.monotonic() + CONNECT_WAIT_S
     while True:  # the server may still be starting (compose healthcheck, cluster pods rolling)
         try:
-            nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
-                                    name="qp-declare-streams")
+            nc = await nats.connect(server_list(url), connect_timeout=3, max_reconnect_attempts=0,
+                                    allow_reconnect=False, name="qp-declare-streams")
             break
         except Exception as exc:
             if time.monotonic() > deadline:
@@ -41,7 +42,7 @@ async def declare(url: str) -> dict:
 
 
 def main() -> int:
-    url = os.environ.get("QP_NATS_URL", "").strip()
+    url = os.environ.get("QP_NATS_URL", "").strip()  # one server, or several comma-separated (a cluster)
     if not url:
         print("declare_streams: error: set QP_NATS_URL (nats://admin:<password>@<host>:4222)", file=sys.stderr)
         return 2
