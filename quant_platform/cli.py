@@ -121,6 +121,7 @@ def cmd_up(args) -> int:
     env["DAGSTER_HOME"] = str(settings.dagster_home)
     ensure_embedded_instance(settings.dagster_home)
     children: list[subprocess.Popen] = []
+    one_shot: list[subprocess.Popen] = []
 
     def _terminate(signum, _frame):  # SIGTERM/SIGHUP stop everything like Ctrl-C does
         raise KeyboardInterrupt
@@ -148,18 +149,30 @@ def cmd_up(args) -> int:
         wh = Warehouse(env.get("QP_WAREHOUSE_URL") or settings.warehouse_url)
         wh.apply_sql_dir(sql_dir())
         wh.dispose()
+        one_shot: list[subprocess.Popen] = []
+        if not args.no_market:
+            from quant_platform.demo import start_ingest, start_replays
+
+            children.append(start_ingest(env, settings.home))
+            one_shot += start_replays(env)
+        if args.headless:
+            return _run_headless(args, env, settings, children, one_shot)
         ui = f"http://{args.host}:{args.port}"
         children.append(subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-m", "quant_platform.definitions", "-h", args.host,
              "-p", str(args.port)], env=env, start_new_session=True))
         print(
             f"quant-platform is starting.\n"
-            f"  Dagster UI:    {ui}  (Catalog: macro and marts groups; Automation: release sensors)\n"
+            f"  Dagster UI:    {ui}\n"
             f"  Vendors:       {env.get('QP_EIA_BASE_URL', 'real EIA/CFTC hosts')}\n"
             f"  Warehouse:     {env.get('QP_WAREHOUSE_URL') or settings.warehouse_url}\n"
+            f"  Ticks:         NATS {(settings.home / 'nats' / 'url').read_text().strip() if not args.no_market else 'off'}"
+            f"; OLAP views in {settings.home / 'olap.duckdb'} (market.ticks_recent, market.bars_1m_recent)\n"
             f"  State:         {settings.home}\n"
-            "The release sensors poll the vendors and load each new report by themselves: watch Runs, then\n"
-            "open macro/eia_wpsr and marts/us_crude_balance_weekly. Ctrl-C stops everything.",
+            "What to look at: Catalog (groups macro, marts, internal, market) - the release sensors load each new\n"
+            "report by themselves (Runs); market/tick_stream's Observations show the stream's lag and rates; the\n"
+            "real captures' days (2021-10-12, 2022-05-04, ...) are compacted into market/ticks_daily with their\n"
+            "checks; Automation lists the sensors. Ctrl-C stops everything.",
             flush=True,
         )
         while all(c.poll() is None for c in children):
@@ -168,7 +181,34 @@ def cmd_up(args) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop_all(children)
+        _stop_all(children + one_shot)
+
+
+def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> int:
+    """The same platform without the UI: the Dagster daemon runs what the sensors request; stop when every
+    lane has data and nothing is in flight (or after --duration), then print the summary."""
+    import dagster as dg
+
+    from quant_platform.demo import done, print_summary, progress, summary
+
+    children.append(subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "quant_platform.definitions"],
+        env=env, start_new_session=True))
+    print(f"quant-platform headless: running for up to {args.duration:.0f} s (state in {settings.home})", flush=True)
+    deadline = time.monotonic() + args.duration
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        while time.monotonic() < deadline:
+            if not all(c.poll() is None for c in children):
+                print("a platform process exited early", file=sys.stderr, flush=True)
+                break
+            time.sleep(5)
+            if done(progress(instance)):
+                time.sleep(2)
+                break
+        report = summary(instance, env.get("QP_WAREHOUSE_URL") or settings.warehouse_url,
+                         Path(env.get("QP_LAKE_URL") or settings.lake_url))
+    print_summary(report)
+    return 0 if report["ok"] else 1
 
 
 def _wait_http(url: str, timeout_s: float) -> None:
@@ -362,13 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the platform on embedded defaults with the Dagster UI",
                         description="Start the vendor simulator (unless vendor URLs are set), initialise the "
-                        "warehouse and run `dagster dev` (webserver + daemon). Ctrl-C stops everything.")
+                        "warehouse, start the tick lane (embedded NATS, ingest supervisor with the market simulator, "
+                        "replays of the real captures) and run `dagster dev` (webserver + daemon), or with "
+                        "--headless only the daemon and a summary at the end. Ctrl-C stops everything.")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=3000)
     up.add_argument("--simulator-port", type=int, default=8765)
     up.add_argument("--no-simulator", action="store_true", help="talk to the real vendors")
     up.add_argument("--release-every", type=float, default=None, metavar="SECONDS",
                     help="have the simulator release a new (derived) WPSR week every SECONDS")
+    up.add_argument("--no-market", action="store_true",
+                    help="without the tick lane (embedded NATS, ingest supervisor, market simulator, replays)")
+    up.add_argument("--headless", action="store_true",
+                    help="no UI: the daemon runs what the sensors request; print a summary and exit")
+    up.add_argument("--duration", type=float, default=600, metavar="SECONDS",
+                    help="headless: stop after SECONDS at the latest (default 600; earlier once every lane has data)")
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="same as `up`", description="Alias of `up`.")
     for a in up._actions[1:]:

@@ -1,0 +1,167 @@
+"""The market lane of `quant-platform up`, and the headless summary: what `up --headless` waits for and prints.
+
+Never start a process here that `up` does not stop: every child is returned to the caller, which owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from quant_platform.errors import QuantPlatformError
+
+DATA_DIR_ENV = "QP_SHARED_DATA"
+CAPTURES = {  # source -> capture file under <shared data>/ticks
+    "binance": "binance_spot_combined_stream_2021-10-12.txt",
+    "polygon": "polygon_stocks_trades.jsonl",
+    "alpaca": "alpaca_v2_sip_session.txt",
+}
+
+# The assets every lane must have materialized before the headless demo reports success.
+EXPECTED = {
+    "macro": ("macro/eia_wpsr", "macro/eia_series", "macro/cftc_cot_disaggregated", "marts/us_crude_balance_weekly"),
+    "internal": ("core/dim_employee", "core/dim_client", "core/dim_supplier"),
+    "market": ("market/ticks_daily", "market/bars_1m", "market/daily_stats", "market/ticks_history"),
+}
+
+
+def captures_dir() -> Path | None:
+    """The real vendor captures: QP_SHARED_DATA/ticks, else ../shared/data/ticks beside the checkout."""
+    candidates = [Path(os.environ[DATA_DIR_ENV]) / "ticks"] if os.environ.get(DATA_DIR_ENV) else []
+    here = Path(__file__).resolve().parents[1]
+    candidates += [here.parent / "shared" / "data" / "ticks", Path.cwd().parent / "shared" / "data" / "ticks"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def start_ingest(env: dict, home: Path, metrics_port: int = 0) -> subprocess.Popen:
+    """`ingest run --simulator` (embedded NATS, normalizers, lander, market simulator); waits for NATS."""
+    url_file = home / "nats" / "url"
+    url_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "quant_platform.cli", "ingest", "run", "--simulator", "--max-workers", "2",
+           "--metrics-port", str(metrics_port)]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not url_file.exists():
+        if proc.poll() is not None:
+            raise QuantPlatformError(f"the ingest supervisor exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise QuantPlatformError("the embedded NATS server did not start within 60 s")
+        time.sleep(0.2)
+    return proc
+
+
+def start_replays(env: dict) -> list[subprocess.Popen]:
+    """Replay each real capture once (as fast as JetStream acks), in the background."""
+    folder = captures_dir()
+    if folder is None:
+        print("no vendor captures found (set QP_SHARED_DATA): skipping the replays", flush=True)
+        return []
+    procs = []
+    for source, name in CAPTURES.items():
+        path = folder / name
+        if path.is_file():
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "quant_platform.cli", "ingest", "replay", "--source", source, str(path)],
+                env=env, start_new_session=True, stdout=subprocess.DEVNULL))
+    return procs
+
+
+# ------------------------------------------------------------------------------------------- summary
+def _latest_checks(instance) -> dict[tuple[str, str, str], tuple[bool, str]]:
+    """{(asset, check, partition): (passed, severity)} of the latest evaluation of each."""
+    from dagster import DagsterEventType, EventRecordsFilter
+
+    out: dict[tuple[str, str, str], tuple[bool, str]] = {}
+    records = instance.event_log_storage.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=100_000, ascending=True)
+    runs: dict[str, str] = {}
+    for rec in records:
+        ev = rec.event_log_entry.dagster_event.event_specific_data
+        run_id = rec.event_log_entry.run_id
+        if run_id and run_id not in runs:
+            run = instance.get_run_by_id(run_id)
+            runs[run_id] = (run.tags.get("dagster/partition", "") if run else "")
+        key = (ev.asset_key.to_user_string(), ev.check_name, runs.get(run_id, ""))
+        out[key] = (bool(ev.passed), getattr(ev.severity, "value", str(ev.severity)))
+    return out
+
+
+def progress(instance) -> dict:
+    """What the instance knows: materialized assets, runs by status, check outcomes."""
+    from dagster import AssetKey, DagsterRunStatus, RunsFilter
+
+    materialized = {}
+    for keys in EXPECTED.values():
+        for k in keys:
+            rec = instance.get_latest_materialization_event(AssetKey(k.split("/")))
+            materialized[k] = rec is not None
+    statuses = {}
+    for st in DagsterRunStatus:
+        n = instance.get_runs_count(RunsFilter(statuses=[st]))
+        if n:
+            statuses[st.value] = n
+    checks = _latest_checks(instance)
+    failed_error = sorted(f"{a}:{c}{'[' + p + ']' if p else ''}" for (a, c, p), (ok, sev) in checks.items()
+                          if not ok and sev == "ERROR")
+    failed_warn = sorted(f"{a}:{c}{'[' + p + ']' if p else ''}" for (a, c, p), (ok, sev) in checks.items()
+                         if not ok and sev != "ERROR")
+    return {"materialized": materialized, "runs": statuses,
+            "checks": {"evaluated": len(checks), "passed": sum(1 for ok, _ in checks.values() if ok),
+                       "failed": failed_error, "warnings": failed_warn}}
+
+
+def done(p: dict) -> bool:
+    in_flight = sum(p["runs"].get(s, 0) for s in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED"))
+    return all(p["materialized"].values()) and in_flight == 0
+
+
+def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
+    """The headless demo's report: per lane, tables and row counts; checks; ticks landed and compacted."""
+    import pyarrow.parquet as pq
+
+    from quant_platform.market.compaction import compacted_days, daily_file, landing_days
+    from quant_platform.platform.warehouse import Warehouse
+
+    p = progress(instance)
+    wh = Warehouse(warehouse_url)
+    try:
+        tables = wh.query_df(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN "
+            "('macro', 'core', 'market', 'marts', 'governance') ORDER BY 1, 2")
+        counts = {}
+        for schema, name in tables.itertuples(index=False):
+            from quant_platform.platform.warehouse import vetted
+
+            counts[f"{schema}.{name}"] = int(wh.scalar(f"SELECT count(*) FROM {vetted(schema)}.{vetted(name)}"))  # noqa: S608
+    finally:
+        wh.dispose()
+    landed = sum(pq.ParquetFile(f).metadata.num_rows for files in landing_days(lake_root).values() for f in files)
+    days = compacted_days(lake_root)
+    compacted = {d: pq.ParquetFile(daily_file(lake_root, d)).metadata.num_rows for d in days}
+    lanes = {
+        lane: {k: p["materialized"][k] for k in keys} for lane, keys in EXPECTED.items()
+    }
+    ok = (all(all(v.values()) for v in lanes.values()) and not p["checks"]["failed"]
+          and not p["runs"].get("FAILURE") and landed > 0 and bool(compacted))
+    return {"ok": ok, "lanes": lanes, "tables": counts, "checks": p["checks"], "runs": p["runs"],
+            "ticks": {"landed_rows": landed, "compacted_days": compacted}}
+
+
+def print_summary(s: dict) -> None:
+    print("\n=== quant-platform headless summary ===")
+    for lane, assets in s["lanes"].items():
+        print(f"{lane:9} " + ", ".join(f"{k} {'ok' if v else 'MISSING'}" for k, v in assets.items()))
+    print("tables:   " + ", ".join(f"{t} {n}" for t, n in s["tables"].items() if n))
+    c = s["checks"]
+    print(f"checks:   {c['passed']}/{c['evaluated']} passed; failed: {', '.join(c['failed']) or 'none'}; "
+          f"warnings: {', '.join(c['warnings']) or 'none'}")
+    print("runs:     " + ", ".join(f"{k} {v}" for k, v in s["runs"].items()))
+    t = s["ticks"]
+    print(f"ticks:    {t['landed_rows']} landed in the lake; compacted days: "
+          + (", ".join(f"{d} ({n} ticks)" for d, n in t["compacted_days"].items()) or "none"))
+    print("result:   " + ("every lane has data and every blocking check passed" if s["ok"] else "INCOMPLETE"))
+    print(json.dumps(s, default=str), flush=True)
