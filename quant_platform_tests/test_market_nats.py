@@ -56,7 +56,7 @@ from quant_platform.market.streams import (
 
 pytestmark = pytest.mark.timeout(120)
 
-STREAM_ENV = ("QP_STREAM_REPLICAS", "QP_TICKS_MAX_AGE_HOURS", "QP_TICKS_RAW_MAX_AGE_HOURS",
+STREAM_ENV = ("QP_STREAM_REPLICAS", "QP_NATS_REPLICAS", "QP_TICKS_MAX_AGE_HOURS", "QP_TICKS_RAW_MAX_AGE_HOURS",
               "QP_TICKS_DLQ_MAX_AGE_HOURS", "QP_NATS_URL", "QP_NATS_SERVER_BIN")
 
 

@@ -173,7 +173,9 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
             start_new_session=True)
     try:
         assert set(ASSETS) <= _wait_for_catalog(port, web, log)
-        IMG_DIR.mkdir(parents=True, exist_ok=True)
+        # The README's screenshots are refreshed with UPDATE_SCREENSHOTS=1; a normal run keeps its own copies.
+        img_dir = IMG_DIR if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
+        img_dir.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 900})
@@ -200,7 +202,7 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
                 expect(mart_row.first).to_contain_text("Materialized", timeout=UI_TIMEOUT_MS)
                 expect(page.get_by_text(re.compile(r"^(Loading|- partitions)"))).to_have_count(
                     0, timeout=UI_TIMEOUT_MS)
-                page.screenshot(path=str(IMG_DIR / "ui_catalog.png"))
+                page.screenshot(path=str(img_dir / "ui_catalog.png"))
 
                 # 2. Global asset lineage, the two assets' groups expanded: a node per asset, edges between.
                 expanded = ",".join(f"global@global:{g}" for g in groups)
@@ -214,7 +216,7 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
                     expect(box.first).to_contain_text(f"{n} / {n} Passed", timeout=UI_TIMEOUT_MS)
                 assert page.locator("svg:has(foreignObject) path").count() > 0, "the lineage graph drew no edges"
                 _frame_the_graph(page)
-                page.screenshot(path=str(IMG_DIR / "ui_lineage.png"))
+                page.screenshot(path=str(img_dir / "ui_lineage.png"))
 
                 # 3. Asset pages: the checks with their results, and the freshness policy.
                 for key in keys:

@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import yaml
 
 from quant_platform.errors import ConfigError
+from quant_platform.market import metrics
 from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, server_list
 from quant_platform.market.lake_landing import write_parquet_atomic
 from quant_platform.market.normalizer import ipc_to_table
@@ -248,6 +249,8 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
                 msgs = await sub.fetch(fetch_batch, timeout=0.5)
             except TimeoutError:
                 continue
+            if not msgs:  # an idle fetch may return an empty list instead of timing out
+                continue
             tables = [ipc_to_table(m.data) for m in msgs]
             table = pa.concat_tables(tables)
             seqs = [m.metadata.sequence.stream for m in msgs]
@@ -258,6 +261,7 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
                     break
                 except Exception as exc:
                     stats.failures += 1
+                    metrics.FANOUT_FAILURES.labels(destination=dest.name).inc()
                     stats.last_error = str(exc)[:200]
                     log.warning("fan-out %s: delivery failed (%s); retrying in %.1fs", dest.name, exc, backoff)
                     for m in msgs:  # keep the messages ours while we retry
@@ -270,6 +274,7 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
                 await m.ack()
             stats.delivered_batches += 1
             stats.delivered_rows += table.num_rows
+            metrics.FANOUT_DELIVERED.labels(destination=dest.name).inc(table.num_rows)
     finally:
         await sink.close()
         try:

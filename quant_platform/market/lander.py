@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from quant_platform.market import metrics
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, server_list
 from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
 from quant_platform.market.normalizer import HDR_RAW_TICKS, ipc_to_table
@@ -72,6 +73,7 @@ async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
     stats.rows += table.num_rows
     stats.bytes += sum(size for _, size in written)
     stats.batch_sizes.append(table.num_rows)
+    metrics.BATCH_ROWS.observe(table.num_rows)
     if len(stats.batch_sizes) > 1000:
         del stats.batch_sizes[:500]
 
