@@ -140,3 +140,32 @@ def test_a_worker_whose_parent_dies_stops_by_itself(tmp_path):
             alive = False
         time.sleep(0.3)
     assert not alive, "the orphaned worker did not stop"
+
+
+def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path):
+    from quant_platform.market.nats_server import EmbeddedNats
+    from quant_platform.market.supervisor import Supervisor
+
+    base = _free_port()
+    with EmbeddedNats(tmp_path / "nats").start() as srv:
+        sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", metrics_base_port=base)
+        try:
+            sup.scale_to("lander", 2)
+            first = {pt for _, pt in sup._ports}
+            assert first == {base + 1, base + 2}
+            leaving = sup.procs["lander"][-1]
+            sup.scale_to("lander", 1)
+            leaving.wait(timeout=20)
+            sup.scale_to("lander", 2)
+            assert {pt for pr, pt in sup._ports if pr.poll() is None} == first  # the freed port is reused
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if "qp_" in requests.get(f"http://127.0.0.1:{base + 2}/metrics", timeout=1).text:
+                        break
+                except requests.RequestException:
+                    pass
+                assert time.monotonic() < deadline, "the replacement worker does not serve /metrics"
+                time.sleep(0.3)
+        finally:
+            sup.stop_all()

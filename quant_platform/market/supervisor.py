@@ -71,17 +71,21 @@ class Supervisor:
     metrics_base_port: int = 0
     decisions: list[Decision] = field(default_factory=list)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
-    _ports: int = 0
+    _ports: list = field(default_factory=list)  # (process, metrics port) of every worker started
 
     # ----------------------------------------------------------------------------------- processes
     def _spawn(self, role: str) -> subprocess.Popen:
         port = 0
         if self.metrics_base_port:
-            self._ports += 1
-            port = self.metrics_base_port + self._ports
+            # the lowest port above the supervisor's own that no running worker holds: a replaced or scaled-in
+            # worker's port is reused, so Prometheus keeps scraping a bounded set of targets
+            used = {pt for pr, pt in self._ports if pr.poll() is None}
+            port = next(self.metrics_base_port + k for k in range(1, 10_000) if self.metrics_base_port + k not in used)
         cmd = [sys.executable, "-m", "quant_platform.market.worker", "--role", role, "--nats", self.nats_url,
                "--lake", str(self.lake_root), "--metrics-port", str(port)]
         proc = subprocess.Popen(cmd, env=dict(os.environ), start_new_session=True)
+        if port:
+            self._ports = [(pr, pt) for pr, pt in self._ports if pr.poll() is None] + [(proc, port)]
         log.info(json.dumps({"event": "start", "role": role, "pid": proc.pid, "metrics_port": port}))
         return proc
 
@@ -151,6 +155,8 @@ class Supervisor:
                                 name="qp-supervisor")
         js = nc.jetstream()
         await ensure_streams(js)
+        if self.metrics_base_port:  # the supervisor's own gauges: consumer lag and worker counts
+            metrics.serve_metrics(self.metrics_base_port)
         for role in self.connectors + [f"fanout:{f}" for f in self.fanouts]:
             self.scale_to(role, 1)
         self.scale_to("normalizer", self.normalizer_policy.min_workers)
