@@ -92,6 +92,7 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
     from quant_platform.market import compaction as cp
     from quant_platform.market import daily_checks as dc
     from quant_platform.market.instruments import InstrumentMaster
+    from quant_platform.market.lake_landing import sql_path
 
     base = Path(workdir or tempfile.mkdtemp(prefix="qp-bench-compaction-"))
     lake = base / "lake"
@@ -103,8 +104,8 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
         # Baseline: the same landing files copied into one Parquet file, nothing else.
         con = cp.duck()
         t0 = time.monotonic()
-        flist = "[" + ", ".join(f"'{cp._sql_path(f)}'" for f in files) + "]"
-        con.execute(f"COPY (SELECT * FROM read_parquet({flist})) TO '{cp._sql_path(base / 'baseline.parquet')}' "  # noqa: S608
+        con.execute(f"COPY (SELECT * FROM read_parquet({cp.parquet_list(files)})) "  # noqa: S608
+                    f"TO '{sql_path(base / 'baseline.parquet')}' "
                     "(FORMAT parquet, COMPRESSION zstd)")
         baseline_s = time.monotonic() - t0
         con.close()

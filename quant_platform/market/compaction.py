@@ -20,7 +20,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
-from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir
+from quant_platform.market.contracts import TICK_COLUMNS
+from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir, sql_path
 
 DAILY = "ticks/daily"
 STAGING = "ticks/daily/_staging"
@@ -30,6 +31,7 @@ SEQS_FILE = "raw_seqs.parquet"
 MANIFEST = "_manifest.json"
 _RANGE_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
+COLUMNS_SQL = ", ".join(TICK_COLUMNS)  # the canonical columns, in contract order
 
 
 class NothingToCompact(QuantPlatformError):
@@ -107,11 +109,9 @@ def duck(threads: int | None = None):
     return con
 
 
-def _sql_path(path: Path) -> str:
-    text = str(path)
-    if "'" in text:
-        raise ValueError(f"refusing a path with a quote in it: {text!r}")
-    return text
+def parquet_list(paths: Iterable[Path | str]) -> str:
+    """A DuckDB list literal of vetted Parquet paths, for views and COPY (which take no bound parameters)."""
+    return "[" + ", ".join(f"'{sql_path(p)}'" for p in paths) + "]"
 
 
 # ------------------------------------------------------------------------------------------- compaction
@@ -152,14 +152,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def content_hash(con, path: Path) -> str:
-    """Order-independent digest of a tick file's rows (every column), stable across re-compactions."""
-    cols = ("ts, received_at, source, instrument_id, venue_symbol, exchange, event, price, size, bid, bid_size, "
-            "ask, ask_size, vendor_seq, event_id, stream_seq")
-    src = f"read_parquet('{_sql_path(path)}')"
-    sql = f"SELECT count(*), coalesce(sum(hash({cols})::HUGEINT), 0) FROM {src}"  # noqa: S608 - vetted path
-    row = con.execute(sql).fetchone()
-    return hashlib.sha256(f"{row[0]}:{row[1]}".encode()).hexdigest()[:32]
+def describe_ticks(con, path: Path) -> dict:
+    """One pass over a tick file: rows, instruments, sources, and an order-independent digest of every column
+    (stable across re-compactions)."""
+    src = f"read_parquet('{sql_path(path)}')"
+    rows, instruments, sources, digest = con.execute(
+        f"SELECT count(*), count(DISTINCT instrument_id), list(DISTINCT source ORDER BY source), "  # noqa: S608
+        f"coalesce(sum(hash({COLUMNS_SQL})::HUGEINT), 0) FROM {src}").fetchone()
+    return {"rows": int(rows), "instruments": int(instruments), "sources": list(sources or []),
+            "content_hash": hashlib.sha256(f"{rows}:{digest}".encode()).hexdigest()[:32]}
 
 
 def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Staged:
@@ -177,32 +178,26 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
     stage.mkdir(parents=True)
     con = duck(threads)
     try:
-        files = "[" + ", ".join(f"'{_sql_path(Path(f))}'" for f in sources) + "]"
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet({files}, union_by_name = true)")  # noqa: S608
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet({parquet_list(sources)}, "  # noqa: S608
+                    "union_by_name = true)")
         rows_in = con.execute("SELECT count(*) FROM src").fetchone()[0]
         write_ledger(con, stage / SEQS_FILE, inputs, prior_seqs if prior_seqs.exists() else None)
-        cols = ("ts, received_at, source, instrument_id, venue_symbol, exchange, event, price, size, bid, bid_size, "
-                "ask, ask_size, vendor_seq, event_id, stream_seq")
         con.execute(
-            f"COPY (SELECT {cols} FROM src "  # noqa: S608 - fixed column list, vetted path
+            f"COPY (SELECT {COLUMNS_SQL} FROM src "  # noqa: S608 - fixed column list, vetted path
             "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY stream_seq, received_at) = 1 "
-            f"ORDER BY instrument_id, ts, event_id) TO '{_sql_path(stage / TICKS_FILE)}' "
+            f"ORDER BY instrument_id, ts, event_id) TO '{sql_path(stage / TICKS_FILE)}' "
             "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
         out = stage / TICKS_FILE
-        rows_out, instruments = con.execute(
-            f"SELECT count(*), count(DISTINCT instrument_id) FROM read_parquet('{_sql_path(out)}')").fetchone()  # noqa: S608
-        srcs = [r[0] for r in con.execute(
-            f"SELECT DISTINCT source FROM read_parquet('{_sql_path(out)}') ORDER BY 1").fetchall()]  # noqa: S608
-        ledger = f"read_parquet('{_sql_path(stage / SEQS_FILE)}')"
+        described = describe_ticks(con, out)
+        ledger = f"read_parquet('{sql_path(stage / SEQS_FILE)}')"
         n, lo, hi = con.execute(f"SELECT count(*), min(stream_seq), max(stream_seq) FROM {ledger}").fetchone()  # noqa: S608
-        digest = content_hash(con, out)
     finally:
         con.close()
     return Staged(day=day, stage_dir=stage, inputs=[str(p.relative_to(lake_root)) for p in inputs],
-                  landing_signature=landing_signature(inputs), rows_in=int(rows_in), rows_out=int(rows_out),
-                  duplicates_removed=int(rows_in - rows_out), raw_seq_count=int(n), raw_seq_min=lo, raw_seq_max=hi,
-                  content_hash=digest, file_sha256=_sha256(out), bytes=out.stat().st_size,
-                  instruments=int(instruments), sources=srcs)
+                  landing_signature=landing_signature(inputs), rows_in=int(rows_in), rows_out=described["rows"],
+                  duplicates_removed=int(rows_in) - described["rows"], raw_seq_count=int(n), raw_seq_min=lo,
+                  raw_seq_max=hi, content_hash=described["content_hash"], file_sha256=_sha256(out),
+                  bytes=out.stat().st_size, instruments=described["instruments"], sources=described["sources"])
 
 
 def expected_ticks(files: Iterable[Path]) -> dict[int, int]:
@@ -231,7 +226,7 @@ def write_ledger(con, path: Path, landing: list[Path], prior_ledger: Path | None
         parts.append("SELECT stream_seq, count(DISTINCT event_id) AS landed FROM read_parquet(?, union_by_name = true) "
                      "GROUP BY stream_seq")
     if prior_ledger is not None:
-        parts.append(f"SELECT stream_seq, landed FROM read_parquet('{_sql_path(prior_ledger)}')")  # noqa: S608
+        parts.append(f"SELECT stream_seq, landed FROM read_parquet('{sql_path(prior_ledger)}')")  # noqa: S608
     params = [[str(f) for f in landing]] if landing else []
     rows = con.execute("SELECT stream_seq, max(landed) FROM (" + " UNION ALL ".join(parts) + ") GROUP BY 1 ORDER BY 1",  # noqa: S608
                        params).fetchall()
@@ -289,7 +284,7 @@ def _landed_counts(con, lake_root: Path, day: str, lo: int, hi: int) -> dict[int
             out[int(seq)] = int(n)
     ledger = daily_dir(lake_root, day) / SEQS_FILE
     if ledger.exists():
-        for seq, n in con.execute(f"SELECT stream_seq, landed FROM read_parquet('{_sql_path(ledger)}') "  # noqa: S608
+        for seq, n in con.execute(f"SELECT stream_seq, landed FROM read_parquet('{sql_path(ledger)}') "  # noqa: S608
                                   "WHERE stream_seq BETWEEN ? AND ?", [lo, hi]).fetchall():
             out[int(seq)] = max(out.get(int(seq), 0), int(n))
     return out
@@ -359,7 +354,7 @@ def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: se
     lake_root = Path(lake_root)
     con = duck()
     try:
-        rows = con.execute(f"SELECT stream_seq, landed, expected FROM read_parquet('{_sql_path(ledger_file)}')"  # noqa: S608
+        rows = con.execute(f"SELECT stream_seq, landed, expected FROM read_parquet('{sql_path(ledger_file)}')"  # noqa: S608
                            ).fetchall()
         if not rows:
             return Accounting((0, -1), 0, 0, 0, 0, [])

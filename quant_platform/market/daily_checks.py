@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from quant_platform.market.compaction import _sql_path
+from quant_platform.market.lake_landing import sql_path
 
 COMPLETENESS = "complete_by_sequence"
 NO_DUPLICATES = "no_duplicate_event_id"
@@ -82,7 +82,7 @@ def day_bounds(day: str) -> tuple[datetime, datetime]:
 
 def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> list[RuleResult]:
     """The row-level rules (all but completeness) on a tick file."""
-    src = f"read_parquet('{_sql_path(path)}')"
+    src = f"read_parquet('{sql_path(path)}')"
     start, end = day_bounds(day)
     dup = con.execute(f"SELECT count(*) - count(DISTINCT event_id) FROM {src}").fetchone()[0]  # noqa: S608
     crossed, crossed_sample = con.execute(
@@ -153,8 +153,8 @@ FROM {src} GROUP BY instrument_id ORDER BY instrument_id
 
 def bars_1m(con, path: Path, day: str):
     """One-minute bars of a tick file as a pandas DataFrame."""
-    return con.execute(BARS_SQL.format(src=f"read_parquet('{_sql_path(path)}')"), [day]).df()
+    return con.execute(BARS_SQL.format(src=f"read_parquet('{sql_path(path)}')"), [day]).df()
 
 
 def daily_stats(con, path: Path, day: str):
-    return con.execute(DAILY_STATS_SQL.format(src=f"read_parquet('{_sql_path(path)}')"), [day]).df()
+    return con.execute(DAILY_STATS_SQL.format(src=f"read_parquet('{sql_path(path)}')"), [day]).df()

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from quant_platform.market.compaction import DAILY, TICKS_FILE, _sql_path
+from quant_platform.market.compaction import DAILY, TICKS_FILE
+from quant_platform.market.lake_landing import sql_path
 from quant_platform.market.tables import TICKS_HISTORY
 from quant_platform.platform.warehouse import Warehouse
 
@@ -28,7 +29,7 @@ def duckdb_history_view(wh: Warehouse, lake_root: Path) -> str:
     glob = Path(lake_root).resolve() / DAILY / "date=*" / TICKS_FILE
     cols = ", ".join(c.name for c in TICKS_HISTORY.columns if c.name != "trade_date")
     sql = (f"CREATE OR REPLACE VIEW market.ticks_history AS SELECT CAST(date AS DATE) AS trade_date, {cols} "  # noqa: S608
-           f"FROM read_parquet('{_sql_path(glob)}', hive_partitioning = true)")
+           f"FROM read_parquet('{sql_path(glob)}', hive_partitioning = true)")
     with wh.transaction() as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS market")
         con.execute(sql)

@@ -93,7 +93,7 @@ def ensure_olap_views(olap_path: Path, lake_root: Path, retention_days: int) -> 
         con.execute("CREATE SCHEMA IF NOT EXISTS market")
         # The retention bound is a literal date, refreshed at every ingest start (DuckDB views take no params).
         view = ("CREATE OR REPLACE VIEW market.ticks_recent AS SELECT * EXCLUDE (date, source), source "  # noqa: S608
-                f"FROM read_parquet('{_sql_str(glob)}', hive_partitioning = true, union_by_name = true) "
+                f"FROM read_parquet('{sql_path(glob)}', hive_partitioning = true, union_by_name = true) "
                 f"WHERE date >= DATE '{since}' AND source <> '_schema'")
         con.execute(view)
         con.execute("CREATE OR REPLACE VIEW market.trades_recent AS SELECT ts, received_at, source, instrument_id, "
@@ -110,7 +110,9 @@ def ensure_olap_views(olap_path: Path, lake_root: Path, retention_days: int) -> 
     return ["market.ticks_recent", "market.trades_recent", "market.quotes_recent", "market.bars_1m_recent"]
 
 
-def _sql_str(value: str) -> str:
-    if "'" in value:
-        raise ValueError(f"refusing a path with a quote in it: {value!r}")
-    return value
+def sql_path(value: str | Path) -> str:
+    """A path fit for a DuckDB string literal (table functions and COPY take no bound parameters)."""
+    text = str(value)
+    if "'" in text:
+        raise ValueError(f"refusing a path with a quote in it: {text!r}")
+    return text
