@@ -166,7 +166,7 @@ def cmd_up(args) -> int:
             f"  Dagster UI:    {ui}\n"
             f"  Vendors:       {env.get('QP_EIA_BASE_URL', 'real EIA/CFTC hosts')}\n"
             f"  Warehouse:     {env.get('QP_WAREHOUSE_URL') or settings.warehouse_url}\n"
-            f"  Ticks:         NATS {(settings.home / 'nats' / 'url').read_text().strip() if not args.no_market else 'off'}"
+            f"  Ticks:         NATS {_running_nats_url() if not args.no_market else 'off'}"
             f"; OLAP views in {settings.home / 'olap.duckdb'} (market.ticks_recent, market.bars_1m_recent)\n"
             f"  State:         {settings.home}\n"
             "What to look at: Catalog (groups macro, marts, internal, market) - the release sensors load each new\n"
@@ -263,18 +263,20 @@ def cmd_sources_churn(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- ingest
 def _nats_url_file() -> Path:
+    from quant_platform.market.observe import nats_url_file
     from quant_platform.platform.settings import load_settings
 
-    return load_settings().home / "nats" / "url"
+    return nats_url_file(load_settings().home)
 
 
 def _running_nats_url() -> str:
-    if os.environ.get("QP_NATS_URL"):
-        return os.environ["QP_NATS_URL"]
-    f = _nats_url_file()
-    if f.exists():
-        return f.read_text().strip()
-    raise ConfigError("no NATS server: start `quant-platform ingest run` (embedded NATS) or set QP_NATS_URL")
+    from quant_platform.market.observe import running_nats_url
+    from quant_platform.platform.settings import load_settings
+
+    url = running_nats_url(load_settings().home)
+    if not url:
+        raise ConfigError("no NATS server: start `quant-platform ingest run` (embedded NATS) or set QP_NATS_URL")
+    return url
 
 
 def cmd_ingest_run(args) -> int:

@@ -39,11 +39,15 @@ def captures_dir() -> Path | None:
 
 def start_ingest(env: dict, home: Path, metrics_port: int = 0) -> subprocess.Popen:
     """`ingest run --simulator` (embedded NATS, normalizers, lander, market simulator); waits for NATS."""
-    url_file = home / "nats" / "url"
+    from quant_platform.market.observe import nats_url_file
+
+    url_file = nats_url_file(home)
     url_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "quant_platform.cli", "ingest", "run", "--simulator", "--max-workers", "2",
            "--metrics-port", str(metrics_port)]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    if env.get("QP_NATS_URL"):  # an existing server: nothing embedded to wait for
+        return proc
     deadline = time.monotonic() + 60
     while not url_file.exists():
         if proc.poll() is not None:
@@ -124,7 +128,7 @@ def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
     import pyarrow.parquet as pq
 
     from quant_platform.market.compaction import compacted_days, daily_file, landing_days
-    from quant_platform.platform.warehouse import Warehouse
+    from quant_platform.platform.warehouse import Warehouse, vetted
 
     p = progress(instance)
     wh = Warehouse(warehouse_url)
@@ -134,8 +138,6 @@ def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
             "('macro', 'core', 'market', 'marts', 'governance') ORDER BY 1, 2")
         counts = {}
         for schema, name in tables.itertuples(index=False):
-            from quant_platform.platform.warehouse import vetted
-
             counts[f"{schema}.{name}"] = int(wh.scalar(f"SELECT count(*) FROM {vetted(schema)}.{vetted(name)}"))  # noqa: S608
     finally:
         wh.dispose()

@@ -335,7 +335,6 @@ def _derived_asset(spec: TableSpec, lineage: dict, compute, extra_desc: str):
             metadata={"dagster/row_count": rows, "instruments": int(df["instrument_id"].nunique()), **extra},
             check_results=_rows_check(spec, df))
 
-    _asset.__name__ = spec.name
     return _asset
 
 
@@ -437,15 +436,8 @@ def market_ingest_sensor(context: dg.SensorEvaluationContext):
         asset_key=TICK_STREAM_KEY, check_name=STREAM_PROGRESS, passed=check.passed,
         metadata=check.metadata, severity=dg.AssetCheckSeverity.WARN))
 
-    first = [True]
-
-    def read_state():
-        if first[0]:
-            first[0] = False
-            return state
-        return observe.stream_state_now(url)
-
-    barrier, done = observe.advance_barrier(cursor.get("barrier"), read_state, now_dt.isoformat())
+    barrier, done = observe.advance_barrier(cursor.get("barrier"), state, lambda: observe.stream_state_now(url),
+                                            now_dt.isoformat())
     cursor["barrier"] = barrier
     if done:
         cursor["drained_at"] = done["at"]

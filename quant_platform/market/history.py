@@ -36,12 +36,8 @@ def duckdb_history_view(wh: Warehouse, lake_root: Path) -> str:
     return "view over " + str(glob)
 
 
-def _pg_type(c) -> str:
-    return c.ddl_type
-
-
 def postgres_parent_ddl() -> str:
-    cols = ",\n    ".join(f"{c.name} {_pg_type(c)}{'' if c.nullable else ' NOT NULL'}" for c in TICKS_HISTORY.columns)
+    cols = ",\n    ".join(f"{c.name} {c.ddl_type}{'' if c.nullable else ' NOT NULL'}" for c in TICKS_HISTORY.columns)
     return (f"CREATE TABLE IF NOT EXISTS market.ticks_history (\n    {cols}\n) PARTITION BY RANGE (trade_date)")
 
 

@@ -19,12 +19,17 @@ from quant_platform.market.normalizer import HDR_RAW_SEQ
 LAKE_CONSUMERS = {STREAM_RAW: "normalizer", STREAM_NORM: "lander"}
 
 
+def nats_url_file(home: Path) -> Path:
+    """Where `quant-platform ingest run` announces the URL of the embedded server it started."""
+    return Path(home) / "nats" / "url"
+
+
 def running_nats_url(home: Path) -> str | None:
     """QP_NATS_URL, else the embedded server `quant-platform ingest run` announced in <QP_HOME>/nats/url."""
     url = os.environ.get("QP_NATS_URL", "").strip()
     if url:
         return url
-    f = Path(home) / "nats" / "url"
+    f = nats_url_file(home)
     return f.read_text().strip() if f.exists() else None
 
 
@@ -108,14 +113,13 @@ def ack_floor(state: dict, stream: str) -> int:
     return int(c["ack_floor_stream_seq"])
 
 
-def advance_barrier(barrier: dict | None, read_state, now_iso: str) -> tuple[dict, dict | None]:
-    """One step of the drain barrier (several in one call when the pipeline keeps up).
+def advance_barrier(barrier: dict | None, state: dict, read_state, now_iso: str) -> tuple[dict, dict | None]:
+    """One step of the drain barrier (several in one call when the pipeline keeps up), from `state` just read.
 
     A barrier set at time T notes TICKS_RAW's last sequence R; once the normalizer's ack floor passes R,
     every tick received before T is in TICKS (the normalizer publishes before it acks), so it notes TICKS'
     last sequence N; once the lander's ack floor passes N, every tick received before T is in the lake.
-    Returns (the barrier to keep, the completed barrier or None). `read_state()` reads stream_state."""
-    state = read_state()
+    Returns (the barrier to keep, the completed barrier or None). `read_state()` reads stream_state again."""
     if not barrier:
         barrier = {"at": now_iso, "raw": int(state[STREAM_RAW]["last_seq"]), "ticks": None}
     if barrier.get("ticks") is None:
