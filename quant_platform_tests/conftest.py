@@ -34,6 +34,21 @@ QP_ENV_VARS = ("QP_HOME", "QP_WAREHOUSE_URL", "QP_LAKE_URL", "DAGSTER_HOME", "QP
                "QP_ALERT_WEBHOOK_URL", "QP_DAGSTER_URL", "QP_ALERT_INTERVAL")
 
 
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a server a test starts."""
+    from quant_platform.market.nats_server import free_loopback_port
+
+    return free_loopback_port()
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
 def _pg_admin():
     import sqlalchemy as sa
 

@@ -15,17 +15,18 @@ import pyarrow.dataset as ds
 from quant_platform.market.contracts import RawFrame
 
 
-def sim_frames(n: int, start_ns: int | None = None, symbols=("CL", "BZ", "NG")) -> list[RawFrame]:
-    """Simulator-format frames: alternating trades and quotes, deterministic."""
+def sim_frames(n: int, start_ns: int | None = None, symbols=("CL", "BZ", "NG"), *, step_ns: int = 1000,
+               seq0: int = 0) -> list[RawFrame]:
+    """Simulator-format frames: alternating trades and quotes, `step_ns` apart, vendor sequence from `seq0`."""
     t0 = start_ns or time.time_ns()
     out = []
     for i in range(n):
         sym = symbols[i % len(symbols)]
-        t = t0 + i * 1000
+        t = t0 + i * step_ns
         if i % 2:
-            body = {"sym": sym, "ev": "T", "t": t, "seq": i, "p": 70.0 + (i % 100) / 100, "s": 1 + i % 5}
+            body = {"sym": sym, "ev": "T", "t": t, "seq": seq0 + i, "p": 70.0 + (i % 100) / 100, "s": 1 + i % 5}
         else:
-            body = {"sym": sym, "ev": "Q", "t": t, "seq": i, "bp": 70.0, "bs": 3, "ap": 70.02, "as": 4}
+            body = {"sym": sym, "ev": "Q", "t": t, "seq": seq0 + i, "bp": 70.0, "bs": 3, "ap": 70.02, "as": 4}
         out.append(RawFrame(t, json.dumps(body, separators=(",", ":")).encode()))
     return out
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from quant_platform_tests.conftest import free_port
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -45,7 +40,7 @@ def test_headless_demo_fills_every_lane_and_passes_every_check(tmp_path):
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "quant_platform.cli", "up", "--headless", "--duration", "420",
-         "--simulator-port", str(_free_port())],
+         "--simulator-port", str(free_port())],
         env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=540)
     elapsed = time.monotonic() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"ok"')]

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quant_platform_tests.conftest import REPO_ROOT
+from quant_platform_tests.conftest import REPO_ROOT, free_port
 
 DOCKER = REPO_ROOT / "docker"
 K8S = DOCKER / "k8s"
@@ -643,11 +642,6 @@ def test_nats_config_is_accepted_by_nats_server():
     assert bad.returncode != 0 and "QP_NATS_LANDER_PASSWORD" in bad.stderr + bad.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _load_declare_streams():
     spec = importlib.util.spec_from_file_location("qp_declare_streams", DOCKER / "ingest" / "declare_streams.py")
@@ -669,7 +663,7 @@ def test_nats_permissions_let_each_role_run_and_nothing_more(tmp_path, monkeypat
     conf = re.sub(r'store_dir: "[^"]*"', f'store_dir: "{tmp_path / "js"}"', NATS_CONF.read_text())
     assert conf != NATS_CONF.read_text()
     (tmp_path / "nats.conf").write_text(conf)
-    port, mport = _free_port(), _free_port()
+    port, mport = free_port(), free_port()
     proc = subprocess.Popen([str(binary), "-c", str(tmp_path / "nats.conf"), "-a", "127.0.0.1", "-p", str(port),
                              "-m", str(mport)], env={**os.environ, **passwords},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -7,7 +7,6 @@ landing file fails it and blocks the bars; compacting again changes nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -16,25 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from quant_platform.market.contracts import RawFrame
-from quant_platform_tests.market_helpers import landed_table, wait_for
+from quant_platform_tests.market_helpers import landed_table, sim_frames, wait_for
 
 TODAY = datetime.now(UTC).date()
 YESTERDAY = (TODAY - timedelta(days=1)).isoformat()
 
 
 def _frames(start: datetime, n: int, step_ms: int, seq0: int) -> list[RawFrame]:
-    out = []
-    t0 = int(start.timestamp() * 1e9)
-    for i in range(n):
-        t = t0 + i * step_ms * 1_000_000
-        sym = ("CL", "BZ", "NG")[i % 3]
-        seq = seq0 + i
-        if i % 2:
-            body = {"sym": sym, "ev": "T", "t": t, "seq": seq, "p": 70.0 + (i % 50) / 100, "s": 1 + i % 4}
-        else:
-            body = {"sym": sym, "ev": "Q", "t": t, "seq": seq, "bp": 70.0, "bs": 2, "ap": 70.03, "as": 3}
-        out.append(RawFrame(t, json.dumps(body, separators=(",", ":")).encode()))
-    return out
+    return sim_frames(n, int(start.timestamp() * 1e9), step_ns=step_ms * 1_000_000, seq0=seq0)
 
 
 @pytest.fixture(scope="module")

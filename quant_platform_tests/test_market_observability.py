@@ -6,21 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import requests
 
-from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.conftest import SHARED_DATA, free_port
 from quant_platform_tests.market_helpers import sim_frames
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_worker_metrics_and_status_table(tmp_path, capsys):
@@ -28,7 +21,7 @@ def test_worker_metrics_and_status_table(tmp_path, capsys):
     from quant_platform.market.publisher import publish_frames
     from quant_platform.market.status import print_status
 
-    port = _free_port()
+    port = free_port()
     with EmbeddedNats(tmp_path / "nats").start() as srv:
         asyncio.run(publish_frames(srv.url, "simulator", sim_frames(3000)))
         worker = subprocess.Popen([sys.executable, "-m", "quant_platform.market.worker", "--role", "normalizer",
@@ -86,7 +79,7 @@ def test_ingest_replay_command_publishes_a_capture(tmp_path, monkeypatch):
 def test_simulator_process_exports_publish_to_ack_latency(tmp_path):
     from quant_platform.market.nats_server import EmbeddedNats
 
-    port = _free_port()
+    port = free_port()
     with EmbeddedNats(tmp_path / "nats").start() as srv:
         import os
 
@@ -146,7 +139,7 @@ def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path):
     from quant_platform.market.nats_server import EmbeddedNats
     from quant_platform.market.supervisor import Supervisor
 
-    base = _free_port()
+    base = free_port()
     with EmbeddedNats(tmp_path / "nats").start() as srv:
         sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", metrics_base_port=base)
         try:

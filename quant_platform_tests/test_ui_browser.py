@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from quant_platform_tests.conftest import REPO_ROOT
+from quant_platform_tests.conftest import REPO_ROOT, free_port, port_open
 from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,16 +38,6 @@ UI_TIMEOUT_MS = 60_000  # two shared cores: the first page load compiles nothing
 ASSET_NODES_QUERY = "{ assetNodes { assetKey { path } } }"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -163,7 +152,7 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
 
     groups = sorted({n.group_name for n in nodes.values()})
     selection = " or ".join(f'group:"{g}"' for g in groups)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "webserver.log"
     base = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
@@ -242,7 +231,7 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
     finally:
         _stop_group(web)
     # Nothing is left behind: no process of the webserver's group, its port closed.
-    assert not _group_members(web.pid) and not _port_open(port)
+    assert not _group_members(web.pid) and not port_open(port)
     for name in ("ui_catalog.png", "ui_lineage.png"):
         assert (IMG_DIR / name).stat().st_size > 20_000, f"{name} looks empty"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,7 @@ import time
 import pytest
 import requests
 
-from quant_platform_tests.conftest import REPO_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
+from quant_platform_tests.conftest import REPO_ROOT, free_port, port_open
 
 CATALOG_QUERY = """
 { assetNodes { assetKey { path } description groupName owners { ... on TeamAssetOwner { team } } } }
@@ -36,7 +22,7 @@ CATALOG_QUERY = """
 
 @pytest.mark.slow
 def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
-    ui_port, sim_port = _free_port(), _free_port()
+    ui_port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QP_") and k != "DAGSTER_HOME"}
     env.update(QP_HOME=str(tmp_path / "qp"), QP_RELEASE_SENSOR_INTERVAL="5")
     proc = subprocess.Popen(
@@ -83,10 +69,10 @@ def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
             out, _ = proc.communicate()
     # Every process it started is gone: the UI and the simulator ports are closed.
     for _ in range(30):
-        if not _port_open(ui_port) and not _port_open(sim_port):
+        if not port_open(ui_port) and not port_open(sim_port):
             break
         time.sleep(1)
-    assert not _port_open(ui_port) and not _port_open(sim_port), out[-2000:]
+    assert not port_open(ui_port) and not port_open(sim_port), out[-2000:]
     assert "Dagster UI:" in out
 
 
