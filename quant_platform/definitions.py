@@ -5,6 +5,8 @@ Never define an asset here: each domain folder owns its assets, checks, sensors 
 
 from __future__ import annotations
 
+import functools
+
 import dagster as dg
 
 from quant_platform.governance.audit import governance_audit_sensor_factory
@@ -43,12 +45,18 @@ ASSETS = [eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crud
           *INTERNAL_ASSETS, *MARKET_ASSETS]
 
 
+@functools.cache
+def _asset_graph():
+    return defs.resolve_asset_graph()
+
+
 def _upstream_of(key: dg.AssetKey) -> str:
-    """Upstream assets of a derived table, for its load-audit row."""
-    for a in ASSETS:
-        if key in a.keys:
-            return ", ".join(sorted(d.to_user_string() for d in a.asset_deps.get(key, ())))
-    return ""
+    """Upstream assets of a derived table, for its load-audit row (from the asset graph, which also holds
+    AssetSpecs such as the observed tick stream)."""
+    graph = _asset_graph()
+    if not graph.has(key):
+        return ""
+    return ", ".join(sorted(k.to_user_string() for k in graph.get(key).parent_keys))
 
 
 governance_audit_sensor = governance_audit_sensor_factory(_upstream_of)

@@ -16,6 +16,7 @@ import pytest
 
 from quant_platform.market.contracts import RawFrame
 from quant_platform_tests.market_helpers import landed_table, sim_frames, wait_for
+from quant_platform_tests.release_helpers import evaluate_sensor
 
 TODAY = datetime.now(UTC).date()
 YESTERDAY = (TODAY - timedelta(days=1)).isoformat()
@@ -187,10 +188,8 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     assert _md(mat2, "content_hash") == _md(mat, "content_hash")
     assert _md(mat2, "file_sha256") == _md(mat, "file_sha256")
 
-    # Load audit: every partition with its raw sequence range, counts and path.
-    from quant_platform.governance.audit import mirror_events
-
-    mirror_events(instance, wh, 0)
+    # Load audit: every partition with its raw sequence range, counts and path, by the real audit sensor.
+    evaluate_sensor(defs, "governance_audit_sensor", instance, None)
     audit = wh.query_df("SELECT source_kind, source_ref, row_count FROM governance.load_audit "
                         "WHERE asset_key = 'market/ticks_daily' AND partition_key = ?", [YESTERDAY])
     assert len(audit) == 2 and set(audit["source_kind"]) == {"stream_seq"}
