@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -162,3 +164,62 @@ def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path):
                 time.sleep(0.3)
         finally:
             sup.stop_all()
+
+
+def _nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_workers_run_below_connectors_priority(tmp_path, monkeypatch):
+    """Normalizers and landers run at QP_WORKER_NICE (default 10): on shared cores they must not delay the
+    connectors' durable acks. Connector-side roles keep the normal priority."""
+    from quant_platform.market.worker import worker_niceness
+
+    monkeypatch.delenv("QP_WORKER_NICE", raising=False)
+    assert [worker_niceness(r) for r in ("normalizer", "lander", "fanout:pg", "simulator", "connector:binance")] \
+        == [10, 10, 10, 0, 0]
+    monkeypatch.setenv("QP_WORKER_NICE", "20")
+    try:
+        worker_niceness("lander")
+    except SystemExit as exc:
+        assert "QP_WORKER_NICE" in str(exc)
+    else:
+        raise AssertionError("an out-of-range QP_WORKER_NICE was accepted")
+
+    base = _nice_of(os.getpid())
+    procs = {}
+    for role, nice in (("lander", "7"), ("simulator", "7")):
+        env = {**os.environ, "QP_WORKER_NICE": nice}
+        # An unreachable server: the process starts, sets its priority and keeps reconnecting until stopped.
+        procs[role] = subprocess.Popen([sys.executable, "-m", "quant_platform.market.worker", "--role", role,
+                                        "--nats", f"nats://127.0.0.1:{free_port()}", "--lake", str(tmp_path)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        time.sleep(3)
+        assert _nice_of(procs["lander"].pid) == base + 7
+        assert _nice_of(procs["simulator"].pid) == base
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            p.wait(timeout=30)
+
+
+def test_connector_batching_options_from_the_environment(monkeypatch):
+    from quant_platform.market.worker import publisher_options
+
+    monkeypatch.delenv("QP_PUBLISH_EAGER", raising=False)
+    monkeypatch.delenv("QP_PUBLISH_MAX_DELAY_MS", raising=False)
+    assert publisher_options() == {"eager_inflight": 0, "max_delay_s": 0.005}
+    monkeypatch.setenv("QP_PUBLISH_EAGER", "1")
+    monkeypatch.setenv("QP_PUBLISH_MAX_DELAY_MS", "1")
+    assert publisher_options() == {"eager_inflight": 1, "max_delay_s": 0.001}
+    for name, bad in (("QP_PUBLISH_EAGER", "yes"), ("QP_PUBLISH_MAX_DELAY_MS", "0"), ("QP_PUBLISH_MAX_DELAY_MS", "x")):
+        monkeypatch.setenv(name, bad)
+        try:
+            publisher_options()
+        except SystemExit as exc:
+            assert name in str(exc)
+        else:
+            raise AssertionError(f"{name}={bad} was accepted")
+        monkeypatch.setenv(name, "1")

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 STREAM_RAW = "TICKS_RAW"
 STREAM_NORM = "TICKS"
@@ -61,14 +62,11 @@ class RawFrame:
 
 
 def encode_batch(frames: Iterable[RawFrame]) -> bytes:
-    out = bytearray()
-    for f in frames:
-        if b"\n" in f.payload:
-            raise ValueError("a vendor frame must be a single line")
-        if out:
-            out += b"\n"
-        out += str(f.received_at_ns).encode() + b" " + f.payload
-    return bytes(out)
+    lines = [b"%d %s" % (f.received_at_ns, f.payload) for f in frames]
+    data = b"\n".join(lines)
+    if data.count(b"\n") != max(len(lines) - 1, 0):
+        raise ValueError("a vendor frame must be a single line")
+    return data
 
 
 def decode_batch(data: bytes) -> Iterator[RawFrame | tuple[int, bytes, str]]:
@@ -93,6 +91,23 @@ def event_id(source: str, *parts: object) -> str:
     # One update of the joined text: the same digest as feeding the pieces one by one, at a third of the cost.
     text = source + "".join("\x1f" + str(p) for p in parts)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def event_ids_arrow(source: str, *columns: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """event_id(source, *row) for every row of Arrow columns of strings or integers without nulls: the text is
+    joined by Arrow (integers in the decimal form str() gives), only the hash runs per row in Python."""
+    parts = []
+    for col in columns:
+        if col.null_count:
+            raise ValueError("event id parts must not be null")
+        if pa.types.is_integer(col.type):
+            col = col.cast(pa.string())
+        elif not pa.types.is_string(col.type):
+            raise TypeError(f"event id parts must be strings or integers, got {col.type}")
+        parts.append(col)
+    text = pc.binary_join_element_wise(pa.scalar(source), *parts, "\x1f").cast(pa.binary())
+    blake2b = hashlib.blake2b
+    return pa.array([blake2b(t, digest_size=12).hexdigest() for t in text.to_pylist()], pa.string())
 
 
 # ------------------------------------------------------------------------------------------- canonical tick

@@ -120,6 +120,9 @@ def _stop_all_at_exit() -> None:
             srv.stop(timeout=5)
 
 
+BIND_ATTEMPTS = 5
+
+
 class EmbeddedNats:
     """A nats-server child process: JetStream on, file store under `store_dir`, loopback only.
 
@@ -208,21 +211,31 @@ class EmbeddedNats:
         binary = self._binary or find_nats_server_binary()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._check_store_free()
-        if self.port == 0:
-            self.port = free_loopback_port()
-        if self.monitor_port == 0:
-            self.monitor_port = free_loopback_port()
-        self._write_config()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self._proc = subprocess.Popen(  # noqa: S603 - our own binary and config
-            [str(binary), "-c", str(self.config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
+        auto_port, auto_monitor = self.port == 0, self.monitor_port == 0
+        # A port found free can be taken before the server binds it (any client's outgoing connection draws
+        # from the same ephemeral range): pick again when we chose it, wait and retry when it was given.
+        for attempt in range(BIND_ATTEMPTS):
+            if auto_port:
+                self.port = free_loopback_port()
+            if auto_monitor:
+                self.monitor_port = free_loopback_port()
+            self._write_config()
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+            self._proc = subprocess.Popen(  # noqa: S603 - our own binary and config
+                [str(binary), "-c", str(self.config_path)],
+                stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+            try:
+                self._wait_ready(timeout)
+                break
+            except NatsServerStartError as exc:
+                self.kill()
+                if "address already in use" not in str(exc) or attempt == BIND_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+            except BaseException:
+                self.kill()
+                raise
         (self.store_dir / URL_NAME).write_text(self.url + "\n")
         _RUNNING.add(self)
         return self

@@ -17,9 +17,42 @@ from pathlib import Path
 
 from quant_platform.market import metrics
 from quant_platform.market.contracts import server_list
+from quant_platform.platform.settings import SettingError, bounded_env
 
 log = logging.getLogger("quant_platform.market.worker")
 STOP_GRACE_S = 10.0
+# Connectors sit on the receipt -> durable-ack path, workers behind JetStream only add lag they catch up on:
+# on shared cores the workers run at a lower priority so a busy normalizer cannot delay an ack.
+NICE_ENV = "QP_WORKER_NICE"
+DEFAULT_NICE = 10
+BACKGROUND_ROLES = ("normalizer", "lander", "fanout:")
+
+
+EAGER_ENV = "QP_PUBLISH_EAGER"
+MAX_DELAY_ENV = "QP_PUBLISH_MAX_DELAY_MS"
+
+
+def publisher_options() -> dict:
+    """Connector batching from the environment: QP_PUBLISH_MAX_DELAY_MS (default 5) bounds how long a frame
+    waits for its batch; QP_PUBLISH_EAGER=1 sends a frame at once when no batch awaits its ack (lower latency
+    at low rates, more and smaller messages, so more CPU)."""
+    try:
+        eager = bounded_env(EAGER_ENV, 0, 0, 1, integer=True)
+        delay_ms = bounded_env(MAX_DELAY_ENV, 5, 0.001, 10_000)
+    except SettingError as exc:
+        raise SystemExit(str(exc)) from None
+    return {"eager_inflight": int(eager), "max_delay_s": delay_ms / 1000}
+
+
+def worker_niceness(role: str) -> int:
+    """The nice increment for a role: QP_WORKER_NICE (default 10) for normalizers, landers and fan-out
+    destinations, 0 for connectors, replays and the simulator."""
+    if not role.startswith(BACKGROUND_ROLES):
+        return 0
+    try:
+        return int(bounded_env(NICE_ENV, DEFAULT_NICE, 0, 19, integer=True))
+    except SettingError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def _stats_to_metrics(role: str, stats, stop: asyncio.Event, source: str = "all") -> None:
@@ -83,7 +116,8 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
 
         nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         await ensure_streams(nc.jetstream())
-        pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}-{time.time_ns()}")
+        pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}-{time.time_ns()}",
+                           **publisher_options())
         pub.ack_observer = _ack_observer(source)
         connector = build_connector(source, InstrumentMaster.load().symbols_for(source))
         try:
@@ -101,7 +135,8 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
         rate = float(os.environ.get("QP_SIM_RATE", "2000"))
         nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         await ensure_streams(nc.jetstream())
-        pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}-{time.time_ns()}")
+        pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}-{time.time_ns()}",
+                           **publisher_options())
         pub.ack_observer = _ack_observer("simulator")
         try:
             await MarketSimulator(rate=rate).run(pub.add, stop)
@@ -121,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.role} pid={os.getpid()} %(levelname)s %(message)s")
     metrics.serve_metrics(args.metrics_port)
+    nice = worker_niceness(args.role)
+    if nice:
+        os.nice(nice)
     try:
         import uvloop
 

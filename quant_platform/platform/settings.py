@@ -29,6 +29,25 @@ def _float_env(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+class SettingError(ConfigError, ValueError):
+    """An environment setting that is not a number inside its allowed range."""
+
+
+def bounded_env(name: str, default: float, low: float, high: float, *, integer: bool = False) -> float:
+    """A number from the environment variable `name` (blank or unset: `default`), within [low, high]."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value: float | None = int(raw) if integer else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:  # NaN fails the range test too
+        kind = "an integer" if integer else "a number"
+        raise SettingError(f"{name} must be {kind} from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path

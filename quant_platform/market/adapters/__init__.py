@@ -6,6 +6,9 @@ Never let normalize_batch raise: every frame ends as ticks, ignored, or rejected
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import pyarrow as pa
 
 from quant_platform.errors import ConfigError
@@ -14,13 +17,14 @@ from quant_platform.market.adapters.base import Adapter, NormalizeResult, TickRe
 from quant_platform.market.adapters.binance import BinanceAdapter
 from quant_platform.market.adapters.polygon import PolygonAdapter
 from quant_platform.market.adapters.simulator import SimulatorAdapter
-from quant_platform.market.contracts import TICK_SCHEMA, RawFrame
+from quant_platform.market.contracts import TICK_SCHEMA, RawFrame, decode_batch
 from quant_platform.market.instruments import InstrumentMaster
 
 __all__ = [
     "ADAPTERS", "ADAPTER_FORMATS", "Adapter", "AlpacaAdapter", "BinanceAdapter", "NormalizeResult",
     "PolygonAdapter", "SimulatorAdapter", "TickRejected", "UnknownSourceError", "get_adapter",
-    "normalize_batch", "register_adapter", "rfc3339_to_ns", "ticks_to_table",
+    "FAST_MIN_LINES", "MessageResult", "NormalizedSet", "normalize_batch", "normalize_messages",
+    "register_adapter", "rfc3339_to_ns", "ticks_to_table",
 ]
 
 
@@ -70,31 +74,26 @@ def get_adapter(source: str, master: InstrumentMaster | None = None) -> Adapter:
     raise UnknownSourceError(source, sorted(ADAPTERS))
 
 
-def ticks_to_table(ticks: list[dict], stream_seq: int) -> pa.Table:
-    """Canonical tick dicts -> one TICK_SCHEMA table, built column by column (no per-row Arrow work)."""
+def ticks_to_table(ticks: list[dict], stream_seq: int | list[int]) -> pa.Table:
+    """Canonical tick dicts -> one TICK_SCHEMA table, built column by column (no per-row Arrow work);
+    `stream_seq` is one raw sequence for all rows or one per row."""
     n = len(ticks)
     arrays = []
     for f in TICK_SCHEMA:
         if f.name == "stream_seq":
-            arrays.append(pa.array([stream_seq] * n, type=f.type))
+            arrays.append(pa.array(stream_seq if isinstance(stream_seq, list) else [stream_seq] * n, type=f.type))
         else:
             name = f.name
             arrays.append(pa.array([t[name] for t in ticks], type=f.type))
     return pa.Table.from_arrays(arrays, schema=TICK_SCHEMA)
 
 
-def normalize_batch(source: str, frames: list[RawFrame], stream_seq: int, master: InstrumentMaster
-                    ) -> tuple[pa.Table, list[tuple[RawFrame, str]], int]:
-    """All frames of one raw message -> (canonical table with stream_seq filled, rejected frames with reasons,
-    count of ignored vendor messages)."""
-    rejected: list[tuple[RawFrame, str]] = []
-    try:
-        adapter = get_adapter(source, master)
-    except UnknownSourceError as exc:
-        return TICK_SCHEMA.empty_table(), [(f, exc.reason) for f in frames], 0
-
+def _frames_to_ticks(adapter: Adapter, frames: list[RawFrame], master: InstrumentMaster
+                     ) -> tuple[list[dict], list[tuple[RawFrame, int, int]], list[tuple[RawFrame, str]], int]:
+    """Frame by frame -> (tick dicts, (frame, start, end) spans of its ticks, rejected frames, ignored count)."""
     ticks: list[dict] = []
-    spans: list[tuple[RawFrame, int, int]] = []  # which ticks came from which frame, for the slow path
+    spans: list[tuple[RawFrame, int, int]] = []
+    rejected: list[tuple[RawFrame, str]] = []
     ignored = 0
     normalize = adapter.normalize
     for frame in frames:
@@ -110,16 +109,163 @@ def normalize_batch(source: str, frames: list[RawFrame], stream_seq: int, master
             spans.append((frame, len(ticks), len(ticks) + len(result.ticks)))
             ticks.extend(result.ticks)
         ignored += result.ignored
+    return ticks, spans, rejected, ignored
 
+
+def _build(ticks: list[dict], seqs: list[int], spans: list[tuple[int, RawFrame, int, int]]
+           ) -> tuple[pa.Table, list[tuple[int, RawFrame, str, int]]]:
+    """One table for the ticks of many frames; if Arrow refuses some rows, frame by frame: the table of the
+    frames that build, and (owner, frame, reason, ticks dropped) for each that does not."""
     try:
-        return ticks_to_table(ticks, stream_seq), rejected, ignored
+        return ticks_to_table(ticks, seqs), []
     except Exception:  # noqa: BLE001 - slow path: find the frame(s) whose ticks Arrow refuses
         pass
-    tables = []
-    for frame, start, end in spans:
+    tables, refused = [], []
+    for owner, frame, start, end in spans:
         try:
-            tables.append(ticks_to_table(ticks[start:end], stream_seq))
+            tables.append(ticks_to_table(ticks[start:end], seqs[start:end]))
         except Exception as exc:
-            rejected.append((frame, f"cannot build canonical rows ({exc.__class__.__name__}: {str(exc)[:200]})"))
-    table = pa.concat_tables(tables) if tables else TICK_SCHEMA.empty_table()
-    return table, rejected, ignored
+            refused.append((owner, frame, f"cannot build canonical rows ({exc.__class__.__name__}: "
+                                          f"{str(exc)[:200]})", end - start))
+    return (pa.concat_tables(tables) if tables else TICK_SCHEMA.empty_table()), refused
+
+
+def normalize_batch(source: str, frames: list[RawFrame], stream_seq: int, master: InstrumentMaster
+                    ) -> tuple[pa.Table, list[tuple[RawFrame, str]], int]:
+    """All frames of one raw message -> (canonical table with stream_seq filled, rejected frames with reasons,
+    count of ignored vendor messages)."""
+    try:
+        adapter = get_adapter(source, master)
+    except UnknownSourceError as exc:
+        return TICK_SCHEMA.empty_table(), [(f, exc.reason) for f in frames], 0
+    ticks, spans, rejected, ignored = _frames_to_ticks(adapter, frames, master)
+    table, refused = _build(ticks, [stream_seq] * len(ticks), [(0, f, a, b) for f, a, b in spans])
+    return table, rejected + [(frame, reason) for _, frame, reason, _ in refused], ignored
+
+
+@dataclass(slots=True)
+class MessageResult:
+    """What one raw message became: its ticks count (the rows are in the set's table), rejects (frames with a
+    reason, and lines that are not `<received_at_ns> <frame>`) for TICKS_DLQ, and the count of valid non-tick
+    vendor messages."""
+
+    stream_seq: int
+    frames: int
+    ticks: int
+    ignored: int
+    rejected: list[tuple[RawFrame, str]] = field(default_factory=list)
+    bad_lines: list[tuple[int, bytes, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NormalizedSet:
+    """Raw messages of one source normalised together: one canonical table (rows in message order, stream_seq
+    set) and one MessageResult per message. `fast` counts the messages the vectorised path took."""
+
+    table: pa.Table
+    messages: list[MessageResult]
+    fast: int = 0
+
+
+def _fast(adapter: Adapter, messages: list[tuple[int, bytes]], line_counts: list[int], master: InstrumentMaster
+          ) -> NormalizedSet | None:
+    lines = np.array(line_counts, dtype=np.int64)
+    seqs = np.array([seq for seq, _ in messages], dtype=np.int64)
+    data = messages[0][1] if len(messages) == 1 else b"\n".join(d for _, d in messages)
+    try:
+        out = adapter.normalize_fast(data, np.repeat(seqs, lines), master)
+    except Exception:  # noqa: BLE001 - a fast-path bug must not lose a message: the per-frame path decides
+        return None
+    if out is None:
+        return None
+    table, ignored_mask = out
+    msg_of_line = np.repeat(np.arange(len(messages)), lines)
+    ignored = np.bincount(msg_of_line[ignored_mask], minlength=len(messages))
+    ticks = lines - ignored
+    return NormalizedSet(table, [MessageResult(int(s), int(n), int(k), int(i))
+                                 for s, n, k, i in zip(seqs, lines, ticks, ignored, strict=True)], len(messages))
+
+
+def _slow(source: str, messages: list[tuple[int, bytes]], master: InstrumentMaster
+          ) -> tuple[pa.Table, list[MessageResult]]:
+    """Frame by frame for several raw messages, one table for all of them (table building has a fixed cost
+    per call that dominates small messages)."""
+    try:
+        adapter: Adapter | None = get_adapter(source, master)
+        unknown = ""
+    except UnknownSourceError as exc:
+        adapter, unknown = None, exc.reason
+    ticks: list[dict] = []
+    seqs: list[int] = []
+    spans: list[tuple[int, RawFrame, int, int]] = []
+    results: list[MessageResult] = []
+    for k, (seq, data) in enumerate(messages):
+        frames: list[RawFrame] = []
+        bad_lines: list[tuple[int, bytes, str]] = []
+        for item in decode_batch(data):
+            (bad_lines if isinstance(item, tuple) else frames).append(item)
+        if adapter is None:
+            results.append(MessageResult(seq, len(frames) + len(bad_lines), 0, 0,
+                                         [(f, unknown) for f in frames], bad_lines))
+            continue
+        own, own_spans, rejected, ignored = _frames_to_ticks(adapter, frames, master)
+        offset = len(ticks)
+        spans += [(k, f, offset + a, offset + b) for f, a, b in own_spans]
+        ticks += own
+        seqs += [seq] * len(own)
+        results.append(MessageResult(seq, len(frames) + len(bad_lines), len(own), ignored, rejected, bad_lines))
+    table, refused = _build(ticks, seqs, spans)
+    for k, frame, reason, dropped in refused:
+        results[k].rejected.append((frame, reason))
+        results[k].ticks -= dropped
+    return table, results
+
+
+# The vectorised path costs ~3 ms per call whatever the size (some 50 Arrow calls) and ~3 us per frame, the
+# per-frame path ~13 us per frame (measured on this 2-core machine): below a few hundred frames, frame by
+# frame is cheaper. Low rates (small fetch sets) take the per-frame path, bursts the vectorised one.
+FAST_MIN_LINES = 256
+
+
+def _lines(data: bytes) -> int:
+    return data.count(b"\n") + 1 if data else 0
+
+
+def normalize_messages(source: str, messages: list[tuple[int, bytes]], master: InstrumentMaster, *,
+                       min_fast_lines: int = FAST_MIN_LINES) -> NormalizedSet:
+    """Raw messages of one source, as (stream seq, data) -> NormalizedSet. With at least `min_fast_lines`
+    frames, the adapter's vectorised path takes them all at once when every frame is plainly valid; otherwise
+    each message is tried on its own, and one holding a bad frame (or a small one) goes frame by frame, so
+    each reject gets its reason. Never raises."""
+    adapter = ADAPTERS.get(source)
+    counts = [_lines(data) for _, data in messages]
+    if adapter is not None and messages and all(counts) and sum(counts) >= min_fast_lines:
+        whole = _fast(adapter, messages, counts, master)
+        if whole is not None:
+            return whole
+    tables: list[pa.Table] = []
+    results: list[MessageResult] = []
+    fast = 0
+    pending: list[tuple[int, bytes]] = []  # consecutive messages for the per-frame path, built as one table
+
+    def flush_pending() -> None:
+        if pending:
+            table, res = _slow(source, pending, master)
+            tables.append(table)
+            results.extend(res)
+            pending.clear()
+
+    for (seq, data), n in zip(messages, counts, strict=True):
+        one = (_fast(adapter, [(seq, data)], [n], master)
+               if adapter is not None and len(messages) > 1 and n >= min_fast_lines else None)
+        if one is None:
+            pending.append((seq, data))
+            continue
+        flush_pending()  # rows stay in message order
+        tables.append(one.table)
+        results.append(one.messages[0])
+        fast += 1
+    flush_pending()
+    tables = [t for t in tables if t.num_rows]
+    table = (tables[0] if len(tables) == 1 else pa.concat_tables(tables)) if tables else TICK_SCHEMA.empty_table()
+    return NormalizedSet(table, results, fast)

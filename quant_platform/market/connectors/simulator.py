@@ -44,6 +44,9 @@ DEFAULT_INSTRUMENTS = (
 _SPREADS_TICKS = (1, 1, 1, 1, 2, 2, 3)
 
 
+_WAKE_SLACK_S = 0.004
+
+
 @register
 class MarketSimulator:
     """Frames `{"sym","ev":"T","t","seq","p","s"}` and `{"sym","ev":"Q","t","seq","bp","bs","ap","as"}`.
@@ -176,7 +179,9 @@ class MarketSimulator:
                 except TimeoutError:
                     pass
             elif delay > 0:
-                await asyncio.sleep(delay)
+                # Oversleep a little and emit every frame due by then: one wake-up per few frames instead of
+                # one per frame (each costs ~0.1 ms of CPU here); frames are late by a few ms, never early.
+                await asyncio.sleep(delay + _WAKE_SLACK_S)
             elif emitted % 256 == 0:
                 await asyncio.sleep(0)
             payload = self._event(start_ns + round(offset * 1e9))
