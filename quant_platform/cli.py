@@ -111,7 +111,7 @@ def cmd_backfill(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- up
 def cmd_up(args) -> int:
-    from quant_platform.instance import ensure_embedded_instance
+    from quant_platform.instance import prepare_embedded_instance
     from quant_platform.platform.settings import load_settings
     from quant_platform.platform.warehouse import Warehouse
 
@@ -119,7 +119,7 @@ def cmd_up(args) -> int:
     env = dict(os.environ)
     env["QP_HOME"] = str(settings.home)
     env["DAGSTER_HOME"] = str(settings.dagster_home)
-    ensure_embedded_instance(settings.dagster_home)
+    prepare_embedded_instance(settings.dagster_home)  # before any Dagster process: see its docstring
     children: list[subprocess.Popen] = []
     one_shot: list[subprocess.Popen] = []
 

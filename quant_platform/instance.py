@@ -36,6 +36,20 @@ run_monitoring:
 """
 
 
+def prepare_embedded_instance(dagster_home: Path) -> Path:
+    """ensure_embedded_instance, then create and stamp the SQLite storage (runs, event log, schedules) in this
+    one process. Call it before starting Dagster processes on a new DAGSTER_HOME: several processes that
+    create the same fresh SQLite storage at once (the webserver, the daemon, their code servers) can each
+    stamp its alembic version table, and from then on every process that opens the instance fails with
+    "Version table 'alembic_version' has more than one head present": the daemon then ticks no sensor."""
+    import dagster as dg
+
+    cfg = ensure_embedded_instance(dagster_home)
+    with dg.DagsterInstance.from_config(str(dagster_home)):
+        pass  # building the instance creates each storage's tables and stamps its version
+    return cfg
+
+
 def ensure_embedded_instance(dagster_home: Path) -> Path:
     """Create DAGSTER_HOME with the embedded dagster.yaml unless one is already there."""
     dagster_home.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from quant_platform.instance import EMBEDDED_DAGSTER_YAML, ensure_embedded_instance
+from quant_platform.instance import EMBEDDED_DAGSTER_YAML, ensure_embedded_instance, prepare_embedded_instance
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,6 +108,36 @@ def test_embedded_instance_is_sqlite_with_telemetry_off(tmp_path):
         assert result.success
         assert inst.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
     assert list(home.rglob("*.db")), "SQLite storage files are written under DAGSTER_HOME"
+
+
+def _version_rows(home) -> list[int]:
+    import sqlite3
+
+    rows = []
+    for db in ("schedules/schedules.db", "history/runs.db"):
+        con = sqlite3.connect(str(home / db))
+        rows.append(len(con.execute("SELECT * FROM alembic_version").fetchall()))
+        con.close()
+    return rows
+
+
+def test_prepared_instance_survives_processes_that_open_it_at_once(tmp_path):
+    """`up` starts the webserver, the daemon and their code servers together on a new DAGSTER_HOME. Each one
+    that created the SQLite storage itself could stamp its version table, after which every process failed to
+    open the instance ("more than one head") and the daemon ticked no sensor. `up` prepares the storage first."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "fresh"
+    prepare_embedded_instance(home)
+    assert _version_rows(home) == [1, 1]
+    opener = f"import dagster as dg\nwith dg.DagsterInstance.from_config({str(home)!r}): pass"
+    procs = [subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert _version_rows(home) == [1, 1]
+    prepare_embedded_instance(home)  # again on a prepared home: a no-op
+    assert _version_rows(home) == [1, 1]
 
 
 def test_embedded_instance_file_is_valid_yaml_without_secrets():
