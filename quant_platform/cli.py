@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     bi = bs.add_parser("ingest", help="the tick path end to end on the embedded server (JSON)",
                        description="Ticks/s end to end with fsync before ack, lost/duplicates, latency at 10k "
                        "ticks/s, CPU and bytes per tick, against a raw JetStream publish baseline.")
-    bi.add_argument("--ticks", type=int, default=500_000)
+    bi.add_argument("--ticks", type=int, default=2_000_000)
     bi.add_argument("--normalizers", type=int, default=1)
     bi.add_argument("--paced-seconds", type=float, default=10.0)
     bi.set_defaults(func=cmd_bench_ingest)

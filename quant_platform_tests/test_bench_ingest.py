@@ -25,6 +25,7 @@ def test_ingest_benchmark_small_run():
         assert e2e["landed_parquet_bytes_per_tick"] > 0 and e2e["jetstream_store_bytes_per_tick"] > 0
         paced = out["paced_10k_ticks_per_s"]
         assert paced["ticks"] == 10_000 and paced["batches"] >= 1
+        assert paced["publisher"] == {"eager_inflight": 1, "max_delay_ms": 1.0}
         for block in (paced, paced["ingest_path_alone"]):
             ack = block["receipt_to_durable_ack_ms"]
             assert 0 < ack["p50"] <= ack["p99"]

@@ -139,6 +139,10 @@ async def _declare_streams(url: str) -> None:
         await nc.close()
 
 
+# How the paced run's connector batches: QP_PUBLISH_EAGER=1 and QP_PUBLISH_MAX_DELAY_MS=1 in a deployment.
+PACED_PUBLISHER = {"eager_inflight": 1, "max_delay_ms": 1.0}
+
+
 async def _paced(url: str, n: int, connection_id: str) -> tuple[dict, dict]:
     """Publish n live frames (made at emission, so received_at is the real receipt instant) at 10k/s as a live
     connector batches them (a frame goes out at once when no batch
@@ -158,7 +162,8 @@ async def _paced(url: str, n: int, connection_id: str) -> tuple[dict, dict]:
     task = asyncio.create_task(probe())
     try:
         out = await publish_frames(url, "simulator", _live_frames(n), rate=10_000, connection_id=connection_id,
-                                   max_delay_s=0.001, eager_inflight=1)
+                                   max_delay_s=PACED_PUBLISHER["max_delay_ms"] / 1000,
+                                   eager_inflight=PACED_PUBLISHER["eager_inflight"])
     finally:
         done.set()
         await task
@@ -176,7 +181,7 @@ def _pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 
 
-def run_ingest_benchmark(ticks: int = 500_000, normalizers: int = 1, paced_seconds: float = 10.0) -> dict:
+def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_seconds: float = 10.0) -> dict:
     from quant_platform.market.lake_landing import ensure_schema_anchor
     from quant_platform.market.nats_server import EmbeddedNats
     from quant_platform.market.publisher import publish_frames
@@ -259,6 +264,7 @@ def run_ingest_benchmark(ticks: int = 500_000, normalizers: int = 1, paced_secon
         },
         "paced_10k_ticks_per_s": {
             "ticks": paced_n,
+            "publisher": PACED_PUBLISHER,
             "receipt_to_durable_ack_ms": {"p50": _ms(lat.get("p50_ns")), "p99": _ms(lat.get("p99_ns"))},
             "receipt_to_queryable_s": {"p50": round(_pct(queryable, 0.5), 3), "p99": round(_pct(queryable, 0.99), 3)},
             "publisher_event_loop_lag_ms": loop_lag,
