@@ -198,11 +198,18 @@ def test_workers_run_below_connectors_priority(tmp_path, monkeypatch):
         time.sleep(3)
         assert _nice_of(procs["lander"].pid) == base + 7
         assert _nice_of(procs["simulator"].pid) == base
-    finally:
+        # A worker that never reached a server has nothing in flight: SIGTERM stops it at once, not after the
+        # grace period (10 s) that lets a connected worker finish its batch.
+        t0 = time.monotonic()
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
+        assert [p.wait(timeout=30) for p in procs.values()] == [0, 0]
+        assert time.monotonic() - t0 < 5
+    finally:
         for p in procs.values():
-            p.wait(timeout=30)
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def test_connector_batching_options_from_the_environment(monkeypatch):

@@ -22,7 +22,8 @@ import yaml
 
 from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
-from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, server_list
+from quant_platform.market.connection import connect_worker
+from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS
 from quant_platform.market.lake_landing import write_parquet_atomic
 from quant_platform.market.normalizer import ipc_to_table
 
@@ -232,12 +233,11 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
     """One destination's loop: fetch from its own consumer, deliver, ack; on failure keep the batch and
     retry with jittered backoff (extending the ack deadline), so nothing is skipped and nothing blocks
     other destinations."""
-    import nats
 
     from quant_platform.market.streams import ensure_streams, fanout_consumer
 
     stats = stats or FanoutStats()
-    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=f"qp-{dest.consumer}")
+    nc = await connect_worker(url, f"qp-{dest.consumer}")
     js = nc.jetstream()
     await ensure_streams(js)
     await fanout_consumer(js, dest.consumer, dest.filter_subject)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from quant_platform.market import metrics
-from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, server_list
+from quant_platform.market.connection import connect_worker
+from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA
 from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
 from quant_platform.market.normalizer import HDR_RAW_TICKS, ipc_to_table
 
@@ -80,13 +81,12 @@ async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
 
 async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows: int = 50_000,
                      max_age_s: float = 0.5, fetch_batch: int = 512, stats: LanderStats | None = None) -> None:
-    import nats
 
     from quant_platform.market.streams import ensure_streams
 
     stats = stats or LanderStats()
     ensure_schema_anchor(lake_root)
-    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-lander")
+    nc = await connect_worker(url, "qp-lander")
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.norm.>", durable="lander", stream=STREAM_NORM)

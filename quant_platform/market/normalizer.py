@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quant_platform.market.adapters import normalize_messages
+from quant_platform.market.connection import connect_worker
 from quant_platform.market.contracts import (
     STREAM_NORM,
     STREAM_RAW,
     dlq_subject,
     norm_subject,
-    server_list,
 )
 from quant_platform.market.instruments import InstrumentMaster
 from quant_platform.platform.settings import bounded_env
@@ -166,14 +166,13 @@ async def fetch_set(sub, batch: int, timeout: float, linger_s: float) -> list:
 async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 256,
                          master: InstrumentMaster | None = None, stats: NormalizerStats | None = None,
                          linger_s: float | None = None) -> None:
-    import nats
 
     from quant_platform.market.streams import ensure_streams
 
     master = master or InstrumentMaster.load()
     stats = stats or NormalizerStats()
     linger = linger_seconds() if linger_s is None else linger_s
-    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="qp-normalizer")
+    nc = await connect_worker(url, "qp-normalizer")
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.raw.>", durable="normalizer", stream=STREAM_RAW)

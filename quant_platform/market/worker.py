@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from quant_platform.market import metrics
-from quant_platform.market.contracts import server_list
+from quant_platform.market.connection import connect_worker, has_connected
 from quant_platform.platform.settings import SettingError, bounded_env
 
 log = logging.getLogger("quant_platform.market.worker")
@@ -110,11 +110,9 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
         from quant_platform.market.publisher import RawPublisher
 
         source = role.split(":", 1)[1]
-        import nats
-
         from quant_platform.market.streams import ensure_streams
 
-        nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        nc = await connect_worker(url, f"qp-connector-{source}")
         await ensure_streams(nc.jetstream())
         pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}-{time.time_ns()}",
                            **publisher_options())
@@ -126,14 +124,12 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
             await pub.close()
             await nc.close()
     elif role == "simulator":
-        import nats
-
         from quant_platform.market.connectors.simulator import MarketSimulator
         from quant_platform.market.publisher import RawPublisher
         from quant_platform.market.streams import ensure_streams
 
         rate = float(os.environ.get("QP_SIM_RATE", "2000"))
-        nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        nc = await connect_worker(url, "qp-simulator")
         await ensure_streams(nc.jetstream())
         pub = RawPublisher(nc.jetstream(), source="simulator", connection_id=f"sim{os.getpid()}-{time.time_ns()}",
                            **publisher_options())
@@ -189,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
             done, _ = await asyncio.wait({role, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if role in done:
                 role.result()  # a role that ends by itself: surface its error, if any
+            elif not has_connected():
+                role.cancel()  # never reached a server: nothing in flight to finish
+                await asyncio.gather(role, return_exceptions=True)
             else:
-                # Asked to stop: the role finishes its batch and closes; one stuck (e.g. connecting to a
+                # Asked to stop: the role finishes its batch and closes; one stuck (e.g. reconnecting to a
                 # server that is gone) is cancelled after a grace period. Unacked messages are redelivered.
                 try:
                     await asyncio.wait_for(role, timeout=STOP_GRACE_S)
