@@ -225,22 +225,47 @@ def _wait_http(url: str, timeout_s: float) -> None:
 
 
 def _stop_all(children: list[subprocess.Popen]) -> None:
+    """SIGTERM each child and let it stop its own processes in order (the ingest supervisor stops its workers,
+    which finish their batch, before its NATS server); then sweep each child's process group (SIGTERM, then
+    SIGKILL) so nothing outlives `up`, whatever a child did."""
     # Once stopping, a second Ctrl-C or SIGTERM must not abort the cleanup halfway (a KeyboardInterrupt
     # inside the waits below would skip the SIGKILL fallback).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     for c in children:
         if c.poll() is None:
-            try:
-                os.killpg(c.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 20
+            c.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
     for c in children:
         try:
             c.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(c.pid, signal.SIGKILL)
+            pass
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        alive = [c for c in children if _group_alive(c.pid)]
+        for c in alive:
+            try:
+                os.killpg(c.pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + grace
+        while grace and time.monotonic() < end and any(_group_alive(c.pid) for c in alive):
+            time.sleep(0.2)
+    for c in children:
+        if c.poll() is None:
+            c.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process (not a zombie) is left in process group `pgid`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- sources

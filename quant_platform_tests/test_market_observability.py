@@ -230,3 +230,29 @@ def test_connector_batching_options_from_the_environment(monkeypatch):
         else:
             raise AssertionError(f"{name}={bad} was accepted")
         monkeypatch.setenv(name, "1")
+
+
+def test_worker_connection_logs_a_lost_server_but_not_its_own_close(tmp_path, caplog):
+    import logging
+
+    from quant_platform.market.connection import connect_worker, has_connected
+    from quant_platform.market.nats_server import EmbeddedNats
+
+    async def scenario(srv) -> None:
+        nc = await connect_worker(srv.url, "qp-test")
+        assert has_connected() and nc.is_connected
+        await nc.close()
+        assert not [r for r in caplog.records if "disconnected" in r.getMessage()]
+        nc = await connect_worker(srv.url, "qp-test")
+        srv.kill()
+        for _ in range(50):
+            if any("qp-test: disconnected from NATS" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.1)
+        await nc.close()
+
+    caplog.set_level(logging.INFO, logger="quant_platform.market.connection")
+    with EmbeddedNats(tmp_path / "nats").start() as srv:
+        asyncio.run(scenario(srv))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("qp-test: disconnected from NATS; reconnecting") == 1, messages

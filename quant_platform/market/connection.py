@@ -27,7 +27,11 @@ async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
     async def on_error(exc: Exception) -> None:
         log.warning("%s: NATS error: %s", name, exc or type(exc).__name__)
 
+    client: list = []
+
     async def on_disconnected() -> None:
+        if client and client[0].is_closed:
+            return  # our own close() also reports a disconnect
         log.warning("%s: disconnected from NATS; reconnecting", name)
 
     async def on_reconnected() -> None:
@@ -37,5 +41,6 @@ async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
     nc = await nats.connect(server_list(url), name=name, max_reconnect_attempts=-1,
                             reconnect_time_wait=reconnect_wait_s, error_cb=on_error,
                             disconnected_cb=on_disconnected, reconnected_cb=on_reconnected)
+    client.append(nc)
     _connected_once = True
     return nc
