@@ -27,6 +27,7 @@ from quant_platform.market.adapters.base import RECEIVED_KEY, frames_table
 from quant_platform.market.connectors.simulator import MarketSimulator
 from quant_platform.market.contracts import RawFrame, decode_batch, encode_batch, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
+from quant_platform_tests.conftest import SHARED_DATA
 from quant_platform_tests.market_helpers import sim_frames
 
 T0 = 1_763_000_000_000_000_000  # 2025-11-13, a 19-digit ns receipt time
@@ -277,3 +278,137 @@ def test_small_messages_share_one_table_and_a_refused_row_stays_with_its_message
     assert [[reason for _, reason in m.rejected] for m in done.messages] == [[reason for _, reason in r[1]]
                                                                              for r in refs]
     assert done.messages[1].rejected[0][1].startswith("cannot build canonical rows")
+
+
+# ------------------------------------------------------------------------------------------- Binance
+BINANCE_CAPTURE = SHARED_DATA / "ticks" / "binance_spot_combined_stream_2021-10-12.txt"
+
+
+def binance_frames() -> list[bytes]:
+    from quant_platform.market.connectors.replay import read_capture
+
+    return read_capture("binance", BINANCE_CAPTURE)
+
+
+def _assert_same_as_per_frame(done, messages, master, what=None) -> None:
+    tables = []
+    for got, (seq, data) in zip(done.messages, messages, strict=True):
+        table, rejected, bad, ignored = per_frame("binance", seq, data, master)
+        assert [(f.payload, r) for f, r in got.rejected] == rejected, what
+        assert got.bad_lines == bad and got.ignored == ignored and got.ticks == table.num_rows, what
+        tables.append(table)
+    assert done.table.equals(pa.concat_tables(tables)), what
+
+
+def test_binance_capture_takes_the_fast_path_and_equals_the_per_frame_path(master):
+    frames = binance_frames()
+    messages = [(50 + k, encode_batch([RawFrame(T0 + k * 100 + i, f) for i, f in enumerate(frames[k * 40:(k + 1) * 40])]))
+                for k in range((len(frames) + 39) // 40)]
+    done = normalize_messages("binance", messages, master, min_fast_lines=1)
+    assert done.fast == len(messages)
+    _assert_same_as_per_frame(done, messages, master)
+    # Spot values read from the file: the first aggTrade and the first bookTicker.
+    agg = json.loads(next(f for f in frames if b"@aggTrade" in f))["data"]
+    book = json.loads(next(f for f in frames if b"@bookTicker" in f))["data"]
+    rows = done.table.to_pylist()
+    trade = next(r for r in rows if r["event"] == "trade")
+    quote = next(r for r in rows if r["event"] == "quote")
+    assert trade["vendor_seq"] == agg["a"] and trade["price"] == float(agg["p"]) and trade["size"] == float(agg["q"])
+    assert done.table.column("ts")[rows.index(trade)].value == agg["T"] * 1_000_000
+    assert trade["event_id"] == event_id("binance", "aggTrade", agg["s"], agg["a"])
+    assert quote["vendor_seq"] == book["u"] and quote["bid"] == float(book["b"]) and quote["ask_size"] == float(book["A"])
+    # Spot bookTicker has no event time: the receipt time stands in for it.
+    assert done.table.column("ts")[rows.index(quote)] == done.table.column("received_at")[rows.index(quote)]
+    assert sum(m.ignored for m in done.messages) == sum(1 for f in frames if b"@depth" in f or b"@kline" in f)
+
+
+def _binance_mutation(rng: random.Random, frame: bytes) -> tuple[str, bytes]:
+    msg = json.loads(frame)
+    d = msg["data"]
+    key = rng.choice(sorted(d))
+    kind = rng.randrange(16)
+    if kind == 0:
+        del d[key]
+    elif kind == 1:
+        d[key] = None
+    elif kind == 2:
+        d[key] = rng.choice([1.5, 7, -1, 0, True, "", "1e-5", " 1.5", "0", "NaN", "-0.5", "1.", 2**64, [1], {}])
+    elif kind == 3:
+        d["T"] = rng.choice([None, 1633998523963, 1633998523963.0, -5, 10**17, "1633998523963"])
+    elif kind == 4:
+        d["e"] = rng.choice([None, "trade", "aggTrade", "bookTicker", "depthUpdate", 5, ""])
+    elif kind == 5:
+        msg["stream"] = rng.choice(["nknusdt@trade", "nknusdt@bookTicker", "nknusdt@kline_1m", "!bookTicker",
+                                    "nknusdt", 7, None])
+    elif kind == 6:
+        msg["data"] = rng.choice([[d], None, "x"])
+    elif kind == 7:
+        del msg["stream"]
+    elif kind == 8:
+        d["s"] = rng.choice(["nknusdt", "UNKNOWNUSDT", "", 3])
+    elif kind == 9:
+        return "duplicate key", json.dumps(msg).encode()[:-2] + b', "s": "BLZETH"}}'
+    elif kind == 10:
+        return "subscription reply", b'{"result":null,"id":1}'
+    elif kind == 11:
+        return "NaN literal", json.dumps(msg).encode()[:-2] + b', "x": NaN}}'
+    elif kind == 12:
+        return "truncated", json.dumps(msg).encode()[:-3]
+    elif kind == 13:
+        return "ms as s", json.dumps({**msg, "data": {**d, "T": 1633998523}}).encode()
+    elif kind == 14:
+        d["extra"] = {"nested": [1, {"a": None}], "b": [["1", "2"]]}
+    else:
+        return "lone surrogate", json.dumps(msg).encode()[:-2] + b', "n": "\\ud800"}}'
+    return f"{kind}:{key}", json.dumps(msg).encode()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzzed_binance_messages_give_exactly_the_per_frame_result(master, seed):
+    rng = random.Random(seed)
+    frames = [f for f in binance_frames() if b"@aggTrade" in f or b"@bookTicker" in f or b"@kline" in f][:30]
+    frames += [f for f in binance_frames() if b"@depth" in f][:6]
+    paths = {"fast": 0, "per_frame": 0}
+    for round_ in range(60):
+        chosen = rng.sample(frames, 12)
+        what = []
+        for i in rng.sample(range(len(chosen)), rng.choice((0, 1, 1, 2))):
+            name, chosen[i] = _binance_mutation(rng, chosen[i])
+            what.append(name)
+        messages = [(2000 + round_, encode_batch([RawFrame(T0 + i, f) for i, f in enumerate(chosen)]))]
+        done = normalize_messages("binance", messages, master, min_fast_lines=1)
+        _assert_same_as_per_frame(done, messages, master, what)
+        paths["fast" if done.fast else "per_frame"] += 1
+    assert paths["fast"] >= 10 and paths["per_frame"] >= 15, paths
+
+
+def test_binance_edge_frames_match_the_per_frame_path(master):
+    book = json.loads(next(f for f in binance_frames() if b"@bookTicker" in f))
+    agg = json.loads(next(f for f in binance_frames() if b"@aggTrade" in f))
+
+    def with_data(msg, **changes):
+        return json.dumps({**msg, "data": {**msg["data"], **changes}}).encode()
+
+    cases = {  # name -> (frame, what the per-frame path makes of it)
+        "book T null": (with_data(book, T=None), "rejected"),
+        "book with T (futures)": (with_data(book, T=agg["data"]["T"]), "tick"),
+        "book T float": (with_data(book, T=1633998523963.0), "rejected"),
+        "all-market stream": (json.dumps({**book, "stream": "!bookTicker"}).encode(), "tick"),
+        "e says trade on a kline stream": (json.dumps({"stream": "nknusdt@kline_1m", "data": {**agg["data"], "e": "trade", "t": 5}}).encode(), "tick"),
+        "price as a number": (with_data(agg, p=0.3528), "tick"),
+        "price 1e-5 text": (with_data(agg, p="1e-5"), "tick"),
+        "zero price": (with_data(agg, p="0.000"), "rejected"),
+        "zero size": (with_data(agg, q="0"), "tick"),
+        "negative id": (with_data(agg, a=-1), "rejected"),
+        "lower-case symbol": (with_data(agg, s="nknusdt"), "tick"),
+    }
+    for name, (frame, expected) in cases.items():
+        frames = [RawFrame(T0, json.dumps(agg).encode()), RawFrame(T0 + 1, frame), RawFrame(T0 + 2, json.dumps(book).encode())]
+        messages = [(77, encode_batch(frames))]
+        done = normalize_messages("binance", messages, master, min_fast_lines=1)
+        _assert_same_as_per_frame(done, messages, master, name)
+        got = done.messages[0]
+        assert (got.ticks, len(got.rejected)) == ((3, 0) if expected == "tick" else (2, 1)), name
+        fast_ones = {"book with T (futures)", "all-market stream", "e says trade on a kline stream", "zero size",
+                     "lower-case symbol"}
+        assert done.fast == (name in fast_ones), name  # the rest are the per-frame path's to judge

@@ -204,11 +204,21 @@ _INT64_MAX = np.uint64((1 << 63) - 1)
 _READ_OPTIONS = pajson.ReadOptions(use_threads=False, block_size=4 << 20)
 
 
-def frames_table(data: bytes, schema: pa.Schema) -> pa.Table | None:
-    """One row per line of a raw batch: column RECEIVED_KEY (int64 ns) + the fields of `schema` (others
-    ignored), or None when any line is not `<19 digits> {one JSON object}` whose fields fit the schema's types
-    (wrong type, duplicate key, bad UTF-8, two objects on a line, an empty line, ...): the per-frame path then
-    takes the message and gives each bad frame its reason."""
+@dataclass(frozen=True, slots=True)
+class RawLines:
+    """A raw batch split for the vectorised path: receipt times, and the bytes with the heads blanked out."""
+
+    received: np.ndarray  # int64 ns, one per line
+    body: bytes  # the batch with every `<received_at_ns>` replaced by spaces: one JSON object per line
+    starts: np.ndarray  # line i is body[starts[i]:ends[i]]
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+
+def raw_lines(data: bytes) -> RawLines | None:
+    """Split a raw batch, or None when any line is not `<19 digits> {...`, or the batch is not UTF-8."""
     try:
         data.decode("utf-8")  # the per-frame path rejects what is not UTF-8; so must this one
     except UnicodeDecodeError:
@@ -228,15 +238,32 @@ def frames_table(data: bytes, schema: pa.Schema) -> pa.Table | None:
         return None
     body = buf.copy()
     body[starts[:, None] + np.arange(_HEAD)] = 32
+    return RawLines(received.astype(np.int64), body.tobytes(), starts, ends)
+
+
+def read_lines(body: bytes, n_lines: int, schema: pa.Schema) -> pa.Table | None:
+    """Arrow's JSON reader over `n_lines` lines of one JSON object each, with the fields of `schema` (others
+    ignored); None on any line it cannot read exactly (a wrong type, a duplicate key, two objects on a line,
+    one object across two lines, ...)."""
     try:
         table = pajson.read_json(pa.BufferReader(pa.py_buffer(body)), read_options=_READ_OPTIONS,
                                  parse_options=pajson.ParseOptions(explicit_schema=schema,
                                                                    unexpected_field_behavior="ignore"))
     except (pa.ArrowException, ValueError):
         return None
-    if table.num_rows != starts.size:
-        return None  # a line held two JSON values, or one object spanned two lines
-    return table.add_column(0, RECEIVED_KEY, pa.array(received.astype(np.int64), pa.int64()))
+    return table if table.num_rows == n_lines else None
+
+
+def frames_table(data: bytes, schema: pa.Schema) -> pa.Table | None:
+    """One row per line of a raw batch: column RECEIVED_KEY (int64 ns) + the fields of `schema` (others
+    ignored), or None when any line is not `<19 digits> {one JSON object}` whose fields fit the schema's types
+    (wrong type, duplicate key, bad UTF-8, two objects on a line, an empty line, ...): the per-frame path then
+    takes the message and gives each bad frame its reason."""
+    lines = raw_lines(data)
+    table = read_lines(lines.body, len(lines), schema) if lines is not None else None
+    if table is None:
+        return None
+    return table.add_column(0, RECEIVED_KEY, pa.array(lines.received, pa.int64()))
 
 
 def all_true(mask: pa.Array | pa.ChunkedArray) -> bool:

@@ -6,24 +6,51 @@ Never invent an exchange time: where Binance sends none, say so and use the conn
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from quant_platform.market.adapters.base import (
     Adapter,
     NormalizeResult,
     TickRejected,
+    all_true,
     event_ns,
     integer,
     parse_json,
     price,
     quote_tick,
+    raw_lines,
+    read_lines,
     resolve,
+    resolve_column,
     size,
     trade_tick,
     ts_from_ms,
+    valid_event_ns,
 )
-from quant_platform.market.contracts import RawFrame, event_id
+from quant_platform.market.contracts import TICK_SCHEMA, RawFrame, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
 
 _TICK_KINDS = ("aggTrade", "trade", "bookTicker")
+
+# The vectorised path (combined streams only): one read of every line's envelope, then one read per tick kind
+# with that kind's schema (Binance gives the same letter different types in different events: "b" is a price
+# string in bookTicker, a list of levels in depthUpdate, an order id in trade).
+_S, _I = pa.string(), pa.int64()
+_ENVELOPE = pa.schema([("stream", _S), ("data", pa.struct([("e", _S)]))])
+_KIND_FIELDS = {  # kind -> (id field, price/size fields, whether T is required)
+    "aggTrade": ("a", ("p", "q"), True),
+    "trade": ("t", ("p", "q"), True),
+    "bookTicker": ("u", ("b", "B", "a", "A"), False),
+}
+_KIND_SCHEMAS = {kind: pa.schema([("data", pa.struct([("s", _S), (id_, _I), *((f, _S) for f in nums), ("T", _I)]))])
+                 for kind, (id_, nums, _) in _KIND_FIELDS.items()}
+# Decimal text the way Binance writes it. Anything else ("1e-5", " 1", "NaN", a number instead of a string)
+# goes to the per-frame path, whose number() decides; for this form Arrow's cast and float() agree exactly.
+_DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+_TS = pa.timestamp("ns", tz="UTC")
+_F64 = pa.float64()
 
 
 def _stream_kind(stream: str) -> str:
@@ -99,3 +126,89 @@ class BinanceAdapter(Adapter):
                               price(data["a"], "a"), size(data["A"], "A"), update_id,
                               event_id(self.source, "bookTicker", sym, update_id))
         return NormalizeResult([tick], 0)
+
+    # ------------------------------------------------------------------------------------- vectorised path
+    def normalize_fast(self, data: bytes, line_seqs: np.ndarray, master: InstrumentMaster
+                       ) -> tuple[pa.Table, np.ndarray] | None:
+        lines = raw_lines(data)
+        if lines is None:
+            return None
+        env = read_lines(lines.body, len(lines), _ENVELOPE)
+        if env is None or env.column("stream").null_count or env.column("data").null_count:
+            return None  # a raw single stream, a subscription reply, an array payload: frame by frame
+        streams = env.column("stream").to_pylist()
+        es = pc.struct_field(env.column("data"), "e").to_pylist()
+        kinds = np.array([e if e is not None else _stream_kind(st) for st, e in zip(streams, es, strict=True)],
+                         dtype=object)
+        ignored = ~np.isin(kinds, _TICK_KINDS)
+        rows: list[np.ndarray] = []
+        tables: list[pa.Table] = []
+        for kind in _TICK_KINDS:
+            idx = np.flatnonzero(kinds == kind)
+            if idx.size:
+                table = self._kind_table(kind, idx, lines, line_seqs, master)
+                if table is None:
+                    return None
+                rows.append(idx)
+                tables.append(table)
+        if not tables:
+            return TICK_SCHEMA.empty_table(), ignored
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if len(tables) > 1:  # back to line order, as the per-frame path emits them
+            table = table.take(pa.array(np.argsort(np.concatenate(rows), kind="stable")))
+        return table, ignored
+
+    def _kind_table(self, kind: str, idx: np.ndarray, lines, line_seqs: np.ndarray, master: InstrumentMaster
+                    ) -> pa.Table | None:
+        body, starts, ends = lines.body, lines.starts, lines.ends
+        sub = b"\n".join([body[starts[i]:ends[i]] for i in idx.tolist()])
+        t = read_lines(sub, idx.size, _KIND_SCHEMAS[kind])
+        if t is None:
+            return None
+        d = t.column("data")
+        if d.null_count:
+            return None
+        id_field, num_fields, needs_t = _KIND_FIELDS[kind]
+        sym, vendor_id, exch_ms = (pc.struct_field(d, f) for f in ("s", id_field, "T"))
+        iid = resolve_column(master, self.source, sym)
+        if iid is None or vendor_id.null_count or not all_true(pc.greater_equal(vendor_id, 0)):
+            return None
+        received = lines.received[idx]
+        if exch_ms.null_count:
+            if needs_t:
+                return None
+            missing = np.flatnonzero(pc.is_null(exch_ms).to_numpy(zero_copy_only=False))
+            if any(b'"T"' in body[starts[i]:ends[i]] for i in idx[missing].tolist()):
+                return None  # "T": null is a reject on the per-frame path, not an absent T
+        ts = pc.multiply_checked(exch_ms, 1_000_000)  # ms -> ns; overflow raises: the per-frame path decides
+        ts = pc.coalesce(ts, pa.array(received, _I))  # spot bookTicker: no event time, the receipt time
+        if not valid_event_ns(ts):
+            return None
+        nums = {}
+        for f in num_fields:
+            txt = pc.struct_field(d, f)
+            if txt.null_count or not all_true(pc.match_substring_regex(txt, _DECIMAL)):
+                return None
+            nums[f] = txt.cast(_F64)
+        first, second = num_fields[0], num_fields[1]
+        if not all_true(pc.greater(nums[first], 0.0)) or not all_true(pc.greater_equal(nums[second], 0.0)):
+            return None
+        if len(num_fields) == 4 and (not all_true(pc.greater(nums["a"], 0.0))
+                                     or not all_true(pc.greater_equal(nums["A"], 0.0))):
+            return None
+        n = idx.size
+        null_f64 = pa.nulls(n, _F64)
+        trade = kind != "bookTicker"
+        columns = {
+            "ts": ts.cast(_TS), "received_at": pa.array(received, _I).cast(_TS),
+            "source": pa.array([self.source] * n, _S), "instrument_id": iid, "venue_symbol": sym,
+            "exchange": pa.array([self.exchange] * n, _S),
+            "event": pa.array(["trade" if trade else "quote"] * n, _S),
+            "price": nums["p"] if trade else null_f64, "size": nums["q"] if trade else null_f64,
+            "bid": null_f64 if trade else nums["b"], "bid_size": null_f64 if trade else nums["B"],
+            "ask": null_f64 if trade else nums["a"], "ask_size": null_f64 if trade else nums["A"],
+            "vendor_seq": vendor_id,
+            "event_id": event_ids_arrow(self.source, pa.array([kind] * n, _S), sym, vendor_id),
+            "stream_seq": pa.array(line_seqs[idx], _I),
+        }
+        return pa.Table.from_arrays([columns[f.name] for f in TICK_SCHEMA], schema=TICK_SCHEMA)
