@@ -166,7 +166,6 @@ async def fetch_set(sub, batch: int, timeout: float, linger_s: float) -> list:
 async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 256,
                          master: InstrumentMaster | None = None, stats: NormalizerStats | None = None,
                          linger_s: float | None = None) -> None:
-
     from quant_platform.market.streams import ensure_streams
 
     master = master or InstrumentMaster.load()

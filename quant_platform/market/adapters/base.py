@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from quant_platform.errors import QuantPlatformError
-from quant_platform.market.contracts import RawFrame
+from quant_platform.market.contracts import TICK_SCHEMA, RawFrame
 from quant_platform.market.instruments import InstrumentMaster
 
 
@@ -198,6 +198,7 @@ def quote_tick(ts: int, received_at: int, source: str, instrument_id: str, venue
 # json.loads and one dict per frame. Lines are `<received_at_ns> {...}`; numpy reads the 19-digit receipt
 # times and blanks them out (JSON allows leading spaces), so Arrow sees one object per line.
 RECEIVED_KEY = "received_at_ns"
+TS_TYPE = TICK_SCHEMA.field("ts").type  # what the fast paths cast ns integers to
 _HEAD = 19  # digits of a Unix-ns receipt time from 2001-09-09 to 2286-11-20; any other width takes the slow path
 _POW10 = np.array([10 ** (_HEAD - 1 - i) for i in range(_HEAD)], dtype=np.uint64)
 _INT64_MAX = np.uint64((1 << 63) - 1)
@@ -271,16 +272,19 @@ def all_true(mask: pa.Array | pa.ChunkedArray) -> bool:
     return mask.null_count == 0 and bool(pc.all(mask).as_py() is not False)
 
 
-def valid_prices(values, rows) -> bool:
-    """Finite and > 0 on every row where `rows` is true (a null there fails)."""
-    ok = pc.and_(pc.is_finite(values), pc.greater(values, 0.0))
-    return all_true(pc.or_kleene(pc.invert(rows), ok))
+def valid_prices(values, rows=None) -> bool:
+    """Finite and > 0 on every row where `rows` is true, or on every row (a null there fails)."""
+    return _valid(values, pc.greater, rows)
 
 
-def valid_sizes(values, rows) -> bool:
-    """Finite and >= 0 on every row where `rows` is true (a null there fails)."""
-    ok = pc.and_(pc.is_finite(values), pc.greater_equal(values, 0.0))
-    return all_true(pc.or_kleene(pc.invert(rows), ok))
+def valid_sizes(values, rows=None) -> bool:
+    """Finite and >= 0 on every row where `rows` is true, or on every row (a null there fails)."""
+    return _valid(values, pc.greater_equal, rows)
+
+
+def _valid(values, above_zero, rows) -> bool:
+    ok = pc.and_(pc.is_finite(values), above_zero(values, 0.0))
+    return all_true(ok if rows is None else pc.or_kleene(pc.invert(rows), ok))
 
 
 def valid_event_ns(values) -> bool:
@@ -300,6 +304,11 @@ def resolve_column(master: InstrumentMaster, source: str, symbols) -> pa.Array |
             return None
         ids.append(iid)
     return pc.take(pa.array(ids, pa.string()), pc.index_in(symbols, value_set=uniq))
+
+
+def constant(value: str, n: int) -> pa.Array:
+    """A string column of `n` times `value` (one Arrow call, not a Python list of n)."""
+    return pa.repeat(pa.scalar(value, pa.string()), n)
 
 
 def where(mask, values, type_: pa.DataType):

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quant_platform.market.adapters.base import (
+    TS_TYPE,
     Adapter,
     NormalizeResult,
     TickRejected,
     all_true,
+    constant,
     event_ns,
     integer,
     parse_json,
@@ -28,6 +30,8 @@ from quant_platform.market.adapters.base import (
     trade_tick,
     ts_from_ms,
     valid_event_ns,
+    valid_prices,
+    valid_sizes,
 )
 from quant_platform.market.contracts import TICK_SCHEMA, RawFrame, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
@@ -39,17 +43,18 @@ _TICK_KINDS = ("aggTrade", "trade", "bookTicker")
 # string in bookTicker, a list of levels in depthUpdate, an order id in trade).
 _S, _I = pa.string(), pa.int64()
 _ENVELOPE = pa.schema([("stream", _S), ("data", pa.struct([("e", _S)]))])
-_KIND_FIELDS = {  # kind -> (id field, price/size fields, whether T is required)
-    "aggTrade": ("a", ("p", "q"), True),
-    "trade": ("t", ("p", "q"), True),
-    "bookTicker": ("u", ("b", "B", "a", "A"), False),
+_KIND_FIELDS = {  # kind -> (id field, {canonical column: Binance field}, whether T is required)
+    "aggTrade": ("a", {"price": "p", "size": "q"}, True),
+    "trade": ("t", {"price": "p", "size": "q"}, True),
+    "bookTicker": ("u", {"bid": "b", "bid_size": "B", "ask": "a", "ask_size": "A"}, False),
 }
-_KIND_SCHEMAS = {kind: pa.schema([("data", pa.struct([("s", _S), (id_, _I), *((f, _S) for f in nums), ("T", _I)]))])
+_KIND_SCHEMAS = {kind: pa.schema([("data", pa.struct([("s", _S), (id_, _I), *((f, _S) for f in nums.values()),
+                                                      ("T", _I)]))])
                  for kind, (id_, nums, _) in _KIND_FIELDS.items()}
+_PRICES = ("price", "bid", "ask")  # > 0; the sizes >= 0
 # Decimal text the way Binance writes it. Anything else ("1e-5", " 1", "NaN", a number instead of a string)
 # goes to the per-frame path, whose number() decides; for this form Arrow's cast and float() agree exactly.
 _DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
-_TS = pa.timestamp("ns", tz="UTC")
 _F64 = pa.float64()
 
 
@@ -180,35 +185,29 @@ class BinanceAdapter(Adapter):
             missing = np.flatnonzero(pc.is_null(exch_ms).to_numpy(zero_copy_only=False))
             if any(b'"T"' in body[starts[i]:ends[i]] for i in idx[missing].tolist()):
                 return None  # "T": null is a reject on the per-frame path, not an absent T
+        received_col = pa.array(received, _I)
         ts = pc.multiply_checked(exch_ms, 1_000_000)  # ms -> ns; overflow raises: the per-frame path decides
-        ts = pc.coalesce(ts, pa.array(received, _I))  # spot bookTicker: no event time, the receipt time
+        ts = pc.coalesce(ts, received_col)  # spot bookTicker: no event time, the receipt time
         if not valid_event_ns(ts):
-            return None
-        nums = {}
-        for f in num_fields:
-            txt = pc.struct_field(d, f)
-            if txt.null_count or not all_true(pc.match_substring_regex(txt, _DECIMAL)):
-                return None
-            nums[f] = txt.cast(_F64)
-        first, second = num_fields[0], num_fields[1]
-        if not all_true(pc.greater(nums[first], 0.0)) or not all_true(pc.greater_equal(nums[second], 0.0)):
-            return None
-        if len(num_fields) == 4 and (not all_true(pc.greater(nums["a"], 0.0))
-                                     or not all_true(pc.greater_equal(nums["A"], 0.0))):
             return None
         n = idx.size
         null_f64 = pa.nulls(n, _F64)
-        trade = kind != "bookTicker"
+        numbers = dict.fromkeys(("price", "size", "bid", "bid_size", "ask", "ask_size"), null_f64)
+        for column, field in num_fields.items():
+            txt = pc.struct_field(d, field)
+            if txt.null_count or not all_true(pc.match_substring_regex(txt, _DECIMAL)):
+                return None
+            values = txt.cast(_F64)
+            if not (valid_prices(values) if column in _PRICES else valid_sizes(values)):
+                return None
+            numbers[column] = values
         columns = {
-            "ts": ts.cast(_TS), "received_at": pa.array(received, _I).cast(_TS),
-            "source": pa.array([self.source] * n, _S), "instrument_id": iid, "venue_symbol": sym,
-            "exchange": pa.array([self.exchange] * n, _S),
-            "event": pa.array(["trade" if trade else "quote"] * n, _S),
-            "price": nums["p"] if trade else null_f64, "size": nums["q"] if trade else null_f64,
-            "bid": null_f64 if trade else nums["b"], "bid_size": null_f64 if trade else nums["B"],
-            "ask": null_f64 if trade else nums["a"], "ask_size": null_f64 if trade else nums["A"],
+            "ts": ts.cast(TS_TYPE), "received_at": received_col.cast(TS_TYPE),
+            "source": constant(self.source, n), "instrument_id": iid, "venue_symbol": sym,
+            "exchange": constant(self.exchange, n), "event": constant("quote" if kind == "bookTicker" else "trade", n),
+            **numbers,
             "vendor_seq": vendor_id,
-            "event_id": event_ids_arrow(self.source, pa.array([kind] * n, _S), sym, vendor_id),
+            "event_id": event_ids_arrow(self.source, constant(kind, n), sym, vendor_id),
             "stream_seq": pa.array(line_seqs[idx], _I),
         }
         return pa.Table.from_arrays([columns[f.name] for f in TICK_SCHEMA], schema=TICK_SCHEMA)

@@ -12,10 +12,12 @@ import pyarrow.compute as pc
 
 from quant_platform.market.adapters.base import (
     RECEIVED_KEY,
+    TS_TYPE,
     Adapter,
     NormalizeResult,
     TickRejected,
     all_true,
+    constant,
     frames_table,
     integer,
     parse_json,
@@ -42,7 +44,6 @@ _FAST_SCHEMA = pa.schema([
     ("p", pa.float64()), ("s", pa.float64()), ("bp", pa.float64()), ("bs", pa.float64()),
     ("ap", pa.float64()), ("as", pa.float64()),
 ])
-_TS = pa.timestamp("ns", tz="UTC")
 
 
 class SimulatorAdapter(Adapter):
@@ -99,8 +100,8 @@ class SimulatorAdapter(Adapter):
         n = t.num_rows
         f64 = pa.float64()
         columns = {
-            "ts": ts.cast(_TS), "received_at": t.column(RECEIVED_KEY).cast(_TS),
-            "source": pa.array([self.source] * n, pa.string()), "instrument_id": iid, "venue_symbol": sym,
+            "ts": ts.cast(TS_TYPE), "received_at": t.column(RECEIVED_KEY).cast(TS_TYPE),
+            "source": constant(self.source, n), "instrument_id": iid, "venue_symbol": sym,
             "exchange": x, "event": pc.if_else(is_trade, "trade", "quote"),
             "price": where(is_trade, t.column("p"), f64), "size": where(is_trade, t.column("s"), f64),
             "bid": where(is_quote, t.column("bp"), f64), "bid_size": where(is_quote, t.column("bs"), f64),
