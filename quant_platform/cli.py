@@ -16,14 +16,12 @@ from pathlib import Path
 
 from quant_platform.errors import ConfigError, QuantPlatformError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def sql_dir() -> Path:
-    d = Path(os.environ.get("QP_SQL_DIR", REPO_ROOT / "sql"))
-    if not d.is_dir():
-        raise ConfigError(f"SQL folder {d} not found (set QP_SQL_DIR)")
-    return d
+    """The packaged warehouse DDL (or $QP_SQL_DIR); imported late so `--help` stays fast."""
+    from quant_platform.platform.warehouse import sql_dir as packaged_sql_dir
+
+    return packaged_sql_dir()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -465,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     ven = sub.add_parser("vendors", help="vendor simulator", description="Local stand-ins for EIA and CFTC.")
     vens = ven.add_subparsers(dest="vendors_command", required=True, parser_class=_Parser)
     serve = vens.add_parser("serve", help="serve the real vendor files under the vendors' URL paths",
-                            description="Serve ../shared/data (or --data-dir) under EIA and CFTC URL paths, "
+                            description="Serve the packaged sample data (or --data-dir, or $QP_SAMPLE_DATA) under EIA and CFTC URL paths, "
                             "with release and fault-injection endpoints under /_sim/.")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)

@@ -6,7 +6,6 @@ Never start a process here that `up` does not stop: every child is returned to t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,8 +13,7 @@ from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
 
-DATA_DIR_ENV = "QP_SHARED_DATA"
-CAPTURES = {  # source -> capture file under <shared data>/ticks
+CAPTURES = {  # source -> capture file under <sample data>/ticks
     "binance": "binance_spot_combined_stream_2021-10-12.txt",
     "polygon": "polygon_stocks_trades.jsonl",
     "alpaca": "alpaca_v2_sip_session.txt",
@@ -27,14 +25,6 @@ EXPECTED = {
     "internal": ("core/dim_employee", "core/dim_client", "core/dim_supplier"),
     "market": ("market/ticks_daily", "market/bars_1m", "market/daily_stats", "market/ticks_history"),
 }
-
-
-def captures_dir() -> Path | None:
-    """The real vendor captures: QP_SHARED_DATA/ticks, else ../shared/data/ticks beside the checkout."""
-    candidates = [Path(os.environ[DATA_DIR_ENV]) / "ticks"] if os.environ.get(DATA_DIR_ENV) else []
-    here = Path(__file__).resolve().parents[1]
-    candidates += [here.parent / "shared" / "data" / "ticks", Path.cwd().parent / "shared" / "data" / "ticks"]
-    return next((c for c in candidates if c.is_dir()), None)
 
 
 def start_ingest(env: dict, home: Path, metrics_port: int = 0) -> subprocess.Popen:
@@ -60,17 +50,14 @@ def start_ingest(env: dict, home: Path, metrics_port: int = 0) -> subprocess.Pop
 
 def start_replays(env: dict) -> list[subprocess.Popen]:
     """Replay each real capture once (as fast as JetStream acks), in the background."""
-    folder = captures_dir()
-    if folder is None:
-        print("no vendor captures found (set QP_SHARED_DATA): skipping the replays", flush=True)
-        return []
+    from quant_platform.platform.sample_data import sample_file
+
     procs = []
     for source, name in CAPTURES.items():
-        path = folder / name
-        if path.is_file():
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "quant_platform.cli", "ingest", "replay", "--source", source, str(path)],
-                env=env, start_new_session=True, stdout=subprocess.DEVNULL))
+        path = sample_file(f"ticks/{name}")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "quant_platform.cli", "ingest", "replay", "--source", source, str(path)],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL))
     return procs
 
 

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
     pass
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SAMPLE_DATA = REPO_ROOT / "quant_platform" / "sample_data"  # the packaged real vendor files
 PG_ADMIN_URL = os.environ.get("QP_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 QP_ENV_VARS = ("QP_HOME", "QP_WAREHOUSE_URL", "QP_LAKE_URL", "DAGSTER_HOME", "QP_EIA_BASE_URL",
@@ -122,7 +122,7 @@ def warehouse(warehouse_url):
     from quant_platform.platform.warehouse import Warehouse
 
     wh = Warehouse(warehouse_url)
-    wh.apply_sql_dir(REPO_ROOT / "sql")
+    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
     yield wh
     wh.dispose()
 
@@ -132,7 +132,7 @@ def simulator(qp_home, monkeypatch):
     """The vendor simulator on a free loopback port, with every vendor URL pointed at it."""
     from quant_platform.vendors.simulator import VendorSimulator
 
-    sim = VendorSimulator(data_dir=SHARED_DATA, preload=True).start()
+    sim = VendorSimulator(data_dir=SAMPLE_DATA, preload=True).start()
     monkeypatch.setenv("QP_EIA_BASE_URL", sim.base_url)
     monkeypatch.setenv("QP_CFTC_BASE_URL", sim.base_url)
     monkeypatch.setenv("QP_EIA_SERIES", "WCESTUS1")

@@ -88,7 +88,7 @@ def test_asset_spec_snapshot():
 def test_sql_matches_the_table_specs():
     from quant_platform.platform.ddl import stale_files
 
-    assert stale_files(REPO_ROOT / "sql") == []
+    assert stale_files(REPO_ROOT / "quant_platform" / "sql") == []
 
 
 def test_schedules_and_sensors_are_on_by_default():

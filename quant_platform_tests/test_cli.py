@@ -18,7 +18,7 @@ from quant_platform.platform.warehouse import sql_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / ".venv" / "bin" / "quant-platform"
-SQL_DIR = REPO_ROOT / "sql"
+SQL_DIR = REPO_ROOT / "quant_platform" / "sql"
 CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+([a-z_0-9]+)\.([a-z_0-9]+)", re.IGNORECASE)
 CREATE_SCHEMA = re.compile(r"CREATE\s+SCHEMA\s+IF\s+NOT\s+EXISTS\s+([a-z_]+)", re.IGNORECASE)
 

@@ -10,10 +10,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.conftest import SAMPLE_DATA
 from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
 
-COT_FILE = SHARED_DATA / "cftc" / "disaggregated_futures_only_2021_energy.txt"
+COT_FILE = SAMPLE_DATA / "cftc" / "disaggregated_futures_only_2021_energy.txt"
 RANGE_TAGS = {"dagster/asset_partition_range_start": "2021-01-05",
               "dagster/asset_partition_range_end": "2021-03-16"}
 

@@ -9,12 +9,12 @@ from datetime import date
 
 import pytest
 
-from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.conftest import SAMPLE_DATA
 from quant_platform_tests.release_helpers import check_results, failure_messages
 
 WEEK = "2026-04-24"
 WPSR = "/wpsr/table1.csv"
-REAL = (SHARED_DATA / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
+REAL = (SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
 
 
 def _load_week(instance, *, refetch: bool = True):

@@ -21,7 +21,7 @@ def pg_warehouse(fresh_pg_database, qp_home, monkeypatch):
 
     monkeypatch.setenv("QP_WAREHOUSE_URL", fresh_pg_database)
     wh = Warehouse(fresh_pg_database)
-    wh.apply_sql_dir(REPO_ROOT / "sql")
+    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
     now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     row = {
         "employee_id": 7, "first_name": "Ingrid", "last_name": "Solberg", "email": "ingrid.solberg@firm.example",
@@ -118,7 +118,7 @@ def test_roles_are_idempotent_and_follow_the_declarations(pg_warehouse):
     from quant_platform.platform.warehouse import Warehouse
 
     wh = Warehouse(pg_warehouse)
-    wh.apply_sql_dir(REPO_ROOT / "sql")  # a second init changes nothing and does not fail
+    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")  # a second init changes nothing and does not fail
     grants = wh.query_df(
         "SELECT column_name FROM information_schema.column_privileges WHERE table_schema = 'core' "
         "AND table_name = 'dim_employee' AND grantee = 'qp_auditor' AND privilege_type = 'SELECT'")

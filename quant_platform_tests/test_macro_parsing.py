@@ -1,6 +1,6 @@
-"""Tests of the EIA and CFTC parsers on the real vendor files in /work/shared/data and damaged copies.
+"""Tests of the EIA and CFTC parsers on the real vendor files in quant_platform/sample_data and damaged copies.
 
-Never edit the shared files: every malformed input is built in memory from their bytes.
+Never edit the sample files: every malformed input is built in memory from their bytes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from quant_platform.macro.tables import (
     WPSR_MEASURES,
 )
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from quant_platform_tests.conftest import SAMPLE_DATA as DATA_DIR  # noqa: E402
 WPSR_PATH = DATA_DIR / "eia" / "wpsr_table1_2026-05-01.csv"
 DNAV_PATH = DATA_DIR / "eia" / "dnav_WCESTUS1_weekly.csv"
 COT_PATH = DATA_DIR / "cftc" / "disaggregated_futures_only_2021_energy.txt"

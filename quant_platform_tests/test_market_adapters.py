@@ -1,4 +1,4 @@
-"""Vendor adapters and the instrument master on the real captures in shared/data/ticks, plus malformed input.
+"""Vendor adapters and the instrument master on the real captures in quant_platform/sample_data/ticks, plus malformed input.
 
 Never compare an adapter with itself: expected values are read from the capture here, independently.
 """
@@ -36,7 +36,9 @@ from quant_platform.market.instruments import (
     InstrumentMasterError,
 )
 
-TICKS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ticks"
+from quant_platform_tests.conftest import SAMPLE_DATA  # noqa: E402
+
+TICKS_DIR = SAMPLE_DATA / "ticks"
 BINANCE_FILE = TICKS_DIR / "binance_spot_combined_stream_2021-10-12.txt"
 POLYGON_FILE = TICKS_DIR / "polygon_stocks_trades.jsonl"
 ALPACA_FILE = TICKS_DIR / "alpaca_v2_sip_session.txt"

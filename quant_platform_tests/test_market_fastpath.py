@@ -27,7 +27,7 @@ from quant_platform.market.adapters.base import RECEIVED_KEY, frames_table
 from quant_platform.market.connectors.simulator import MarketSimulator
 from quant_platform.market.contracts import RawFrame, decode_batch, encode_batch, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
-from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.conftest import SAMPLE_DATA
 from quant_platform_tests.market_helpers import sim_frames
 
 T0 = 1_763_000_000_000_000_000  # 2025-11-13, a 19-digit ns receipt time
@@ -281,7 +281,7 @@ def test_small_messages_share_one_table_and_a_refused_row_stays_with_its_message
 
 
 # ------------------------------------------------------------------------------------------- Binance
-BINANCE_CAPTURE = SHARED_DATA / "ticks" / "binance_spot_combined_stream_2021-10-12.txt"
+BINANCE_CAPTURE = SAMPLE_DATA / "ticks" / "binance_spot_combined_stream_2021-10-12.txt"
 
 
 def binance_frames() -> list[bytes]:

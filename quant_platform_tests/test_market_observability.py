@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from quant_platform_tests.conftest import SHARED_DATA, free_port
+from quant_platform_tests.conftest import SAMPLE_DATA, free_port
 from quant_platform_tests.market_helpers import sim_frames
 
 
@@ -54,7 +54,7 @@ def test_worker_metrics_and_status_table(tmp_path, capsys):
 def test_ingest_replay_command_publishes_a_capture(tmp_path, monkeypatch):
     from quant_platform.market.nats_server import EmbeddedNats
 
-    capture = SHARED_DATA / "ticks" / "polygon_stocks_trades.jsonl"
+    capture = SAMPLE_DATA / "ticks" / "polygon_stocks_trades.jsonl"
     with EmbeddedNats(tmp_path / "nats").start() as srv:
         monkeypatch.setenv("QP_NATS_URL", srv.url)
         monkeypatch.setenv("QP_HOME", str(tmp_path / "qp"))

@@ -112,9 +112,9 @@ def test_real_captures_replay_into_canonical_ticks(source, capture, expected_tra
     import json
 
     from quant_platform.market.connectors.replay import read_capture
-    from quant_platform_tests.conftest import SHARED_DATA
+    from quant_platform_tests.conftest import SAMPLE_DATA
 
-    path = SHARED_DATA / "ticks" / capture
+    path = SAMPLE_DATA / "ticks" / capture
     payloads = read_capture(source, path)
     frames = [RawFrame(1_700_000_000_000_000_000 + i, p) for i, p in enumerate(payloads)]
     lake = tmp_path / "lake"

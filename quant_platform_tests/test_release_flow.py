@@ -8,10 +8,10 @@ from datetime import date
 
 import pandas as pd
 
-from quant_platform_tests.conftest import SHARED_DATA
+from quant_platform_tests.conftest import SAMPLE_DATA
 from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
 
-WPSR_FILE = SHARED_DATA / "eia" / "wpsr_table1_2026-05-01.csv"
+WPSR_FILE = SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv"
 
 
 def _defs():

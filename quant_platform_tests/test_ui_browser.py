@@ -77,7 +77,7 @@ def _materialize_with_the_real_definitions(defs, qp_home: Path) -> None:
     from quant_platform.platform.warehouse import Warehouse
 
     wh = Warehouse(load_settings().warehouse_url)
-    wh.apply_sql_dir(REPO_ROOT / "sql")
+    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
     wh.dispose()
     with dg.DagsterInstance.from_config(str(qp_home / "dagster")) as instance:
         results = []

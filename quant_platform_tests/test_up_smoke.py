@@ -78,4 +78,4 @@ def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
 
 
 def test_repo_root_is_where_sql_lives():
-    assert (REPO_ROOT / "sql" / "001_schemas.sql").is_file()
+    assert (REPO_ROOT / "quant_platform" / "sql" / "001_schemas.sql").is_file()

@@ -1,6 +1,6 @@
 """Tests of the local EIA/CFTC simulator over real HTTP on a free loopback port, against the real files.
 
-These tests must never edit the shared vendor files or reach the internet; time moves via a fake clock.
+These tests must never edit the sample vendor files or reach the internet; time moves via a fake clock.
 """
 
 from __future__ import annotations

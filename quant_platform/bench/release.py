@@ -17,7 +17,6 @@ from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WPSR_URL_PATH = "/wpsr/table1.csv"
 
 
@@ -33,7 +32,7 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
 
     from quant_platform.instance import ensure_embedded_instance
     from quant_platform.macro.eia.parsing import wpsr_week_ending
-    from quant_platform.platform.warehouse import Warehouse
+    from quant_platform.platform.warehouse import Warehouse, sql_dir
     from quant_platform.vendors.simulator import VendorSimulator, next_wpsr_week, resolve_data_dir
 
     home = Path(tempfile.mkdtemp(prefix="qp-bench-release-"))
@@ -46,7 +45,7 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
     os.environ.update(env)
     ensure_embedded_instance(home / "dagster")
     wh = Warehouse(f"duckdb:///{home / 'warehouse.duckdb'}")
-    wh.apply_sql_dir(REPO_ROOT / "sql")
+    wh.apply_sql_dir(sql_dir())
     base_body = (resolve_data_dir() / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
     first_week = wpsr_week_ending(base_body).isoformat()
 

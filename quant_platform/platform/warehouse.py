@@ -30,6 +30,19 @@ def vetted(identifier: str) -> str:
     return identifier
 
 
+PACKAGED_SQL_DIR = Path(__file__).resolve().parents[1] / "sql"  # package data: a wheel carries it too
+
+
+def sql_dir() -> Path:
+    """The warehouse DDL applied by `warehouse init`: the packaged sql/ folder, or $QP_SQL_DIR."""
+    import os
+
+    d = Path(os.environ.get("QP_SQL_DIR") or PACKAGED_SQL_DIR)
+    if not d.is_dir():
+        raise ConfigError(f"SQL folder {d} not found (unset QP_SQL_DIR to use the packaged one)")
+    return d
+
+
 def sql_files(sql_dir: Path, backend: str) -> list[Path]:
     """Files applied by `warehouse init`: sql/*.sql for both backends, then sql/<backend>/*.sql."""
     files = sorted(sql_dir.glob("*.sql"))

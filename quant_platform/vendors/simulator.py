@@ -12,7 +12,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import re
 import signal
 import threading
@@ -28,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from quant_platform.errors import QuantPlatformError
 
 # Header of the legacy futures-only annual.txt: one definition, shared with the parser.
 from quant_platform.macro.cftc.parsing import LEGACY_COLUMNS as LEGACY_FUTURES_COLUMNS
@@ -45,7 +46,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "wrong_encoding",
 )
 
-DATA_DIR_ENV = "QP_VENDOR_DATA_DIR"
+DATA_DIR_ENV = "QP_SAMPLE_DATA"  # one variable for every sample file (platform/sample_data.py)
 
 # Real files (relative to the data dir) the catalog is built from; see SOURCES.md next to them.
 WPSR_TABLE1_SOURCE = "eia/wpsr_table1_2026-05-01.csv"
@@ -139,8 +140,8 @@ _CONTENT_TYPES_BY_SUFFIX = {
 # --------------------------------------------------------------------------------------------------
 
 
-class VendorSimulatorError(Exception):
-    """Base class of every failure raised by the vendor simulator."""
+class VendorSimulatorError(QuantPlatformError):
+    """Base class of every failure raised by the vendor simulator (the CLI prints it as one line)."""
 
 
 class VendorDataDirNotFoundError(VendorSimulatorError, FileNotFoundError):
@@ -173,32 +174,13 @@ class SimulatorNotRunningError(VendorSimulatorError, RuntimeError):
 
 
 def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
-    """Folder holding eia/ and cftc/: the argument, else $QP_VENDOR_DATA_DIR, else ../shared/data."""
-    if data_dir is not None:
-        chosen = Path(data_dir).expanduser()
-        if not chosen.is_dir():
-            raise VendorDataDirNotFoundError(
-                f"vendor data directory {chosen} does not exist (pass another one or set {DATA_DIR_ENV})"
-            )
-        return chosen
-    from_env = os.environ.get(DATA_DIR_ENV, "").strip()
-    if from_env:
-        chosen = Path(from_env).expanduser()
-        if not chosen.is_dir():
-            raise VendorDataDirNotFoundError(f"{DATA_DIR_ENV}={from_env!r} is not a directory")
-        return chosen
-    candidates = [
-        Path.cwd() / ".." / "shared" / "data",
-        Path(__file__).resolve().parents[3] / "shared" / "data",  # sibling of the repository
-    ]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    looked = ", ".join(str(c) for c in candidates)
-    raise VendorDataDirNotFoundError(
-        f"no vendor data directory found (looked in {looked}); set {DATA_DIR_ENV} to the folder "
-        "that holds eia/ and cftc/"
-    )
+    """Folder holding eia/ and cftc/: the argument, else $QP_SAMPLE_DATA, else the packaged sample data."""
+    from quant_platform.platform.sample_data import SampleDataNotFoundError, sample_data_dir
+
+    try:
+        return sample_data_dir(data_dir)
+    except SampleDataNotFoundError as exc:
+        raise VendorDataDirNotFoundError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -1488,14 +1470,17 @@ def serve(
     With release_next_wpsr_every_s, a derived (synthetic) next WPSR week is released every N seconds.
     """
     if release_next_wpsr_every_s is not None and release_next_wpsr_every_s <= 0:
-        raise ValueError(f"release_next_wpsr_every_s must be positive, got {release_next_wpsr_every_s}")
+        raise VendorSimulatorError(f"--release-next-wpsr-every must be positive, got {release_next_wpsr_every_s}")
     simulator = VendorSimulator(data_dir=data_dir, host=host, port=port)
     stop_requested = threading.Event()
     previous_handler: Any = None
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
         previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
-    simulator.start()
+    try:
+        simulator.start()
+    except OSError as exc:  # port taken, address not local: a user error, one line
+        raise VendorSimulatorError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     try:
         print(f"vendor simulator serving at {simulator.base_url} (data: {simulator.data_dir})", flush=True)
         interval = release_next_wpsr_every_s
