@@ -11,7 +11,6 @@ import io
 import json
 import math
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -39,8 +38,8 @@ from quant_platform.macro.tables import (
     EIA_WPSR,
     WPSR_MEASURES,
 )
-
 from quant_platform_tests.conftest import SAMPLE_DATA as DATA_DIR  # noqa: E402
+
 WPSR_PATH = DATA_DIR / "eia" / "wpsr_table1_2026-05-01.csv"
 DNAV_PATH = DATA_DIR / "eia" / "dnav_WCESTUS1_weekly.csv"
 COT_PATH = DATA_DIR / "cftc" / "disaggregated_futures_only_2021_energy.txt"

@@ -35,7 +35,6 @@ from quant_platform.market.instruments import (
     InstrumentMaster,
     InstrumentMasterError,
 )
-
 from quant_platform_tests.conftest import SAMPLE_DATA  # noqa: E402
 
 TICKS_DIR = SAMPLE_DATA / "ticks"
