@@ -27,8 +27,8 @@ def _load_week(instance, *, refetch: bool = True):
 
 def _snapshot(warehouse):
     return warehouse.query_df(
-        "SELECT series_key, measure, value, source_sha256 FROM macro.eia_wpsr WHERE week_ending = ? "
-        "ORDER BY series_key, measure", [date.fromisoformat(WEEK)])
+        "SELECT series_key, measure, value, source_sha256 FROM macro.eia_wpsr WHERE week_ending = :week "
+        "ORDER BY series_key, measure", {"week": date.fromisoformat(WEEK)})
 
 
 def _attempts(result) -> int:

@@ -22,8 +22,8 @@ def _defs():
 
 def _rows(warehouse, week: str) -> pd.DataFrame:
     return warehouse.query_df(
-        "SELECT series_key, measure, value, source_sha256 FROM macro.eia_wpsr WHERE week_ending = ?",
-        [date.fromisoformat(week)],
+        "SELECT series_key, measure, value, source_sha256 FROM macro.eia_wpsr WHERE week_ending = :week",
+        {"week": date.fromisoformat(week)},
     )
 
 
@@ -106,11 +106,11 @@ def test_same_file_again_is_a_noop_and_a_revision_is_kept(simulator, warehouse, 
     assert [r.partition_key for r in reqs] == ["2026-04-24"]
     assert execute_requests(defs, instance, reqs)[0].success
     level = warehouse.query_df(
-        "SELECT value FROM macro.eia_wpsr WHERE week_ending = ? AND series_key = ? AND measure = ?",
-        [date(2026, 4, 24), "stocks.commercial_excluding_spr", "level"])
+        "SELECT value FROM macro.eia_wpsr WHERE week_ending = :week AND series_key = :key AND measure = :measure",
+        {"week": date(2026, 4, 24), "key": "stocks.commercial_excluding_spr", "measure": "level"})
     assert float(level["value"].iloc[0]) == 459.501
     lake = Lake(str(qp_home / "lake"))
     assert len(lake.revisions("eia", "wpsr_table1", "2026-04-24")) == 2
-    revs = warehouse.query_df("SELECT revision FROM governance.raw_files WHERE partition_key = ? ORDER BY 1",
-                              ["2026-04-24"])
+    revs = warehouse.query_df("SELECT revision FROM governance.raw_files WHERE partition_key = :p ORDER BY 1",
+                              {"p": "2026-04-24"})
     assert revs["revision"].tolist() == [1, 2]

@@ -22,7 +22,8 @@ WPSR_URL_PATH = "/wpsr/table1.csv"
 
 def _rows_for_week(wh, week: str) -> int:
     try:
-        return int(wh.scalar("SELECT count(*) FROM macro.eia_wpsr WHERE week_ending = ?", [date.fromisoformat(week)]))
+        return int(wh.scalar("SELECT count(*) FROM macro.eia_wpsr WHERE week_ending = :week",
+                             {"week": date.fromisoformat(week)}))
     except Exception:  # the table may be locked by a writer for an instant
         return 0
 

@@ -112,8 +112,9 @@ def record_raw_files(warehouse: Warehouse, files: Sequence[RawFile], scheduled: 
     """Index archived files in governance.raw_files: a known sha is a no-op, a new one a new revision."""
     for f in files:
         known = warehouse.query_df(
-            "SELECT sha256 FROM governance.raw_files WHERE vendor = ? AND dataset = ? AND partition_key = ?",
-            [f.vendor, f.dataset, f.partition],
+            "SELECT sha256 FROM governance.raw_files "
+            "WHERE vendor = :vendor AND dataset = :dataset AND partition_key = :partition",
+            {"vendor": f.vendor, "dataset": f.dataset, "partition": f.partition},
         )
         if f.sha256 in set(known["sha256"]):
             continue

@@ -35,11 +35,10 @@ def release_lateness(
     now: datetime,
 ) -> dict:
     """Compare the first time the platform held each due partition's file with its scheduled release."""
-    marks = ", ".join(["?"] * len(datasets))
     seen = wh.query_df(
-        f"SELECT partition_key, min(fetched_at) AS first_fetched FROM governance.raw_files "  # noqa: S608
-        f"WHERE vendor = ? AND dataset IN ({marks}) GROUP BY partition_key",
-        [vendor, *datasets],
+        "SELECT partition_key, min(fetched_at) AS first_fetched FROM governance.raw_files "
+        "WHERE vendor = :vendor AND dataset IN :datasets GROUP BY partition_key",
+        {"vendor": vendor, "datasets": list(datasets)},
     )
     if seen.empty:
         return {"judged": 0, "late": [], "missing": [], "note": "nothing loaded yet"}

@@ -76,7 +76,7 @@ def postgres_load_day(wh: Warehouse, day: str, daily_path: Path) -> int:
 def load_history(wh: Warehouse, lake_root: Path, day: str, daily_path: Path, published_rows: int) -> dict:
     if wh.backend == "duckdb":
         where = duckdb_history_view(wh, lake_root)
-        rows = int(wh.scalar("SELECT count(*) FROM market.ticks_history WHERE trade_date = ?", [day]))
+        rows = int(wh.scalar("SELECT count(*) FROM market.ticks_history WHERE trade_date = :day", {"day": day}))
         return {"storage": where, "rows": rows}
     rows = postgres_load_day(wh, day, daily_path)
     if rows != published_rows:

@@ -133,14 +133,13 @@ def us_crude_balance_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
     wh = warehouse.open()
     try:
         wpsr = wh.query_df(
-            "SELECT week_ending, series_key, value FROM macro.eia_wpsr WHERE measure = ? AND series_key IN ("  # noqa: S608
-            + ", ".join(["?"] * len(BALANCE_SOURCES)) + ")",  # only placeholders are interpolated
-            ["level", *[v[0] for v in BALANCE_SOURCES.values()]],
+            "SELECT week_ending, series_key, value FROM macro.eia_wpsr "
+            "WHERE measure = :measure AND series_key IN :keys",
+            {"measure": "level", "keys": [v[0] for v in BALANCE_SOURCES.values()]},
         )
         series_ids = [v[1] for v in BALANCE_SOURCES.values() if v[1]]
         hist = wh.query_df(
-            "SELECT series_id, period, value FROM macro.eia_series WHERE series_id IN ("  # noqa: S608
-            + ", ".join(["?"] * len(series_ids)) + ")", series_ids,
+            "SELECT series_id, period, value FROM macro.eia_series WHERE series_id IN :ids", {"ids": series_ids},
         )
     finally:
         wh.dispose()

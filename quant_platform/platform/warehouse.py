@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,16 @@ class Warehouse:
             # duckdb:///abs/path and duckdb:////abs/path both name /abs/path
             self.path = Path("/" + url[len("duckdb:///") :].lstrip("/"))
             self._engine = None
+            from sqlalchemy.engine.default import DefaultDialect
+
+            self._dialect = DefaultDialect(paramstyle="qmark")  # DuckDB's own positional style
         elif url.startswith(("postgresql", "postgres:")):
             import sqlalchemy as sa
 
             self.backend = "postgres"
             sa_url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg2://", url)
             self._engine = sa.create_engine(sa_url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+            self._dialect = self._engine.dialect  # psycopg2: pyformat
         else:
             raise ConfigError(f"unsupported warehouse URL {url!r}")
 
@@ -125,15 +129,53 @@ class Warehouse:
             applied.append(f.name)
         return applied
 
+    # ---------------------------------------------------------------- statements
+    def bind(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+        """SQL with named `:name` placeholders, compiled by SQLAlchemy into this driver's own style.
+
+        DuckDB gets `?` and a list, psycopg2 `%(name)s` and a dict (literal `%` doubled); a list or tuple value
+        expands into one placeholder per element (`x IN :ids`). SQL text is never built from values.
+        """
+        import sqlalchemy as sa
+
+        values = dict(params or {})
+        binds = [sa.bindparam(k, v, expanding=isinstance(v, list | tuple)) for k, v in values.items()]
+        compiled = sa.text(sql).bindparams(*binds).compile(dialect=self._dialect,
+                                                             compile_kwargs={"render_postcompile": True})
+        if self.backend == "duckdb":
+            return str(compiled), [compiled.params[name] for name in compiled.positiontup or ()]
+        return str(compiled), dict(compiled.params)
+
+    def run(self, con: Any, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple] | None:
+        """Execute one statement on a connection from `transaction()`; its rows when it returns any."""
+        text, args = self.bind(sql, params)
+        if self.backend == "duckdb":
+            con.execute(text, args)
+            return con.fetchall() if con.description else None
+        with con.cursor() as cur:
+            cur.execute(text, args)
+            return cur.fetchall() if cur.description else None
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """One statement in its own transaction (DDL or DML without a result)."""
+        try:
+            with self._dbapi() as con:
+                self.run(con, sql, params)
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(_one_line(exc)) from exc
+
     # ---------------------------------------------------------------- reads
-    def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        """Run a query with positional bound parameters (`?` placeholders on both backends)."""
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a query with named bound parameters (`:name` placeholders on both backends)."""
+        text, args = self.bind(sql, params)
         try:
             with self._dbapi() as con:
                 if self.backend == "duckdb":
-                    return con.execute(sql, list(params or [])).df()
+                    return con.execute(text, args).df()
                 with con.cursor() as cur:
-                    cur.execute(sql.replace("?", "%s"), tuple(params or ()))
+                    cur.execute(text, args)
                     cols = [d[0] for d in cur.description]
                     return pd.DataFrame(cur.fetchall(), columns=cols)
         except WarehouseError:
@@ -141,25 +183,25 @@ class Warehouse:
         except Exception as exc:
             raise WarehouseError(_one_line(exc)) from exc
 
-    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         df = self.query_df(sql, params)
         return None if df.empty else df.iat[0, 0]
 
     def table_exists(self, qualified: str) -> bool:
         schema, name = vetted(qualified).split(".")
         n = self.scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = :schema AND table_name = :name",
+            {"schema": schema, "name": name},
         )
         return bool(n)
 
     def read_table(self, spec: TableSpec, where_partition: Any = None) -> pd.DataFrame:
         cols = ", ".join(vetted(c) for c in spec.column_names)
         sql = f"SELECT {cols} FROM {vetted(spec.qualified_name)}"  # noqa: S608 - vetted identifiers
-        params: list[Any] = []
+        params: dict[str, Any] = {}
         if where_partition is not None and spec.partition_column:
-            sql += f" WHERE {vetted(spec.partition_column)} = ?"
-            params.append(where_partition)
+            sql += f" WHERE {vetted(spec.partition_column)} = :partition"
+            params["partition"] = where_partition
         sql += " ORDER BY " + ", ".join(vetted(c) for c in spec.primary_key)
         return self.query_df(sql, params)
 
@@ -225,20 +267,20 @@ class Warehouse:
             raise WarehouseError(f"upserting into {table} failed: {_one_line(exc)}") from exc
         return len(frame)
 
-    def _delete_clause(self, spec: TableSpec, partition_values: Sequence[Any] | None, mark: str):
+    def _delete_partitions(self, con, spec: TableSpec, table: str, partition_values: Sequence[Any] | None) -> None:
+        """DELETE the rows of the given partition values (every row when None) inside the caller's transaction."""
         if partition_values is None:
-            return "", []
+            self.run(con, f"DELETE FROM {table}")  # noqa: S608 - vetted identifier
+            return
         if not spec.partition_column:
             raise WarehouseError(f"{spec.qualified_name} is not partitioned")
-        vals = list(partition_values)
-        if not vals:
-            return " WHERE 1 = 0", []
-        marks = ", ".join([mark] * len(vals))
-        return f" WHERE {vetted(spec.partition_column)} IN ({marks})", vals
+        values = list(partition_values)
+        if values:
+            self.run(con, f"DELETE FROM {table} WHERE {vetted(spec.partition_column)} IN :values",  # noqa: S608
+                     {"values": values})
 
     def _replace_duckdb(self, con, spec, table, cols, frame, partition_values) -> None:
-        where, params = self._delete_clause(spec, partition_values, "?")
-        con.execute(f"DELETE FROM {table}{where}", params)  # noqa: S608 - vetted identifiers
+        self._delete_partitions(con, spec, table, partition_values)
         self._insert_duckdb(con, table, cols, frame)
 
     @staticmethod
@@ -250,9 +292,7 @@ class Warehouse:
             con.unregister("qp_incoming")
 
     def _replace_postgres(self, con, spec, table, cols, frame, partition_values) -> None:
-        where, params = self._delete_clause(spec, partition_values, "%s")
-        with con.cursor() as cur:
-            cur.execute(f"DELETE FROM {table}{where}", tuple(params))  # noqa: S608 - vetted identifiers
+        self._delete_partitions(con, spec, table, partition_values)
         self._copy_postgres(con, table, cols, frame)
 
     @staticmethod

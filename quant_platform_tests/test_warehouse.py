@@ -1,0 +1,48 @@
+"""The warehouse's statements on both real backends: named parameters compiled into each driver's own style.
+
+Never build SQL from values here either: every value below travels as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from quant_platform.errors import WarehouseError
+
+
+def test_literal_question_marks_and_percents_survive_binding(warehouse):
+    # A literal `?` or `%` in SQL text used to be rewritten into a placeholder on PostgreSQL.
+    row = warehouse.query_df(
+        "SELECT '50% done?' AS lit, CAST(:n AS INTEGER) + 1 AS n, :s AS s, 'a%b' LIKE 'a%' AS liked",
+        {"n": 41, "s": "what? 100%"})
+    assert row.to_dict("records") == [{"lit": "50% done?", "n": 42, "s": "what? 100%", "liked": True}]
+
+
+def test_a_list_expands_into_one_placeholder_per_value_and_a_name_binds_twice(warehouse):
+    warehouse.execute("CREATE TABLE governance.qp_bind_probe (d DATE, k TEXT)")
+    for day, key in [(date(2026, 1, 1), "a"), (date(2026, 1, 2), "b"), (date(2026, 1, 3), "c")]:
+        warehouse.execute("INSERT INTO governance.qp_bind_probe VALUES (:d, :k)", {"d": day, "k": key})
+    got = warehouse.query_df(
+        "SELECT k FROM governance.qp_bind_probe WHERE k IN :keys AND d >= :since AND d <> :since ORDER BY k",
+        {"keys": ["a", "b", "c"], "since": date(2026, 1, 1)})
+    assert got["k"].tolist() == ["b", "c"]
+    # An injection attempt stays a value.
+    assert warehouse.scalar("SELECT count(*) FROM governance.qp_bind_probe WHERE k = :k",
+                            {"k": "a' OR '1'='1"}) == 0
+
+
+def test_statements_in_one_transaction_roll_back_together(warehouse):
+    warehouse.execute("CREATE TABLE governance.qp_tx_probe (k INTEGER PRIMARY KEY)")
+    with pytest.raises(Exception, match="(?i)duplicate|unique|primary key"):
+        with warehouse.transaction() as con:
+            warehouse.run(con, "INSERT INTO governance.qp_tx_probe VALUES (:k)", {"k": 1})
+            warehouse.run(con, "INSERT INTO governance.qp_tx_probe VALUES (:k)", {"k": 1})
+    assert warehouse.scalar("SELECT count(*) FROM governance.qp_tx_probe") == 0
+
+
+def test_errors_are_one_line_warehouse_errors(warehouse):
+    with pytest.raises(WarehouseError) as info:
+        warehouse.query_df("SELECT * FROM macro.no_such_table WHERE x = :x", {"x": 1})
+    assert "\n" not in str(info.value) and "no_such_table" in str(info.value)
