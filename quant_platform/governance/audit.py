@@ -1,7 +1,8 @@
 """Mirrors Dagster's event log into governance.load_audit and governance.check_results, so every load and
 every check outcome is queryable with SQL, whatever triggered it.
 
-Never rewrite an audit row: rows are keyed by the event's storage id and only ever inserted once.
+Never rewrite an audit row: rows are keyed by the event's storage id and only ever inserted once; a tick
+writes both tables in one transaction and skips ids already there, so a retry after any failure succeeds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from dagster import DagsterEventType, EventRecordsFilter
 
 from quant_platform.governance.tables import CHECK_RESULTS, LOAD_AUDIT
-from quant_platform.platform.warehouse import Warehouse
+from quant_platform.platform.warehouse import Warehouse, vetted
 from quant_platform.resources import WarehouseResource
 
 BATCH = 500
@@ -117,11 +118,25 @@ def mirror_events(instance: dg.DagsterInstance, wh: Warehouse, after: int, upstr
                     "blocking": bool(ev.blocking), "metadata_json": _json_meta(dict(ev.metadata)),
                     "evaluated_at": at,
                 })
-    if mats:
-        wh.append_rows(LOAD_AUDIT, pd.DataFrame(mats, columns=LOAD_AUDIT.column_names))
-    if checks:
-        wh.append_rows(CHECK_RESULTS, pd.DataFrame(checks, columns=CHECK_RESULTS.column_names))
-    return cursor, {"load_audit": len(mats), "check_results": len(checks)}
+    counts = {}
+    # One transaction for both tables: a failure leaves neither half-written and the cursor where it was.
+    with wh.transaction() as con:
+        for spec, rows in ((LOAD_AUDIT, mats), (CHECK_RESULTS, checks)):
+            new = _not_yet_audited(wh, con, spec, rows)
+            if new:
+                wh.append_rows(spec, pd.DataFrame(new, columns=spec.column_names), con=con)
+            counts[spec.name] = len(new)
+    return cursor, counts
+
+
+def _not_yet_audited(wh: Warehouse, con, spec, rows: list[dict]) -> list[dict]:
+    """The rows whose event id is not in the table yet (a replayed cursor, or rows an older tick left)."""
+    if not rows:
+        return []
+    have = wh.run(con, f"SELECT event_id FROM {vetted(spec.qualified_name)} WHERE event_id IN :ids",  # noqa: S608
+                  {"ids": [r["event_id"] for r in rows]}) or []
+    known = {int(r[0]) for r in have}
+    return [r for r in rows if r["event_id"] not in known]
 
 
 def governance_audit_sensor_factory(asset_graph_parents) -> dg.SensorDefinition:

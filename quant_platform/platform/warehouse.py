@@ -104,8 +104,18 @@ class Warehouse:
                 raw.close()
 
     def transaction(self):
-        """A DB-API connection in one transaction (DuckDB or psycopg2), for bulk loads the helpers don't cover."""
+        """A DB-API connection in one transaction (DuckDB or psycopg2); pass it as `con=` to the write helpers
+        to make several writes one commit."""
         return self._dbapi()
+
+    @contextmanager
+    def _on(self, con: Any = None) -> Iterator[Any]:
+        """The caller's connection from `transaction()` when given (its commit is the caller's), else our own."""
+        if con is not None:
+            yield con
+            return
+        with self._dbapi() as own:
+            yield own
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -206,36 +216,39 @@ class Warehouse:
         return self.query_df(sql, params)
 
     # ---------------------------------------------------------------- writes
-    def replace_rows(self, spec: TableSpec, df: pd.DataFrame, partition_values: Sequence[Any] | None) -> int:
+    def replace_rows(self, spec: TableSpec, df: pd.DataFrame, partition_values: Sequence[Any] | None,
+                     con: Any = None) -> int:
         """Replace the rows of the given partition values (all rows when None) by `df`, atomically.
 
-        Readers see the old rows or the new rows, never a mix, and a failure leaves the old rows.
+        Readers see the old rows or the new rows, never a mix, and a failure leaves the old rows. With `con`
+        (from `transaction()`) it is part of the caller's transaction.
         """
         missing = [c for c in spec.column_names if c not in df.columns]
         if missing:
             raise WarehouseError(f"{spec.qualified_name}: frame lacks columns {missing}")
         frame, table, cols = _prepared(spec, df)
         try:
-            with self._dbapi() as con:
+            with self._on(con) as c:
                 if self.backend == "duckdb":
-                    self._replace_duckdb(con, spec, table, cols, frame, partition_values)
+                    self._replace_duckdb(c, spec, table, cols, frame, partition_values)
                 else:
-                    self._replace_postgres(con, spec, table, cols, frame, partition_values)
+                    self._replace_postgres(c, spec, table, cols, frame, partition_values)
         except WarehouseError:
             raise
         except Exception as exc:
             raise WarehouseError(f"writing {table} failed: {_one_line(exc)}") from exc
         return len(frame)
 
-    def append_rows(self, spec: TableSpec, df: pd.DataFrame) -> int:
-        """Insert rows without deleting anything (append-only tables such as governance.raw_files)."""
+    def append_rows(self, spec: TableSpec, df: pd.DataFrame, con: Any = None) -> int:
+        """Insert rows without deleting anything (append-only tables such as governance.raw_files); with `con`
+        (from `transaction()`) inside the caller's transaction."""
         frame, table, cols = _prepared(spec, df)
         try:
-            with self._dbapi() as con:
+            with self._on(con) as c:
                 if self.backend == "duckdb":
-                    self._insert_duckdb(con, table, cols, frame)
+                    self._insert_duckdb(c, table, cols, frame)
                 else:
-                    self._copy_postgres(con, table, cols, frame)
+                    self._copy_postgres(c, table, cols, frame)
         except Exception as exc:
             raise WarehouseError(f"appending to {table} failed: {_one_line(exc)}") from exc
         return len(frame)
