@@ -43,6 +43,12 @@ from quant_platform_tests.conftest import SAMPLE_DATA as DATA_DIR  # noqa: E402
 WPSR_PATH = DATA_DIR / "eia" / "wpsr_table1_2026-05-01.csv"
 DNAV_PATH = DATA_DIR / "eia" / "dnav_WCESTUS1_weekly.csv"
 COT_PATH = DATA_DIR / "cftc" / "disaggregated_futures_only_2021_energy.txt"
+LEGACY_PATH = DATA_DIR / "cftc" / "legacy_futures_only_2025_energy.txt"
+LEGACY_CONSOLIDATED_PATH = DATA_DIR / "cftc" / "legacy_futures_only_2025_consolidated_indexes.txt"
+API_V2_DIR = DATA_DIR / "eia" / "api_v2"
+API_V2_PATHS = sorted(API_V2_DIR.glob("*.json"))
+API_WCESTUS1_PATH = API_V2_DIR / "petroleum-stoc-wstk_WCESTUS1_weekly_period-desc_offset-0_length-5000.json"
+API_V2_BRENT_MONTHLY_PATH = API_V2_DIR / "petroleum-pri-spt_EPCBRENT_monthly_2025-01_2025-03.json"
 
 WEEK = pd.Timestamp("2026-04-24")
 PRIOR_WEEK = pd.Timestamp("2026-04-17")
@@ -362,65 +368,103 @@ def test_dnav_other_frequencies_start_the_period(label: str, flag: str, rows: st
     assert set(parsed["series_name"]) == {"Cushing OK WTI Spot Price FOB"}
 
 
-API_DESCRIPTION = "U.S. Ending Stocks excluding SPR of Crude Oil (Thousand Barrels)"
+# Real EIA API v2 answers (see SOURCES.md): the expected values are read from the JSON with the json module.
+API_V2_UNITS_EXPECTED = {"MBBL": "thousand barrels", "MBBL/D": "thousand barrels per day",
+                         "$/BBL": "dollars per barrel"}
+API_V2_FREQUENCY = {"weekly": "W", "monthly": "M"}
 
 
-def _api_json(frame: pd.DataFrame, description: str = API_DESCRIPTION, units: str = "MBBL",
-              frequency: str = "weekly", period_format: str = "%Y-%m-%d") -> bytes:
-    """An EIA API v2 answer holding the rows of a parsed frame, newest first, as EIA sends them."""
-    data = []
-    for i, (period, value) in enumerate(zip(frame["period"][::-1], frame["value"][::-1], strict=True)):
-        # The API sends values as strings or numbers; alternate to cover both.
-        sent = f"{value:.0f}" if i % 2 else float(value)
-        data.append({"period": period.strftime(period_format), "duoarea": "NUS", "product": "EPC0",
-                     "series": frame["series_id"].iloc[0], "series-description": description,
-                     "value": sent, "units": units})
-    response = {"total": str(len(data)), "dateFormat": "YYYY-MM-DD", "frequency": frequency, "data": data}
-    return json.dumps({"response": response, "apiVersion": "2.1.8"}).encode()
+def _api_period(text: str, frequency: str) -> pd.Timestamp:
+    return pd.Timestamp(text if frequency == "weekly" else f"{text}-01")
 
 
-def test_api_v2_gives_the_same_rows_as_dnav(dnav: pd.DataFrame) -> None:
-    content = _api_json(dnav)
-    api = parse_eia_api_v2(content, "WCESTUS1")
-    pd.testing.assert_frame_equal(api[SERIES_COMPARED], dnav[SERIES_COMPARED])
-    assert set(api["source"]) == {"api_v2"}
-    assert api_v2_total(content) == len(dnav) == 2188
+@pytest.fixture(scope="module")
+def api_bytes() -> bytes:
+    return API_WCESTUS1_PATH.read_bytes()
 
 
-def test_api_v2_skips_null_values_and_maps_units(dnav: pd.DataFrame) -> None:
-    document = json.loads(_api_json(dnav.tail(3)))
-    document["response"]["data"][0]["value"] = None
+@pytest.mark.parametrize("path", API_V2_PATHS, ids=lambda p: p.stem)
+def test_api_v2_real_answers_parse_to_their_rows(path) -> None:
+    content = path.read_bytes()
+    document = json.loads(content)
+    response = document["response"]
+    series_id = response["data"][0]["series"]
+    parsed = parse_eia_api_v2(content, series_id)
+    assert len(parsed) == len(response["data"]) == int(response["total"]) == api_v2_total(content)
+    frequency = response["frequency"]
+    expected = {_api_period(row["period"], frequency): float(row["value"]) for row in response["data"]}
+    assert dict(zip(parsed["period"], parsed["value"], strict=True)) == expected
+    assert parsed["period"].is_monotonic_increasing
+    assert set(parsed["unit"]) == {API_V2_UNITS_EXPECTED[row["units"]] for row in response["data"]}
+    assert set(parsed["frequency"]) == {API_V2_FREQUENCY[frequency]}
+    assert set(parsed["series_id"]) == {series_id} and set(parsed["source"]) == {"api_v2"}
+    description = response["data"][0]["series-description"]
+    assert parsed["series_name"].iloc[0] == {"weekly": "Weekly ", "monthly": "Monthly "}[frequency] + (
+        description.rsplit(" (", 1)[0])
+
+
+def test_api_v2_wcestus1_answer(api_bytes: bytes, dnav: pd.DataFrame) -> None:
+    data = json.loads(api_bytes)["response"]["data"]
+    parsed = parse_eia_api_v2(api_bytes, "WCESTUS1")
+    assert all(isinstance(row["value"], str) for row in data)  # vendor quirk: numbers sent as strings
+    assert [row["period"] for row in data] == sorted((row["period"] for row in data), reverse=True)
+    newest, oldest = data[0], data[-1]
+    assert (parsed["period"].iloc[-1], parsed["value"].iloc[-1]) == (pd.Timestamp(newest["period"]),
+                                                                     float(newest["value"]))
+    assert (parsed["period"].iloc[0], parsed["value"].iloc[0]) == (pd.Timestamp(oldest["period"]),
+                                                                   float(oldest["value"]))
+    assert set(parsed["unit"]) == {"thousand barrels"}
+    # Two real files from two EIA routes agree on every week both hold, and name the series alike.
+    both = parsed.merge(dnav, on="period", suffixes=("_api", "_dnav"))
+    assert len(both) == len(dnav) and (both["value_api"] == both["value_dnav"]).all()
+    assert set(parsed["series_name"]) == set(dnav["series_name"])
+
+
+def test_api_v2_monthly_periods_start_the_month() -> None:
+    content = API_V2_BRENT_MONTHLY_PATH.read_bytes()
+    assert b'"units":"$\\/BBL"' in content  # vendor quirk: the API escapes '/' in JSON strings
+    response = json.loads(content)["response"]
+    parsed = parse_eia_api_v2(content, "RBRTE")
+    assert list(parsed["period"]) == [pd.Timestamp(f"{row['period']}-01") for row in response["data"]]
+    assert set(parsed["frequency"]) == {"M"} and set(parsed["unit"]) == {"dollars per barrel"}
+
+
+def test_api_v2_skips_null_values(api_bytes: bytes) -> None:
+    document = json.loads(api_bytes)
+    dropped = document["response"]["data"][0]
+    dropped["value"] = None
     parsed = parse_eia_api_v2(json.dumps(document).encode(), "WCESTUS1")
-    assert list(parsed["period"]) == list(dnav["period"].tail(3).head(2))
-
-    monthly = dnav.tail(2).assign(period=[pd.Timestamp("2024-07-01"), pd.Timestamp("2024-08-01")])
-    content = _api_json(monthly, "U.S. Field Production of Crude Oil (Thousand Barrels per Day)", "MBBL/D",
-                        "monthly", "%Y-%m")
-    parsed = parse_eia_api_v2(content, "WCESTUS1")
-    assert list(parsed["period"]) == list(monthly["period"])
-    assert set(parsed["unit"]) == {"thousand barrels per day"}
-    assert set(parsed["frequency"]) == {"M"}
-    assert set(parsed["series_name"]) == {"Monthly U.S. Field Production of Crude Oil"}
+    assert len(parsed) == len(document["response"]["data"]) - 1
+    assert pd.Timestamp(dropped["period"]) not in set(parsed["period"])
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    (b'{"error": "invalid api_key: please register", "code": 403}', "invalid api_key"),
-    (b'{"response": {"total": "0", "frequency": "weekly"}}', "response.data"),
-    (b'{"response": {"total": "1", "frequency": "hourly", "data": []}}', "hourly"),
-    (b"<html>503</html>", "not JSON"),
+def _mutated(content: bytes, change) -> bytes:
+    document = json.loads(content)
+    change(document)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (lambda d: d.update(error="API_KEY_INVALID"), "EIA API error: API_KEY_INVALID"),
+    (lambda d: d["response"].pop("data"), "response.data"),
+    (lambda d: d["response"].update(frequency="hourly"), "hourly"),
+    (lambda d: d["response"]["data"][3].pop("series-description"), r"data\[3\]: lacks series-description"),
+    (lambda d: d["response"]["data"][1].update(units="BBL/FORTNIGHT"), "unknown unit code 'BBL/FORTNIGHT'"),
+    (lambda d: d["response"]["data"][2].update(period="10/4/2024"), r"data\[2\]: period '10/4/2024'"),
+    (lambda d: d["response"]["data"][2].update(value="4x2"), r"data\[2\]: value '4x2'"),
 ])
-def test_api_v2_vendor_errors_fail(content: bytes, match: str) -> None:
+def test_api_v2_damaged_answers_fail(api_bytes: bytes, change, match: str) -> None:
     with pytest.raises(ReportParseError, match=match):
-        parse_eia_api_v2(content, "WCESTUS1")
+        parse_eia_api_v2(_mutated(api_bytes, change), "WCESTUS1")
 
 
-def test_api_v2_unknown_unit_or_series_fails(dnav: pd.DataFrame) -> None:
-    with pytest.raises(ReportParseError, match="unknown unit code 'BBL/FORTNIGHT'"):
-        parse_eia_api_v2(_api_json(dnav.tail(2), units="BBL/FORTNIGHT"), "WCESTUS1")
+def test_api_v2_other_failures(api_bytes: bytes) -> None:
+    with pytest.raises(ReportParseError, match="not JSON"):
+        parse_eia_api_v2(api_bytes[: len(api_bytes) // 2], "WCESTUS1")
     with pytest.raises(ReportParseError, match="expected 'WCRFPUS2'"):
-        parse_eia_api_v2(_api_json(dnav.tail(2)), "WCRFPUS2")
+        parse_eia_api_v2(api_bytes, "WCRFPUS2")
     with pytest.raises(ReportParseError, match="total"):
-        api_v2_total(b'{"response": {"data": []}}')
+        api_v2_total(_mutated(api_bytes, lambda d: d["response"].pop("total")))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -568,74 +612,107 @@ def test_key_contracts() -> None:
     assert len(KEY_CONTRACTS) == 6 and all(len(code) == 6 for code in KEY_CONTRACTS)
 
 
-# Legacy: no real file is available here; a fixture is built from the real disaggregated rows in the
-# vendor's legacy format (quoted names, space-padded numbers, codes with trailing spaces).
+# Legacy: the real yearly annual.txt of 2025 (weeks to 2025-03-18), header and the six key contracts' rows;
+# and the rows of the three "Consolidated" index markets, whose codes end in '+'.
 
-LEGACY_EXPECTED = {
-    "noncomm_long": ("m_money_long", "other_rept_long"),
-    "noncomm_short": ("m_money_short", "other_rept_short"),
-    "noncomm_spread": ("m_money_spread", "other_rept_spread"),
-    "comm_long": ("prod_merc_long", "swap_long"),
-    "comm_short": ("prod_merc_short", "swap_short"),
+LEGACY_VENDOR = {
+    "open_interest": "Open Interest (All)", "noncomm_long": "Noncommercial Positions-Long (All)",
+    "noncomm_short": "Noncommercial Positions-Short (All)",
+    "noncomm_spread": "Noncommercial Positions-Spreading (All)", "comm_long": "Commercial Positions-Long (All)",
+    "comm_short": "Commercial Positions-Short (All)",
+    "tot_rept_long": " Total Reportable Positions-Long (All)",  # the vendor's leading space
+    "tot_rept_short": "Total Reportable Positions-Short (All)",
+    "nonrept_long": "Nonreportable Positions-Long (All)", "nonrept_short": "Nonreportable Positions-Short (All)",
 }
 
 
-def _legacy_expected(cot: pd.DataFrame) -> pd.DataFrame:
-    frame = cot[["as_of", "contract_code", "market_name", "exchange_code", "commodity_code",
-                 "open_interest"]].copy()
-    for column, (a, b) in LEGACY_EXPECTED.items():
-        frame[column] = cot[a] + cot[b]
-    for column in ("tot_rept_long", "tot_rept_short", "nonrept_long", "nonrept_short"):
-        frame[column] = cot[column]
-    frame["contract_units"] = cot["contract_units"]
-    return frame
+@pytest.fixture(scope="module")
+def legacy_bytes() -> bytes:
+    return LEGACY_PATH.read_bytes()
 
 
-def _legacy_file(expected: pd.DataFrame, header: bool) -> bytes:
-    vendor = {
-        "Open Interest (All)": "open_interest", "Noncommercial Positions-Long (All)": "noncomm_long",
-        "Noncommercial Positions-Short (All)": "noncomm_short",
-        "Noncommercial Positions-Spreading (All)": "noncomm_spread",
-        "Commercial Positions-Long (All)": "comm_long", "Commercial Positions-Short (All)": "comm_short",
-        " Total Reportable Positions-Long (All)": "tot_rept_long",
-        "Total Reportable Positions-Short (All)": "tot_rept_short",
-        "Nonreportable Positions-Long (All)": "nonrept_long",
-        "Nonreportable Positions-Short (All)": "nonrept_short",
-    }
-    lines = [",".join(f'"{name}"' for name in LEGACY_COLUMNS)] if header else []
-    for row in expected.itertuples(index=False):
-        day = row.as_of
-        fields = [f'"{row.market_name}"', day.strftime("%y%m%d"), day.strftime("%Y-%m-%d"), row.contract_code,
-                  f"{row.exchange_code} ", "01", f"{row.commodity_code} "]
-        for name in LEGACY_COLUMNS[7:-4]:
-            fields.append(f"{getattr(row, vendor[name]) if name in vendor else 0:>8}")
-        fields += [f'"{row.contract_units}"', f'"{row.contract_code}"', f'"{row.exchange_code}"',
-                   f'"{row.commodity_code} "']
-        lines.append(",".join(fields))
-    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+@pytest.fixture(scope="module")
+def legacy(legacy_bytes: bytes) -> pd.DataFrame:
+    return parse_cot_legacy(legacy_bytes)
 
 
-@pytest.mark.parametrize("header", [True, False])
-def test_cot_legacy_with_and_without_header(cot: pd.DataFrame, header: bool) -> None:
-    expected = _legacy_expected(cot)
-    content = _legacy_file(expected, header)
-    assert (b'" Total Reportable Positions-Long (All)"' in content) is header
-    assert b",067651,NYME ,01,067 , " in content
-    parsed = parse_cot_legacy(content)
-    assert list(parsed.columns) == [c for c in CFTC_COT_LEGACY.column_names
-                                    if c not in LOAD | {"available_at"}]
-    assert len(LEGACY_COLUMNS) == 129
-    pd.testing.assert_frame_equal(parsed, expected.astype(parsed.dtypes.to_dict()))
-    wti = parsed[(parsed["contract_code"] == "067651") & (parsed["as_of"] == "2021-03-16")].iloc[0]
-    source = cot[(cot["contract_code"] == "067651") & (cot["as_of"] == "2021-03-16")].iloc[0]
-    assert wti["noncomm_long"] == source["m_money_long"] + source["other_rept_long"]
-    assert wti["comm_short"] == source["prod_merc_short"] + source["swap_short"]
+@pytest.fixture(scope="module")
+def legacy_rows(legacy_bytes: bytes) -> list[list[str]]:
+    """The real legacy file re-read with the csv module, header first."""
+    return list(csv.reader(io.StringIO(legacy_bytes.decode("latin-1"), newline="")))
 
 
-def test_cot_legacy_header_maps_by_name(cot: pd.DataFrame) -> None:
-    content = _legacy_file(_legacy_expected(cot), header=True)
+def _cells(rows: list[list[str]]) -> list[dict[str, str]]:
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def test_cot_legacy_columns_and_dtypes(legacy: pd.DataFrame, legacy_rows: list[list[str]]) -> None:
+    assert list(legacy.columns) == [c for c in CFTC_COT_LEGACY.column_names if c not in LOAD | {"available_at"}]
+    assert str(legacy["as_of"].dtype) == "datetime64[ns]"
+    assert all(str(legacy[c].dtype) == "Int64" for c in LEGACY_VENDOR)
+    assert tuple(legacy_rows[0]) == LEGACY_COLUMNS and len(LEGACY_COLUMNS) == 129  # the real header
+    assert len(legacy) == len(legacy_rows) - 1 == 66
+    weeks = {cell["As of Date in Form YYYY-MM-DD"] for cell in _cells(legacy_rows)}
+    assert legacy["as_of"].nunique() == len(weeks) == 11 and set(legacy["as_of"].dt.day_of_week) == {1}
+
+
+def test_cot_legacy_values_match_the_file(legacy: pd.DataFrame, legacy_rows: list[list[str]]) -> None:
+    for parsed, cell in zip(legacy.itertuples(index=False), _cells(legacy_rows), strict=True):
+        assert parsed.as_of == pd.Timestamp(cell["As of Date in Form YYYY-MM-DD"])
+        assert parsed.as_of == pd.Timestamp(dt.datetime.strptime(cell["As of Date in Form YYMMDD"], "%y%m%d"))
+        assert parsed.contract_code == cell["CFTC Contract Market Code"]
+        assert parsed.market_name == cell["Market and Exchange Names"]
+        assert parsed.exchange_code == cell["CFTC Market Code in Initials"].strip()
+        assert parsed.commodity_code == cell["CFTC Commodity Code"].strip()
+        assert parsed.contract_units == cell["Contract Units"]
+        for column, vendor in LEGACY_VENDOR.items():
+            assert getattr(parsed, column) == int(cell[vendor]), (column, cell["CFTC Contract Market Code"])
+
+
+def test_cot_legacy_wti_is_keyed_on_its_code(legacy: pd.DataFrame, legacy_rows: list[list[str]]) -> None:
+    cell = next(c for c in _cells(legacy_rows) if c["CFTC Contract Market Code"] == "067651"
+                and c["As of Date in Form YYYY-MM-DD"] == "2025-03-18")
+    wti = legacy[(legacy["contract_code"] == "067651") & (legacy["as_of"] == "2025-03-18")]
+    assert len(wti) == 1
+    wti = wti.iloc[0]
+    # Renamed in 2022 from 'CRUDE OIL, LIGHT SWEET - NEW YORK MERCANTILE EXCHANGE': the code is the key.
+    assert wti["market_name"] == cell["Market and Exchange Names"] == "WTI-PHYSICAL - NEW YORK MERCANTILE EXCHANGE"
+    assert wti["open_interest"] == int(cell["Open Interest (All)"])
+    assert wti["noncomm_long"] == int(cell["Noncommercial Positions-Long (All)"])
+    assert wti["noncomm_short"] == int(cell["Noncommercial Positions-Short (All)"])
+    assert wti["contract_units"] == "(CONTRACTS OF 1,000 BARRELS)"
+
+
+def test_cot_legacy_codes_keep_leading_zeros_and_lose_padding(legacy: pd.DataFrame,
+                                                              legacy_rows: list[list[str]]) -> None:
+    cells = _cells(legacy_rows)
+    assert set(legacy["contract_code"]) == {c["CFTC Contract Market Code"] for c in cells} == set(KEY_CONTRACTS)
+    assert any(c["CFTC Commodity Code"].endswith(" ") for c in cells)  # the vendor pads '022 '
+    assert any(c["Open Interest (All)"].startswith(" ") for c in cells)  # and right-aligns numbers
+    assert set(legacy["commodity_code"]) == {c["CFTC Commodity Code"].strip() for c in cells}
+    assert set(legacy["commodity_code"]) == {"022", "023", "067", "111"}
+    assert set(legacy["exchange_code"]) == {"NYME", "ICEU"}
+
+
+def test_cot_legacy_positions_add_up(legacy: pd.DataFrame) -> None:
+    for side in ("long", "short"):
+        assert (legacy[f"tot_rept_{side}"] + legacy[f"nonrept_{side}"] == legacy["open_interest"]).all()
+        total = legacy[f"noncomm_{side}"] + legacy["noncomm_spread"] + legacy[f"comm_{side}"]
+        assert (total == legacy[f"tot_rept_{side}"]).all()
+
+
+def test_cot_legacy_weekly_file_without_header(legacy_bytes: bytes, legacy: pd.DataFrame) -> None:
+    lines = legacy_bytes.split(b"\r\n")
+    weekly = b"\r\n".join(line for line in lines[1:] if b",2025-03-18," in line) + b"\r\n"
+    parsed = parse_cot_legacy(weekly)
+    expected = legacy[legacy["as_of"] == "2025-03-18"].reset_index(drop=True)
+    assert len(parsed) == 6
+    pd.testing.assert_frame_equal(parsed, expected)
+
+
+def test_cot_legacy_header_maps_by_name(legacy_bytes: bytes, legacy_rows: list[list[str]]) -> None:
     # Swap two position columns, in the header and in every row: mapping by name must follow them.
-    rows = list(csv.reader(io.StringIO(content.decode("latin-1"), newline="")))
+    rows = [list(row) for row in legacy_rows]
     a, b = LEGACY_COLUMNS.index("Noncommercial Positions-Long (All)"), LEGACY_COLUMNS.index(
         "Commercial Positions-Short (All)")
     for row in rows:
@@ -643,14 +720,43 @@ def test_cot_legacy_header_maps_by_name(cot: pd.DataFrame) -> None:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     parsed = parse_cot_legacy(buffer.getvalue().encode("latin-1"))
-    pd.testing.assert_frame_equal(parsed, parse_cot_legacy(content))
+    pd.testing.assert_frame_equal(parsed, parse_cot_legacy(legacy_bytes))
 
 
-def test_cot_flavours_are_not_mixed_up(cot_bytes: bytes, cot: pd.DataFrame) -> None:
+def test_cot_legacy_lone_dot_is_missing(legacy_bytes: bytes, legacy: pd.DataFrame) -> None:
+    line = legacy_bytes.split(b"\r\n")[1]
+    fields = line.split(b",")
+    at = LEGACY_COLUMNS.index("Noncommercial Positions-Spreading (All)")
+    assert fields[at].strip().isdigit()
+    fields[at] = b"."
+    parsed = parse_cot_legacy(legacy_bytes.replace(line, b",".join(fields), 1))
+    assert pd.isna(parsed.loc[0, "noncomm_spread"]) and not pd.isna(legacy.loc[0, "noncomm_spread"])
+    assert parsed.loc[1:, "noncomm_spread"].equals(legacy.loc[1:, "noncomm_spread"])
+
+
+def test_cot_legacy_consolidated_codes_end_in_plus() -> None:
+    content = LEGACY_CONSOLIDATED_PATH.read_bytes()
+    rows = list(csv.reader(io.StringIO(content.decode("latin-1"), newline="")))
+    codes = {cell["CFTC Contract Market Code"] for cell in _cells(rows)}
+    assert codes == {"12460+", "13874+", "20974+"}
+    parsed = parse_cot_legacy(content)
+    assert len(parsed) == len(rows) - 1 == 33 and set(parsed["contract_code"]) == codes
+    for parsed_row, cell in zip(parsed.itertuples(index=False), _cells(rows), strict=True):
+        assert parsed_row.open_interest == int(cell["Open Interest (All)"])
+    # A '+' anywhere but last is still not a CFTC code.
+    line = content.split(b"\r\n")[1]
+    assert b",12460+," in line
+    with pytest.raises(ReportParseError, match="'1246\\+0' is not 6 letters or digits") as err:
+        parse_cot_legacy(content.replace(line, line.replace(b",12460+,", b",1246+0,"), 1))
+    assert err.value.line == 2
+
+
+def test_cot_flavours_are_not_mixed_up(cot_bytes: bytes, legacy_bytes: bytes) -> None:
     with pytest.raises(ReportParseError, match="other COT report") as err:
-        parse_cot_disaggregated(_legacy_file(_legacy_expected(cot), header=True))
+        parse_cot_disaggregated(legacy_bytes)
     assert err.value.line == 1
     with pytest.raises(ReportParseError, match="other COT report"):
         parse_cot_legacy(cot_bytes)
+    headerless = legacy_bytes.split(b"\r\n", 1)[1]
     with pytest.raises(ReportParseError, match="129 fields, expected 191"):
-        parse_cot_disaggregated(_legacy_file(_legacy_expected(cot), header=False))
+        parse_cot_disaggregated(headerless)

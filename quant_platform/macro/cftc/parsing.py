@@ -179,7 +179,9 @@ DISAGGREGATED_OUTPUT: tuple[str, ...] = tuple(
 LEGACY_OUTPUT: tuple[str, ...] = tuple(c for c in CFTC_COT_LEGACY.column_names if c not in _NOT_OUTPUT)
 
 _WHOLE_NUMBER = re.compile(r"-?\d+")
-_CONTRACT_CODE = re.compile(r"[0-9A-Z]{6}")
+# Vendor quirk: contract market codes are 6 digits or capitals, except the legacy report's
+# "Consolidated" index markets, whose code ends in '+' (12460+ DJIA, 13874+ S&P 500, 20974+ NASDAQ-100).
+_CONTRACT_CODE = re.compile(r"[0-9A-Z]{5}[0-9A-Z+]")
 _FIRST_HEADER_CELL = "market_and_exchange_names"
 
 
@@ -347,7 +349,8 @@ def _parse_cot(content: bytes, layout: _CotLayout) -> pd.DataFrame:
     for name, vendor in layout.text.items():
         out[name] = column(vendor)
     if (i := _first_bad(~out["contract_code"].str.fullmatch(_CONTRACT_CODE.pattern))) is not None:
-        raise fail(i, f"contract code {out['contract_code'][i]!r} is not 6 letters or digits")
+        raise fail(i, f"contract code {out['contract_code'][i]!r} is not 6 letters or digits "
+                   "(the last may be '+')")
     for name in ("market_name", "exchange_code", "commodity_code"):
         if (i := _first_bad(out[name] == "")) is not None:
             raise fail(i, f"{layout.text[name]} is empty")

@@ -17,6 +17,11 @@ class EiaSeries:
     api_route: str  # EIA API v2 route under /v2/
 
 
+# Real recorded API v2 answers of these routes are in sample_data/eia/api_v2 (see SOURCES.md there):
+# WCESTUS1 answers exactly the query api_v2_request builds. WCRRIUS2 is recorded on petroleum/pnp/wiup with
+# extra facets and a one-week window, and EIA serves it on petroleum/sum/sndw as well; RWTC is recorded at
+# frequency=weekly with extra facets (this table asks daily). No recording covers WCSSTUS1, WCRFPUS2,
+# WCRIMUS2, WCREXUS2 or petroleum/crd/wkly. The routes are unchanged here on purpose.
 SERIES: dict[str, EiaSeries] = {s.series_id: s for s in (
     EiaSeries("WCESTUS1", "U.S. commercial crude oil stocks excluding SPR (thousand barrels)", "W",
               "petroleum/stoc/wstk"),
