@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from quant_platform.macro.cftc.parsing import LEGACY_COLUMNS
+from quant_platform.macro.eia.series import api_v2_request
 from quant_platform.vendors.simulator import (
     CFTC_DISAGG_WEEKLY_PATH,
     CFTC_LEGACY_WEEKLY_PATH,
@@ -35,9 +37,9 @@ from quant_platform.vendors.simulator import (
     DISAGG_POSITIONS_ALL_COLUMN,
     DISAGG_POSITIONS_OLD_COLUMN,
     DNAV_WCESTUS1_PATH,
+    EIA_API_RECORDINGS,
     EIA_API_WSTK_PATH,
     FAULT_KINDS,
-    LEGACY_FUTURES_COLUMNS,
     WPSR_TABLE1_PATH,
     FaultKindError,
     VendorDataDirNotFoundError,
@@ -52,7 +54,10 @@ WPSR_FILE = DATA_DIR / "eia" / "wpsr_table1_2026-05-01.csv"
 DNAV_FILE = DATA_DIR / "eia" / "dnav_WCESTUS1_weekly.csv"
 DISAGG_FILE = DATA_DIR / "cftc" / "disaggregated_futures_only_2021_energy.txt"
 DISAGG_ZIP_PATH = "/files/dea/history/fut_disagg_txt_2021.zip"
-LEGACY_ZIP_PATH = "/files/dea/history/deacot2021.zip"
+LEGACY_FILE = DATA_DIR / "cftc" / "legacy_futures_only_2025_energy.txt"
+LEGACY_ZIP_PATH = "/files/dea/history/deacot2025.zip"
+API_WCESTUS1_FILE = DATA_DIR / "eia" / "api_v2" / (
+    "petroleum-stoc-wstk_WCESTUS1_weekly_period-desc_offset-0_length-5000.json")
 T0 = 1_777_000_000.0
 TIMEOUT = 5
 
@@ -144,51 +149,32 @@ def test_weekly_disaggregated_file_is_latest_week_without_header(shared_sim):
     assert {row[2] for row in csv_rows(body)} == {"2021-03-16"}
 
 
-def test_legacy_history_is_derived_from_disaggregated_rows(shared_sim):
-    archive = zipfile.ZipFile(io.BytesIO(get(shared_sim, LEGACY_ZIP_PATH).content))
+def test_legacy_history_zip_holds_the_real_file_and_is_deterministic(shared_sim):
+    response = get(shared_sim, LEGACY_ZIP_PATH)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
     assert archive.namelist() == ["annual.txt"]
-    legacy = csv_rows(archive.read("annual.txt"))
-    disagg = csv_rows(DISAGG_FILE.read_bytes())
-    assert tuple(legacy[0]) == LEGACY_FUTURES_COLUMNS
-    assert len(legacy) == len(disagg)
-    assert {len(row) for row in legacy} == {len(LEGACY_FUTURES_COLUMNS)}
-    head, source_head = legacy[0], disagg[0]
-    for row, source in zip(legacy[1:], disagg[1:], strict=True):
-        have = dict(zip(head, (cell.strip() for cell in row), strict=True))
-        real = dict(zip(source_head, (cell.strip() for cell in source), strict=True))
-        assert have["CFTC Contract Market Code"] == real["CFTC_Contract_Market_Code"]
-        assert have["Open Interest (All)"] == real["Open_Interest_All"]
-        assert int(have["Noncommercial Positions-Long (All)"]) == int(
-            real["M_Money_Positions_Long_All"]
-        ) + int(real["Other_Rept_Positions_Long_All"])
-        assert int(have["Commercial Positions-Short (All)"]) == sum(
-            int(real[name])
-            for name in (
-                "Prod_Merc_Positions_Short_All",
-                "Swap__Positions_Short_All",
-                "Swap__Positions_Spread_All",
-            )
-        )
-        assert have[" Total Reportable Positions-Long (All)"] == real["Tot_Rept_Positions_Long_All"]
-        # The legacy identity holds: total reportable = noncommercial + spreading + commercial, per side.
-        spreading = int(have["Noncommercial Positions-Spreading (All)"])
-        for side, total_column in (
-            ("Long", " Total Reportable Positions-Long (All)"),
-            ("Short", "Total Reportable Positions-Short (All)"),
-        ):
-            noncommercial = int(have[f"Noncommercial Positions-{side} (All)"])
-            commercial = int(have[f"Commercial Positions-{side} (All)"])
-            assert int(have[total_column]) == noncommercial + spreading + commercial
-        assert have["Nonreportable Positions-Short (All)"] == real["NonRept_Positions_Short_All"]
+    real = LEGACY_FILE.read_bytes()
+    assert archive.read("annual.txt") == real
+    rows = csv_rows(real)
+    assert tuple(rows[0]) == LEGACY_COLUMNS  # the vendor's header, as the parser names it
+    latest = max(date.fromisoformat(row[2]) for row in rows[1:])
+    assert latest == date(2025, 3, 18)
+    assert archive.getinfo("annual.txt").date_time == (2025, 3, 21, 15, 30, 0)  # the Friday release after it
+    with VendorSimulator(DATA_DIR) as other:
+        assert get(other, LEGACY_ZIP_PATH).content == response.content
+    assert get(shared_sim, "/files/dea/history/deacot2021.zip").status_code == 404  # no real 2021 legacy file
 
 
-def test_legacy_weekly_file_has_no_header_and_latest_week_only(shared_sim):
+def test_legacy_weekly_file_is_the_latest_real_week_without_header(shared_sim):
+    real = LEGACY_FILE.read_bytes()
     body = get(shared_sim, CFTC_LEGACY_WEEKLY_PATH).content
+    assert not body.startswith(b'"Market and Exchange Names"')
+    latest_rows = [line for line in real.splitlines(keepends=True)[1:] if b",2025-03-18," in line]
+    assert body == b"".join(latest_rows)  # byte-identical rows, CRLF kept, file order kept
     rows = csv_rows(body)
-    assert rows and not body.startswith(b'"Market and Exchange Names"')
-    assert {row[2] for row in rows} == {"2021-03-16"}
-    assert {len(row) for row in rows} == {len(LEGACY_FUTURES_COLUMNS)}
-    assert b"\r\n" in body and body.count(b"\r\n") == len(rows)
+    assert len(rows) == 6 and {row[2] for row in rows} == {"2025-03-18"}
+    assert {len(row) for row in rows} == {len(LEGACY_COLUMNS)}
 
 
 # -- EIA API v2 ------------------------------------------------------------------------------------
@@ -208,9 +194,34 @@ def test_api_requires_an_api_key(shared_sim):
     response = api_get(shared_sim, frequency="weekly")
     assert response.status_code == 403
     assert response.json()["error"].startswith("No api_key was supplied")
+    recorded = EIA_API_RECORDINGS[-1]
+    assert get(shared_sim, recorded.path).status_code == 403
 
 
-def test_api_pages_through_the_real_series(shared_sim):
+@pytest.mark.parametrize("recording", EIA_API_RECORDINGS, ids=lambda r: Path(r.source).stem)
+def test_api_serves_each_recorded_answer_verbatim(shared_sim, recording):
+    response = get(shared_sim, f"{recording.path}&api_key=test")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.content == (DATA_DIR / recording.source).read_bytes()
+    assert shared_sim.release_time(f"{recording.path}&api_key=test") is not None
+
+
+def test_api_answers_the_platforms_query_with_the_recorded_wcestus1_answer(shared_sim):
+    real = API_WCESTUS1_FILE.read_bytes()
+    url, params = api_v2_request(shared_sim.base_url, "WCESTUS1", "test-key", 0)
+    assert url == shared_sim.base_url + EIA_API_WSTK_PATH
+    response = requests.get(url, params=params, timeout=TIMEOUT)
+    assert response.status_code == 200 and response.content == real
+    # The same query spelled otherwise (data[] for data[0], defaults left out, no trailing slash).
+    respelled = {key: value for key, value in params.items() if key not in ("data[0]", "offset", "length")}
+    again = get(shared_sim, EIA_API_WSTK_PATH.rstrip("/"), params={**respelled, "data[]": "value"})
+    assert again.content == real
+    document = json.loads(real)
+    assert document["response"]["total"] == str(len(document["response"]["data"])) == "2193"
+
+
+def test_api_answers_other_wstk_queries_by_a_derivation_from_dnav(shared_sim):
     observations = _dnav_observations()
     params = {
         "api_key": "test",
@@ -222,12 +233,19 @@ def test_api_pages_through_the_real_series(shared_sim):
     }
     first = api_get(shared_sim, **params, offset=0, length=3).json()
     second = api_get(shared_sim, **params, offset=3, length=3).json()
+    assert "DERIVED" in first["response"]["description"]
     assert first["response"]["total"] == str(len(observations))
     periods = [row["period"] for row in first["response"]["data"] + second["response"]["data"]]
     assert periods == [period for period, _ in observations[:6]]
     top = first["response"]["data"][0]
     assert top["period"] == "2024-08-30" and top["value"] == "418310" and top["units"] == "MBBL"
     assert top["series"] == "WCESTUS1" and top["duoarea"] == "NUS"
+    # The derived rows carry the field names and codes of the recorded answer's rows.
+    recorded_row = json.loads(API_WCESTUS1_FILE.read_bytes())["response"]["data"][0]
+    assert set(top) == set(recorded_row)
+    assert {key: top[key] for key in top if key not in ("period", "value")} == {
+        key: recorded_row[key] for key in recorded_row if key not in ("period", "value")
+    }
     assert first["request"]["params"]["offset"] == 0 and first["apiVersion"] == "2.1.8"
 
     ascending = api_get(shared_sim, **{**params, "sort[0][direction]": "asc"}, length=1).json()
@@ -241,6 +259,14 @@ def test_api_facet_for_another_series_is_empty(shared_sim):
     body = api_get(shared_sim, api_key="k", frequency="weekly", **{"facets[series][]": "WGTSTUS1"}).json()
     assert body["response"]["total"] == "0" and body["response"]["data"] == []
     assert api_get(shared_sim, api_key="k", frequency="monthly").status_code == 400
+
+
+def test_api_unknown_route_or_unrecorded_query_is_404(shared_sim):
+    unknown = get(shared_sim, "/v2/petroleum/crd/wkly/data/", params={"api_key": "k", "frequency": "weekly"})
+    assert unknown.status_code == 404 and "no data route" in unknown.json()["error"]
+    unrecorded = get(shared_sim, "/v2/petroleum/pnp/wiup/data/", params={"api_key": "k", "frequency": "weekly"})
+    assert unrecorded.status_code == 404 and "no recorded answer" in unrecorded.json()["error"]
+    assert shared_sim.release_time("/v2/petroleum/pnp/wiup/data/?api_key=k&frequency=weekly") is None
 
 
 # -- conditional requests --------------------------------------------------------------------------
@@ -264,6 +290,11 @@ def test_etag_and_last_modified_give_304(shared_sim):
 
 
 def test_api_answers_are_cacheable_too(shared_sim):
+    recorded = get(shared_sim, f"{EIA_API_RECORDINGS[0].path}&api_key=k")
+    assert recorded.headers["ETag"].strip('"') == hashlib.sha256(recorded.content).hexdigest()[:32]
+    assert get(
+        shared_sim, f"{EIA_API_RECORDINGS[0].path}&api_key=k", headers={"If-None-Match": recorded.headers["ETag"]}
+    ).status_code == 304
     response = api_get(shared_sim, api_key="k", length=1)
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     assert response.headers["ETag"] == api_get(shared_sim, api_key="k", length=1).headers["ETag"]

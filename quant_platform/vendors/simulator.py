@@ -18,7 +18,7 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.utils import formatdate, parsedate_to_datetime
@@ -29,9 +29,6 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from quant_platform.errors import QuantPlatformError
-
-# Header of the legacy futures-only annual.txt: one definition, shared with the parser.
-from quant_platform.macro.cftc.parsing import LEGACY_COLUMNS as LEGACY_FUTURES_COLUMNS
 
 # --------------------------------------------------------------------------------------------------
 # Public constants
@@ -52,11 +49,14 @@ DATA_DIR_ENV = "QP_SAMPLE_DATA"  # one variable for every sample file (platform/
 WPSR_TABLE1_SOURCE = "eia/wpsr_table1_2026-05-01.csv"
 DNAV_WCESTUS1_SOURCE = "eia/dnav_WCESTUS1_weekly.csv"
 CFTC_DISAGG_YEAR_SOURCE = "cftc/disaggregated_futures_only_2021_energy.txt"
+CFTC_LEGACY_YEAR_SOURCE = "cftc/legacy_futures_only_2025_energy.txt"
+# Real EIA API v2 answers are listed in EIA_API_RECORDINGS (files under eia/api_v2/).
 
 # URL paths, as the vendors publish them (host names differ by vendor; the simulator serves them all).
 WPSR_TABLE1_PATH = "/wpsr/table1.csv"  # ir.eia.gov
 DNAV_WCESTUS1_PATH = "/dnav/pet/hist/LeafHandler.ashx?n=PET&s=WCESTUS1&f=W"  # www.eia.gov
-EIA_API_WSTK_PATH = "/v2/petroleum/stoc/wstk/data/"  # api.eia.gov (generated from the dnav file)
+EIA_API_PREFIX = "/v2/"  # api.eia.gov
+EIA_API_WSTK_PATH = "/v2/petroleum/stoc/wstk/data/"  # recorded answers, else derived from the dnav file
 CFTC_DISAGG_WEEKLY_PATH = "/dea/newcot/f_disagg.txt"  # www.cftc.gov
 CFTC_LEGACY_WEEKLY_PATH = "/dea/newcot/deafut.txt"
 CFTC_DISAGG_HISTORY_TEMPLATE = "/files/dea/history/fut_disagg_txt_{year}.zip"
@@ -65,6 +65,10 @@ ADMIN_PREFIX = "/_sim/"
 
 EIA_API_MAX_LENGTH = 5000
 EIA_API_VERSION = "2.1.8"
+
+# Columns holding the as-of date as YYYY-MM-DD in the yearly COT files (disaggregated, legacy).
+DISAGG_DATE_COLUMN = "Report_Date_as_YYYY-MM-DD"
+LEGACY_DATE_COLUMN = "As of Date in Form YYYY-MM-DD"
 
 # Column positions in the CFTC disaggregated futures-only layout (the weekly file has no header).
 DISAGG_YYMMDD_COLUMN = 1
@@ -205,24 +209,36 @@ def _read_vendor_file(data_dir: Path, relative: str) -> bytes:
 
 
 def build_catalog(data_dir: Path) -> list[CatalogEntry]:
-    """Everything served when preload=True, built from the real files under data_dir (read only)."""
+    """Everything served when preload=True, built from the real files under data_dir (read only).
+
+    Every CFTC and EIA file is served as its vendor published it (the yearly files zipped, the weekly
+    files as the latest week's rows of the yearly file). The EIA API v2 serves the recorded answers of
+    EIA_API_RECORDINGS byte for byte to the queries they answered; any other query on the wstk route gets
+    an answer DERIVED from the dnav WCESTUS1 file (see _answer_eia_wstk).
+    """
     wpsr = _read_vendor_file(data_dir, WPSR_TABLE1_SOURCE)
     dnav = _read_vendor_file(data_dir, DNAV_WCESTUS1_SOURCE)
     disagg = _read_vendor_file(data_dir, CFTC_DISAGG_YEAR_SOURCE)
+    legacy = _read_vendor_file(data_dir, CFTC_LEGACY_YEAR_SOURCE)
     _parse_dnav_rows(dnav)  # fail now, not on the first API request
-    year_file = _CftcYearFile.parse(disagg, CFTC_DISAGG_YEAR_SOURCE)
-    stamp = year_file.release_stamp()
-    legacy_header, legacy_rows = year_file.legacy_lines()
-    legacy_latest = b"".join(
-        row for row, day in zip(legacy_rows, year_file.row_dates, strict=True) if day == year_file.latest
-    )
-    year = year_file.latest.year
+    year_file = _CftcYearFile.parse(disagg, CFTC_DISAGG_YEAR_SOURCE, DISAGG_DATE_COLUMN)
+    year_file.check_disaggregated_layout(CFTC_DISAGG_YEAR_SOURCE)
+    legacy_file = _CftcYearFile.parse(legacy, CFTC_LEGACY_YEAR_SOURCE, LEGACY_DATE_COLUMN)
+    recorded = [
+        CatalogEntry(
+            recording.path,
+            _read_api_recording(data_dir, recording),
+            "application/json",
+            f"{recording.source} verbatim (a recorded EIA answer)",
+        )
+        for recording in EIA_API_RECORDINGS
+    ]
     return [
         CatalogEntry(WPSR_TABLE1_PATH, wpsr, "text/csv", f"{WPSR_TABLE1_SOURCE} verbatim"),
         CatalogEntry(DNAV_WCESTUS1_PATH, dnav, "text/csv", f"{DNAV_WCESTUS1_SOURCE} verbatim"),
         CatalogEntry(
-            CFTC_DISAGG_HISTORY_TEMPLATE.format(year=year),
-            deterministic_zip("f_year.txt", disagg, stamp),
+            CFTC_DISAGG_HISTORY_TEMPLATE.format(year=year_file.latest.year),
+            deterministic_zip("f_year.txt", disagg, year_file.release_stamp()),
             "application/zip",
             f"zip of {CFTC_DISAGG_YEAR_SOURCE} as f_year.txt",
         ),
@@ -233,17 +249,18 @@ def build_catalog(data_dir: Path) -> list[CatalogEntry]:
             f"rows of {year_file.latest.isoformat()} from {CFTC_DISAGG_YEAR_SOURCE}, no header",
         ),
         CatalogEntry(
-            CFTC_LEGACY_HISTORY_TEMPLATE.format(year=year),
-            deterministic_zip("annual.txt", legacy_header + b"".join(legacy_rows), stamp),
+            CFTC_LEGACY_HISTORY_TEMPLATE.format(year=legacy_file.latest.year),
+            deterministic_zip("annual.txt", legacy, legacy_file.release_stamp()),
             "application/zip",
-            f"legacy layout DERIVED from {CFTC_DISAGG_YEAR_SOURCE} (no real legacy file exists here)",
+            f"zip of {CFTC_LEGACY_YEAR_SOURCE} as annual.txt",
         ),
         CatalogEntry(
             CFTC_LEGACY_WEEKLY_PATH,
-            legacy_latest,
+            legacy_file.latest_week_rows(),
             "text/plain",
-            f"legacy layout DERIVED from the {year_file.latest.isoformat()} rows, no header",
+            f"rows of {legacy_file.latest.isoformat()} from {CFTC_LEGACY_YEAR_SOURCE}, no header",
         ),
+        *recorded,
     ]
 
 
@@ -260,8 +277,130 @@ def deterministic_zip(member: str, data: bytes, date_time: tuple[int, int, int, 
 
 
 # --------------------------------------------------------------------------------------------------
-# EIA: dnav series file and the API v2 route generated from it
+# EIA: API v2 recorded answers, and the wstk route derived from the dnav series file
 # --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiRecording:
+    """A real EIA API v2 answer kept verbatim under eia/api_v2/, and the query it is served for."""
+
+    source: str  # file, relative to the data dir
+    route: str  # URL path on api.eia.gov
+    query: str  # the query it answered, without api_key (parameter spelling and order do not matter)
+
+    @property
+    def path(self) -> str:
+        return f"{self.route}?{self.query}"
+
+
+# Where each answer was recorded, and how, is in SOURCES.md. The OpenBB cassettes' queries are given as
+# recorded; myeia's WCESTUS1 query carried start=1954-10-14&end=2029-10-14, a window wider than the series
+# (1982-08-20 on), so its answer is the answer to the same query without start/end: the query the platform
+# sends (macro.eia.series.api_v2_request), which is the one listed.
+EIA_API_RECORDINGS: tuple[ApiRecording, ...] = (
+    ApiRecording(
+        "eia/api_v2/petroleum-stoc-wstk_WCESTUS1_weekly_period-desc_offset-0_length-5000.json",
+        EIA_API_WSTK_PATH,
+        "frequency=weekly&data[0]=value&facets[series][]=WCESTUS1&sort[0][column]=period"
+        "&sort[0][direction]=desc&offset=0&length=5000",
+    ),
+    ApiRecording(
+        "eia/api_v2/petroleum-stoc-wstk_WCRSTUS1_weekly_1982-08-20.json",
+        EIA_API_WSTK_PATH,
+        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS&facets[process][]=SAE&facets[product][]=EPC0"
+        "&facets[series][]=WCRSTUS1&frequency=weekly&length=5000&offset=0&sort[0][column]=period"
+        "&sort[0][direction]=asc&start=1982-08-20",
+    ),
+    ApiRecording(
+        "eia/api_v2/petroleum-pnp-wiup_WCRRIUS2_weekly_1982-08-20.json",
+        "/v2/petroleum/pnp/wiup/data/",
+        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS&facets[process][]=YIY&facets[product][]=EPC0"
+        "&facets[series][]=WCRRIUS2&frequency=weekly&length=5000&offset=0&sort[0][column]=period"
+        "&sort[0][direction]=asc&start=1982-08-20",
+    ),
+    ApiRecording(
+        "eia/api_v2/petroleum-sum-sndw_WCRRIUS2_weekly_1982-08-20.json",
+        "/v2/petroleum/sum/sndw/data/",
+        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS&facets[duoarea][]=NUS-Z00&facets[process][]=YIY"
+        "&facets[product][]=EPC0&facets[series][]=WCRRIUS2&frequency=weekly&length=5000&offset=0"
+        "&sort[0][column]=period&sort[0][direction]=asc&start=1982-08-20",
+    ),
+    ApiRecording(
+        "eia/api_v2/petroleum-move-wkly_WDIIMUS2_weekly_1982-08-20.json",
+        "/v2/petroleum/move/wkly/data/",
+        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS-Z00&facets[process][]=IM0&facets[product][]=EPD0"
+        "&facets[series][]=WDIIMUS2&frequency=weekly&length=5000&offset=0&sort[0][column]=period"
+        "&sort[0][direction]=asc&start=1982-08-20",
+    ),
+    ApiRecording(
+        "eia/api_v2/petroleum-pri-spt_RWTC_weekly_1986-01-03.json",
+        "/v2/petroleum/pri/spt/data/",
+        "data[0]=value&end=1986-01-03&facets[duoarea][]=RGC&facets[duoarea][]=Y44MB&facets[duoarea][]=YCUOK"
+        "&facets[duoarea][]=ZEU&facets[process][]=PF4&facets[product][]=EPCWTI&facets[series][]=RWTC"
+        "&frequency=weekly&length=5000&offset=0&sort[0][column]=period&sort[0][direction]=asc"
+        "&start=1986-01-03",
+    ),
+    ApiRecording(
+        "eia/api_v2/petroleum-pri-spt_EPCBRENT_monthly_2025-01_2025-03.json",
+        "/v2/petroleum/pri/spt/data/",
+        "data[0]=value&end=2025-03&facets[product][]=EPCBRENT&frequency=monthly&length=5000&offset=0"
+        "&sort[0][column]=period&sort[0][direction]=asc&start=2025-01",
+    ),
+)
+
+
+def _read_api_recording(data_dir: Path, recording: ApiRecording) -> bytes:
+    body = _read_vendor_file(data_dir, recording.source)
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VendorFileFormatError(f"{recording.source}: not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("response"), dict):
+        raise VendorFileFormatError(f"{recording.source}: no 'response' object, not an EIA API v2 answer")
+    return body
+
+
+def _split_api_params(
+    params: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str], list[str], dict[str, list[str]], dict[int, dict[str, str]]]:
+    """(single parameters, data columns, facets, sort specs) of an API v2 query string."""
+    single: dict[str, str] = {}
+    data_columns: list[str] = []
+    facets: dict[str, list[str]] = {}
+    sort_specs: dict[int, dict[str, str]] = {}
+    for key, value in params:
+        if re.fullmatch(r"data\[\d*\]", key):
+            data_columns.append(value)
+        elif match := re.fullmatch(r"facets\[([^\]]+)\]\[\d*\]", key):
+            facets.setdefault(match.group(1), []).append(value)
+        elif match := re.fullmatch(r"sort\[(\d+)\]\[(column|direction)\]", key):
+            sort_specs.setdefault(int(match.group(1)), {})[match.group(2)] = value
+        else:
+            single[key] = value
+    return single, data_columns, facets, sort_specs
+
+
+def _api_query_key(params: Iterable[tuple[str, str]]) -> tuple[Any, ...]:
+    """What an API v2 query asks for, so that equivalent spellings compare equal; api_key is left out.
+
+    data[]=value and data[0]=value name the same column; the order of parameters and of facet values does
+    not matter; offset and length default to 0 and 5000 as on api.eia.gov.
+    """
+    single, data_columns, facets, sort_specs = _split_api_params(params)
+    single.pop("api_key", None)
+    sorts = tuple(
+        (spec.get("column", ""), spec.get("direction", "asc").lower()) for _, spec in sorted(sort_specs.items())
+    )
+    return (
+        tuple(sorted(data_columns)),
+        tuple(sorted((name, tuple(sorted(values))) for name, values in facets.items())),
+        sorts,
+        single.pop("offset", "0").strip() or "0",
+        single.pop("length", str(EIA_API_MAX_LENGTH)).strip() or str(EIA_API_MAX_LENGTH),
+        tuple(sorted(single.items())),
+    )
+
 
 _WCESTUS1_API_FIELDS = {
     "duoarea": "NUS",
@@ -304,25 +443,12 @@ def _api_error(status: int, message: str) -> tuple[int, dict[str, Any]]:
 
 
 def _answer_eia_wstk(params: list[tuple[str, str]], dnav: bytes) -> tuple[int, dict[str, Any]]:
-    """Status and JSON document the EIA API v2 answers on /v2/petroleum/stoc/wstk/data/."""
-    single: dict[str, str] = {}
-    data_columns: list[str] = []
-    facets: dict[str, list[str]] = {}
-    sort_specs: dict[int, dict[str, str]] = {}
-    for key, value in params:
-        if re.fullmatch(r"data\[\d*\]", key):
-            data_columns.append(value)
-        elif match := re.fullmatch(r"facets\[([^\]]+)\]\[\d*\]", key):
-            facets.setdefault(match.group(1), []).append(value)
-        elif match := re.fullmatch(r"sort\[(\d+)\]\[(column|direction)\]", key):
-            sort_specs.setdefault(int(match.group(1)), {})[match.group(2)] = value
-        else:
-            single[key] = value
-    if not single.get("api_key"):
-        return _api_error(
-            403,
-            "No api_key was supplied.  Please register for one at https://www.eia.gov/opendata/register.php",
-        )
+    """Status and JSON document for a wstk query no recorded answer matches: a DERIVATION, not vendor bytes.
+
+    The rows are the dnav WCESTUS1 history file's (real values), laid out as API v2 rows with the field
+    names and codes of the recorded wstk answer; filters, sorting and paging follow the API's rules.
+    """
+    single, data_columns, facets, sort_specs = _split_api_params(params)
     frequency = single.get("frequency", "weekly")
     if frequency != "weekly":
         return _api_error(
@@ -385,7 +511,8 @@ def _answer_eia_wstk(params: list[tuple[str, str]], dnav: bytes) -> tuple[int, d
             "dateFormat": "YYYY-MM-DD",
             "frequency": "weekly",
             "data": page,
-            "description": "Weekly petroleum stocks (simulated from the EIA dnav WCESTUS1 history file)",
+            "description": "Weekly petroleum stocks (DERIVED by the simulator from the EIA dnav WCESTUS1 "
+            "history file; no recorded answer matches this query)",
         }
     )
     echo = {
@@ -415,7 +542,7 @@ def _api_sort_key(row: dict[str, str], column: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# CFTC: yearly disaggregated file, weekly file and the derived legacy layout
+# CFTC: yearly files (disaggregated, legacy) and the weekly files cut from them
 # --------------------------------------------------------------------------------------------------
 
 
@@ -463,7 +590,7 @@ def _split_line_ending(raw_line: bytes) -> tuple[str, bytes]:
 
 
 class _CftcYearFile:
-    """A disaggregated futures-only yearly file (header + rows), kept as raw lines for byte fidelity."""
+    """A COT futures-only yearly file (header + rows), kept as raw lines for byte fidelity."""
 
     def __init__(self, header: list[str], header_line: bytes, lines: list[bytes], dates: list[date]):
         self.header = header
@@ -471,21 +598,18 @@ class _CftcYearFile:
         self.lines = lines
         self.row_dates = dates
         self.latest = max(dates)
-        self.column = {name: index for index, name in enumerate(header)}
 
     @classmethod
-    def parse(cls, content: bytes, source: str) -> _CftcYearFile:
+    def parse(cls, content: bytes, source: str, date_column: str) -> _CftcYearFile:
+        """Split a yearly file into its header and rows; `date_column` holds each row's as-of date."""
         raw_lines = [line for line in content.splitlines(keepends=True) if line.strip()]
         if len(raw_lines) < 2:
             raise VendorFileFormatError(f"{source}: expected a header and at least one row")
         header_text, _ = _split_line_ending(raw_lines[0])
         header = [_cftc_value(field) for field in _cftc_fields(header_text)]
-        if "Report_Date_as_YYYY-MM-DD" not in header:
-            raise VendorFileFormatError(f"{source}: no Report_Date_as_YYYY-MM-DD column in the header")
-        for offset, name in enumerate(DISAGG_BLOCK_COLUMNS):
-            if header[DISAGG_POSITIONS_ALL_COLUMN + offset] != f"{name}_All":
-                raise VendorFileFormatError(f"{source}: unexpected column order near {name}_All")
-        date_index = header.index("Report_Date_as_YYYY-MM-DD")
+        if date_column not in header:
+            raise VendorFileFormatError(f"{source}: no {date_column} column in the header")
+        date_index = header.index(date_column)
         dates: list[date] = []
         for number, raw in enumerate(raw_lines[1:], start=2):
             text, _ = _split_line_ending(raw)
@@ -500,8 +624,15 @@ class _CftcYearFile:
                 raise VendorFileFormatError(f"{source} line {number}: bad report date") from exc
         return cls(header, raw_lines[0], raw_lines[1:], dates)
 
+    def check_disaggregated_layout(self, source: str) -> None:
+        """The position columns sit where next_cot_week expects them (DISAGG_POSITIONS_ALL_COLUMN on)."""
+        for offset, name in enumerate(DISAGG_BLOCK_COLUMNS):
+            at = DISAGG_POSITIONS_ALL_COLUMN + offset
+            if at >= len(self.header) or self.header[at] != f"{name}_All":
+                raise VendorFileFormatError(f"{source}: unexpected column order near {name}_All")
+
     def latest_week_rows(self) -> bytes:
-        """The weekly f_disagg.txt: the rows of the latest report date, byte for byte, no header."""
+        """The weekly file (f_disagg.txt, deafut.txt): the latest report date's rows, byte for byte, no header."""
         return b"".join(
             line for line, day in zip(self.lines, self.row_dates, strict=True) if day == self.latest
         )
@@ -510,125 +641,6 @@ class _CftcYearFile:
         """Zip timestamp: the Friday 15:30 after the latest Tuesday, when the CFTC would publish."""
         friday = self.latest + timedelta(days=(4 - self.latest.weekday()) % 7)
         return (friday.year, friday.month, friday.day, 15, 30, 0)
-
-    def legacy_lines(self) -> tuple[bytes, list[bytes]]:
-        """Header line and rows of the legacy futures-only layout, DERIVED from the disaggregated rows.
-
-        No real legacy file exists in the shared data, so this is a documented derivation, not vendor
-        data: noncommercial = managed money + other reportables (long, short, spreading); commercial =
-        producer/merchant + swap dealers, with the swap dealers' spreading counted on both sides (the
-        legacy report has no commercial spreading column), so total reportable long = noncommercial long
-        + spreading + commercial long holds as in the vendor file. Open interest, total reportable and
-        nonreportable are copied, % of open interest is recomputed, trader counts other than the totals
-        are '.' (they are not additive), concentration ratios and contract units are copied.
-        """
-        ending = _split_line_ending(self.header_line)[1] or b"\r\n"
-        header = ",".join(f'"{name}"' for name in LEGACY_FUTURES_COLUMNS).encode("latin-1") + ending
-        rows = []
-        for raw in self.lines:
-            text, line_ending = _split_line_ending(raw)
-            legacy = self._legacy_fields(_cftc_fields(text))
-            rows.append(",".join(legacy).encode("latin-1") + (line_ending or ending))
-        return header, rows
-
-    def _legacy_fields(self, fields: list[str]) -> list[str]:
-        def raw(name: str) -> str:
-            return fields[self.column[name]]
-
-        def summed(*names: str) -> tuple[str, int | None]:
-            parts = [_cftc_int(raw(name)) for name in names]
-            known = [part for part in parts if part is not None]
-            if not known:
-                return ".", None
-            total = sum(known)
-            return _pad_like(raw(names[0]), str(total)), total
-
-        out = [
-            raw("Market_and_Exchange_Names"),
-            raw("As_of_Date_In_Form_YYMMDD"),
-            raw("Report_Date_as_YYYY-MM-DD"),
-            raw("CFTC_Contract_Market_Code"),
-            raw("CFTC_Market_Code"),
-            raw("CFTC_Region_Code"),
-            raw("CFTC_Commodity_Code"),
-        ]
-        positions: dict[str, list[int | None]] = {}
-        for group in ("All", "Old", "Other"):
-            block = [
-                summed(f"Open_Interest_{group}"),
-                summed(f"M_Money_Positions_Long_{group}", f"Other_Rept_Positions_Long_{group}"),
-                summed(f"M_Money_Positions_Short_{group}", f"Other_Rept_Positions_Short_{group}"),
-                summed(f"M_Money_Positions_Spread_{group}", f"Other_Rept_Positions_Spread_{group}"),
-                summed(
-                    f"Prod_Merc_Positions_Long_{group}",
-                    f"Swap_Positions_Long_{group}",
-                    f"Swap__Positions_Spread_{group}",
-                ),
-                summed(
-                    f"Prod_Merc_Positions_Short_{group}",
-                    f"Swap__Positions_Short_{group}",
-                    f"Swap__Positions_Spread_{group}",
-                ),
-                summed(f"Tot_Rept_Positions_Long_{group}"),
-                summed(f"Tot_Rept_Positions_Short_{group}"),
-                summed(f"NonRept_Positions_Long_{group}"),
-                summed(f"NonRept_Positions_Short_{group}"),
-            ]
-            out.extend(text for text, _ in block)
-            positions[group] = [value for _, value in block]
-        out.extend(
-            text
-            for text, _ in (
-                summed("Change_in_Open_Interest_All"),
-                summed("Change_in_M_Money_Long_All", "Change_in_Other_Rept_Long_All"),
-                summed("Change_in_M_Money_Short_All", "Change_in_Other_Rept_Short_All"),
-                summed("Change_in_M_Money_Spread_All", "Change_in_Other_Rept_Spread_All"),
-                summed(
-                    "Change_in_Prod_Merc_Long_All", "Change_in_Swap_Long_All", "Change_in_Swap_Spread_All"
-                ),
-                summed(
-                    "Change_in_Prod_Merc_Short_All", "Change_in_Swap_Short_All", "Change_in_Swap_Spread_All"
-                ),
-                summed("Change_in_Tot_Rept_Long_All"),
-                summed("Change_in_Tot_Rept_Short_All"),
-                summed("Change_in_NonRept_Long_All"),
-                summed("Change_in_NonRept_Short_All"),
-            )
-        )
-        for group in ("All", "Old", "Other"):
-            out.append(raw(f"Pct_of_Open_Interest_{group}"))
-            width_of = raw(f"Pct_of_OI_M_Money_Long_{group}")
-            open_interest = positions[group][0]
-            for value in positions[group][1:]:
-                if value is None:
-                    out.append(".")
-                else:
-                    share = 100.0 * value / open_interest if open_interest else 0.0
-                    out.append(_pad_like(width_of, f"{share:.1f}"))
-        for group in ("All", "Old", "Other"):
-            # Trader counts are not additive across categories: only the totals carry over.
-            out.append(raw(f"Traders_Tot_{group}"))
-            out.extend(["."] * 5)
-            out.append(raw(f"Traders_Tot_Rept_Long_{group}"))
-            out.append(raw(f"Traders_Tot_Rept_Short_{group}"))
-        for group in ("All", "Old", "Other"):
-            for measure in ("Gross_LE_4", "Gross_LE_8", "Net_LE_4", "Net_LE_8"):
-                out.append(raw(f"Conc_{measure}_TDR_Long_{group}"))
-                out.append(raw(f"Conc_{measure}_TDR_Short_{group}"))
-        out.extend(
-            raw(name)
-            for name in (
-                "Contract_Units",
-                "CFTC_Contract_Market_Code_Quotes",
-                "CFTC_Market_Code_Quotes",
-                "CFTC_Commodity_Code_Quotes",
-            )
-        )
-        if len(out) != len(LEGACY_FUTURES_COLUMNS):  # pragma: no cover - guards the layout above
-            raise VendorFileFormatError(
-                f"legacy row has {len(out)} fields, header {len(LEGACY_FUTURES_COLUMNS)}"
-            )
-        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -955,6 +967,10 @@ def _misencode(body: bytes, content_type: str) -> tuple[bytes, str]:
 class VendorSimulator:
     """EIA + CFTC download sites on one local port; the preloaded files are listed by build_catalog().
 
+    Under /v2/ it answers as the EIA API v2: 403 without an api_key; a recorded answer (EIA_API_RECORDINGS,
+    real bytes) to the query it answered, however the query is spelled; any other query on the wstk route
+    gets an answer DERIVED from the dnav WCESTUS1 file (_answer_eia_wstk); anything else a JSON 404.
+
     The preloaded catalog is released when the simulator is built (normally right before start()), so a
     publish() made afterwards with at=None supersedes it. All times come from `clock` (epoch seconds),
     which tests replace to move time without sleeping; the "timeout" fault sleeps in real time.
@@ -1072,8 +1088,9 @@ class VendorSimulator:
         """When the body a request to `path` would get now was released (None if it would get 404)."""
         resource_path, params = _split_target(path)
         now = self._clock()
-        if resource_path.rstrip("/") == EIA_API_WSTK_PATH.rstrip("/"):
-            resource_path, params = _split_target(DNAV_WCESTUS1_PATH)
+        if resource_path.startswith(EIA_API_PREFIX):
+            source = self._api_source(resource_path, params, now)
+            return source[1].at if source is not None else None
         release = self._served_release(resource_path, params, now)
         return release.at if release is not None else None
 
@@ -1157,7 +1174,9 @@ class VendorSimulator:
         return {
             "now": now,
             "resources": resources,
-            "generated": [{"path": EIA_API_WSTK_PATH, "from": DNAV_WCESTUS1_PATH}],
+            "generated": [
+                {"path": EIA_API_WSTK_PATH, "from": DNAV_WCESTUS1_PATH, "when": "no recorded answer matches"}
+            ],
             "faults": faults,
         }
 
@@ -1178,26 +1197,70 @@ class VendorSimulator:
     # -- answering ---------------------------------------------------------------------------------
 
     def _answer(self, path: str, params: _Params, now: float) -> _Answer:
-        if path.rstrip("/") == EIA_API_WSTK_PATH.rstrip("/"):
-            return self._answer_api(params, now)
+        if path.startswith(EIA_API_PREFIX):
+            return self._answer_api(path, params, now)
         release = self._served_release(path, params, now)
         if release is None:
             return _Answer(404, _HTML_PAGES[404], "text/html")
         return _Answer(200, release.body, release.content_type, release.at)
 
-    def _answer_api(self, params: _Params, now: float) -> _Answer:
-        dnav_path, dnav_params = _split_target(DNAV_WCESTUS1_PATH)
-        source = self._served_release(dnav_path, dnav_params, now)
-        if source is None:
-            return _Answer(
-                404, json.dumps({"error": "no data released for this route"}).encode(), "application/json"
+    def _recorded_api_release(self, route: str, params: _Params, now: float) -> _Release | None:
+        """The live release published on `route` for a query equivalent to `params` (see _api_query_key)."""
+        wanted = _api_query_key(params)
+        with self._lock:
+            histories = [
+                history
+                for published, history in self._releases.get(route, {}).items()
+                if _api_query_key(published) == wanted
+            ]
+            live = [release for history in histories for release in history if release.at <= now]
+        return max(live, key=lambda release: (release.at, release.sequence)) if live else None
+
+    def _api_source(self, path: str, params: _Params, now: float) -> tuple[str, _Release] | None:
+        """("recorded", the answer's release) or ("derived", the dnav file's release) for an API query."""
+        route = path.rstrip("/") + "/"
+        recorded = self._recorded_api_release(route, params, now)
+        if recorded is not None:
+            return "recorded", recorded
+        if route == EIA_API_WSTK_PATH:
+            dnav_path, dnav_params = _split_target(DNAV_WCESTUS1_PATH)
+            dnav = self._served_release(dnav_path, dnav_params, now)
+            if dnav is not None:
+                return "derived", dnav
+        return None
+
+    def _answer_api(self, path: str, params: _Params, now: float) -> _Answer:
+        """EIA API v2: 403 without api_key, a recorded answer verbatim, the wstk derivation, else 404."""
+        if not any(key == "api_key" and value for key, value in params):
+            status, document = _api_error(
+                403,
+                "No api_key was supplied.  Please register for one at https://www.eia.gov/opendata/register.php",
             )
+            return _Answer(status, json.dumps(document).encode(), "application/json")
+        source = self._api_source(path, params, now)
+        if source is None:
+            route = path.rstrip("/") + "/"
+            with self._lock:
+                known = route in self._releases
+            reason = (
+                f"the simulator holds no recorded answer for this query on {route}"
+                if known
+                else f"no data route {route} here (recorded routes: {', '.join(sorted(self._api_routes()))})"
+            )
+            return _Answer(404, json.dumps({"error": reason, "code": 404}).encode(), "application/json")
+        kind, release = source
+        if kind == "recorded":
+            return _Answer(200, release.body, release.content_type, release.at)
         try:
-            status, document = _answer_eia_wstk(list(params), source.body)
+            status, document = _answer_eia_wstk(list(params), release.body)
         except (VendorFileFormatError, UnicodeDecodeError) as exc:
             status, document = _api_error(500, f"source series file is unreadable: {exc}")
         body = json.dumps(document, separators=(",", ":")).encode("utf-8")
-        return _Answer(status, body, "application/json", source.at if status == 200 else None)
+        return _Answer(status, body, "application/json", release.at if status == 200 else None)
+
+    def _api_routes(self) -> list[str]:
+        with self._lock:
+            return [path for path in self._releases if path.startswith(EIA_API_PREFIX)]
 
     def _admin_release(self, payload: dict[str, Any]) -> dict[str, Any]:
         path = _required_text(payload, "path")
@@ -1499,11 +1562,12 @@ def serve(
             signal.signal(signal.SIGTERM, previous_handler)
 
 
-# URL paths served when preload=True ({year} is the year of the CFTC sample: 2021).
+# URL paths served when preload=True ({year}: 2021 for the disaggregated sample, 2025 for the legacy one);
+# the API routes hold the recorded answers of EIA_API_RECORDINGS, and wstk also the dnav derivation.
 CATALOG_PATHS: tuple[str, ...] = (
     WPSR_TABLE1_PATH,
     DNAV_WCESTUS1_PATH,
-    EIA_API_WSTK_PATH,
+    *sorted({recording.route for recording in EIA_API_RECORDINGS}),
     CFTC_DISAGG_HISTORY_TEMPLATE,
     CFTC_DISAGG_WEEKLY_PATH,
     CFTC_LEGACY_HISTORY_TEMPLATE,
@@ -1513,9 +1577,10 @@ CATALOG_PATHS: tuple[str, ...] = (
 __all__ = [
     "CATALOG_PATHS",
     "DATA_DIR_ENV",
+    "EIA_API_RECORDINGS",
     "FAULT_KINDS",
-    "LEGACY_FUTURES_COLUMNS",
     "AdminRequestError",
+    "ApiRecording",
     "CatalogEntry",
     "FaultKindError",
     "SimulatorNotRunningError",
