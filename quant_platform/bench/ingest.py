@@ -194,10 +194,13 @@ def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_sec
     gc.freeze()
 
     # 1. Baseline: raw JetStream publish of the same frames (same batching, fsync before ack), no workers.
+    # Its CPU per tick is the yardstick of the pipeline's (a ratio holds when the machine's speed does not).
     with EmbeddedNats(home / "nats-baseline", sync_always=True).start() as srv:
+        srv_cpu0, self0 = _cpu_seconds(srv.pid), time.process_time()
         t = time.perf_counter()
         base = asyncio.run(publish_frames(srv.url, "simulator", frames, connection_id="baseline"))
         baseline_s = time.perf_counter() - t
+        base_cpu_by = {"nats_server": _cpu_seconds(srv.pid) - srv_cpu0, "publisher": time.process_time() - self0}
 
     # 2. End to end, unpaced: publish -> normalizer(s) -> TICKS -> lander -> Parquet, until drained.
     lake = home / "lake"
@@ -279,6 +282,8 @@ def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_sec
             "what": "raw JetStream publish of the same frames, same batching, fsync before ack, no workers",
             "seconds": round(baseline_s, 3),
             "ticks_per_s": round(ticks / baseline_s),
+            "cpu_seconds_per_million_ticks": round(sum(base_cpu_by.values()) / ticks * 1e6, 2),
+            "cpu_seconds_per_million_ticks_by_process": {r: round(c / ticks * 1e6, 2) for r, c in base_cpu_by.items()},
             "publisher": {k: base.get(k) for k in ("batches_sent", "resends", "duplicates") if k in base},
         },
         "goals": GOALS,
