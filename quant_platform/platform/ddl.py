@@ -67,13 +67,31 @@ ROLES = ("qp_loader", "qp_engineer", "qp_analyst", "qp_auditor", "qp_pii_reader"
 
 
 def render_roles(tables: list[TableSpec]) -> str:
-    """PostgreSQL roles and grants (who can do what: see the README). Idempotent."""
+    """PostgreSQL grants to the platform's roles (who can do what: see the README). Idempotent.
+
+    Runs as `warehouse init`'s login: in production the loader, which owns every object here but may not
+    create roles. The roles are cluster-wide and made once by the superuser (docker/postgres-init.sh); missing
+    ones stop init with one line naming them, unless the login may create roles (a developer's or a test's
+    own server as superuser), which then creates them.
+    """
+    from quant_platform.platform.warehouse import vetted
+
     team_schemas = ", ".join(TEAM_SCHEMAS.values())
+    names = ", ".join(f"'{vetted(r)}'" for r in ROLES)
     lines = [HEADER, "-- Roles are cluster-wide and NOLOGIN: people and services log in as members of them.",
-             "DO $$", "BEGIN"]
-    for r in ROLES:
-        lines.append(f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{r}') THEN "  # noqa: S608
-                     f"CREATE ROLE {r} NOLOGIN; END IF;")
+             "DO $$", "DECLARE", "  missing text[];", "  r text;", "BEGIN",
+             f"  SELECT array_agg(n ORDER BY n) INTO missing FROM unnest(ARRAY[{names}]) AS n",  # noqa: S608 - vetted
+             "    WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = n);",
+             "  IF missing IS NULL THEN",
+             "    RETURN;",
+             "  END IF;",
+             "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolsuper OR rolcreaterole)) THEN",
+             "    RAISE EXCEPTION 'roles % missing: a superuser creates them once, before warehouse init "
+             "(docker/postgres-init.sh)', array_to_string(missing, ', ');",
+             "  END IF;",
+             "  FOREACH r IN ARRAY missing LOOP",
+             "    EXECUTE format('CREATE ROLE %I NOLOGIN', r);",
+             "  END LOOP;"]
     lines += ["END $$;", "",
               "-- loader: the platform's writer (assets, warehouse init)",
               "GRANT USAGE, CREATE ON SCHEMA macro, core, market, marts, governance, analyst TO qp_loader;",
@@ -103,8 +121,9 @@ def render_roles(tables: list[TableSpec]) -> str:
         lines.append(f"GRANT SELECT ({', '.join(plain)}) ON {t.qualified_name} TO qp_engineer, qp_auditor;")  # noqa: S608
     lines += ["", "-- analyst teams: each writes its own schema only"]
     for team, schema in TEAM_SCHEMAS.items():
+        # No "ON ALL TABLES IN SCHEMA" here: members create the tables, and the loader may not grant on
+        # tables it does not own (a second init would fail). Its own, if any, get the default privileges.
         lines += [f"GRANT USAGE, CREATE ON SCHEMA {schema} TO qp_team_{team};",
-                  f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO qp_team_{team};",
                   f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES "
                   f"TO qp_team_{team};",
                   f"GRANT USAGE ON SCHEMA {team_schemas} TO qp_engineer, qp_auditor;"]

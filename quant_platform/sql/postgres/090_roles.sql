@@ -2,13 +2,21 @@
 
 -- Roles are cluster-wide and NOLOGIN: people and services log in as members of them.
 DO $$
+DECLARE
+  missing text[];
+  r text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qp_loader') THEN CREATE ROLE qp_loader NOLOGIN; END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qp_engineer') THEN CREATE ROLE qp_engineer NOLOGIN; END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qp_analyst') THEN CREATE ROLE qp_analyst NOLOGIN; END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qp_auditor') THEN CREATE ROLE qp_auditor NOLOGIN; END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qp_pii_reader') THEN CREATE ROLE qp_pii_reader NOLOGIN; END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qp_team_crude') THEN CREATE ROLE qp_team_crude NOLOGIN; END IF;
+  SELECT array_agg(n ORDER BY n) INTO missing FROM unnest(ARRAY['qp_loader', 'qp_engineer', 'qp_analyst', 'qp_auditor', 'qp_pii_reader', 'qp_team_crude']) AS n
+    WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = n);
+  IF missing IS NULL THEN
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolsuper OR rolcreaterole)) THEN
+    RAISE EXCEPTION 'roles % missing: a superuser creates them once, before warehouse init (docker/postgres-init.sh)', array_to_string(missing, ', ');
+  END IF;
+  FOREACH r IN ARRAY missing LOOP
+    EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+  END LOOP;
 END $$;
 
 -- loader: the platform's writer (assets, warehouse init)
@@ -37,6 +45,5 @@ GRANT SELECT (supplier_id, name, country, category, payment_terms_days, buyer_em
 
 -- analyst teams: each writes its own schema only
 GRANT USAGE, CREATE ON SCHEMA team_crude TO qp_team_crude;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA team_crude TO qp_team_crude;
 ALTER DEFAULT PRIVILEGES IN SCHEMA team_crude GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO qp_team_crude;
 GRANT USAGE ON SCHEMA team_crude TO qp_engineer, qp_auditor;
