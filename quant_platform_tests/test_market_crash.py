@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from quant_platform_tests.market_helpers import landed_table, sim_frames, wait_for
@@ -78,12 +79,24 @@ def test_kill_9_of_normalizer_lander_and_nats_loses_nothing(tmp_path):
                 p.send_signal(signal.SIGTERM)
             for p in procs.values():
                 p.wait(timeout=30)
-    rows, unique = _landed_ids(lake)
-    assert unique == total  # every tick published is landed
-    duplicates = rows - unique
+    landed = landed_table(lake)
+    rows, unique = landed.num_rows, pc.count_distinct(landed["event_id"]).as_py()
+    assert sorted(set(landed["vendor_seq"].to_pylist())) == list(range(total))  # every tick published is landed
+    assert unique == total
+    duplicates = rows - unique  # the crashes may land a tick more than once: counted, then compacted away
     print(json.dumps({"published": total, "landed_rows": rows, "unique": unique, "duplicates": duplicates,
                       "publisher_resends": stats.get("resends") if isinstance(stats, dict) else None}))
-    assert duplicates >= 0
+
+    # Compaction removes exactly those duplicates: each day's compacted file holds every tick once.
+    from quant_platform.market.compaction import landing_days, stage_day
+
+    staged = [stage_day(lake, day) for day in sorted(landing_days(lake))]
+    assert sum(s.rows_in for s in staged) == rows
+    assert sum(s.duplicates_removed for s in staged) == duplicates
+    compacted = pa.concat_tables([pq.read_table(s.ticks_path) for s in staged])
+    assert compacted.num_rows == total
+    assert sorted(compacted["vendor_seq"].to_pylist()) == list(range(total))
+    assert pc.count_distinct(compacted["event_id"]).as_py() == total
 
 
 def test_autoscaler_adds_workers_under_a_burst_and_removes_them_after(tmp_path, caplog):
@@ -119,6 +132,7 @@ def test_autoscaler_adds_workers_under_a_burst_and_removes_them_after(tmp_path, 
     downs = [d for d in sup.decisions if d.role == "normalizer" and d.after < d.before]
     assert ups and downs and downs[-1].after == 1
     assert ups[0].lag > 100
-    logged = [r.getMessage() for r in caplog.records if '"event": "autoscale"' in r.getMessage()]
-    assert len(logged) >= 2
-    assert time.time() > 0
+    # Every decision, and only those, is logged once, in order, as one JSON line.
+    logged = [json.loads(r.getMessage()) for r in caplog.records if '"event": "autoscale"' in r.getMessage()]
+    assert [(e["role"], e["lag"], e["from"], e["to"]) for e in logged] == [
+        (d.role, d.lag, d.before, d.after) for d in sup.decisions]
