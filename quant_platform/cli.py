@@ -128,16 +128,20 @@ def cmd_up(args) -> int:
     signal.signal(signal.SIGHUP, _terminate)
     try:
         if not args.no_simulator and not os.environ.get("QP_EIA_BASE_URL"):
+            from quant_platform.vendors.simulator import build_catalog, resolve_data_dir
+
+            build_catalog(resolve_data_dir())  # a missing or wrong sample folder is one line here, not a wait
             sim_port = args.simulator_port
             cmd = [sys.executable, "-m", "quant_platform.cli", "vendors", "serve", "--port", str(sim_port)]
             if args.release_every:
                 cmd += ["--release-next-wpsr-every", str(args.release_every)]
-            children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+            simulator = subprocess.Popen(cmd, env=env, start_new_session=True)
+            children.append(simulator)
             base = f"http://127.0.0.1:{sim_port}"
             env.update(QP_EIA_BASE_URL=base, QP_CFTC_BASE_URL=base)
             env.setdefault("QP_EIA_SERIES", "WCESTUS1")
             os.environ.update({k: env[k] for k in ("QP_EIA_BASE_URL", "QP_CFTC_BASE_URL", "QP_EIA_SERIES")})
-            _wait_http(base + "/_sim/state", 20)
+            _wait_http(base + "/_sim/state", 20, simulator, "the vendor simulator")
         if not any(os.environ.get(v) for v in ("QP_CRM_URL", "QP_HR_URL", "QP_ERP_URL")) and not (
                 settings.home / "sources" / "hr.db").exists():
             from quant_platform.internal.sources import seed_sources
@@ -151,6 +155,12 @@ def cmd_up(args) -> int:
         if not args.no_market:
             from quant_platform.demo import start_ingest, start_replays
 
+            if env.get("QP_NATS_URL"):  # an existing server must answer now, not after a silent retry loop
+                import asyncio
+
+                from quant_platform.market.observe import probe_nats
+
+                asyncio.run(probe_nats(env["QP_NATS_URL"]))
             children.append(start_ingest(env, settings.home))
             one_shot += start_replays(env)
         if args.headless:
@@ -209,11 +219,15 @@ def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> 
     return 0 if report["ok"] else 1
 
 
-def _wait_http(url: str, timeout_s: float) -> None:
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    """Wait until `url` answers; a child `proc` that exits meanwhile is reported at once, in one line."""
     import requests
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise QuantPlatformError(f"{what or 'a child process'} exited with code {proc.returncode} before "
+                                     f"{url} answered (its own message is above)")
         try:
             if requests.get(url, timeout=1).ok:
                 return
@@ -361,12 +375,16 @@ def cmd_ingest_replay(args) -> int:
     from quant_platform.market.contracts import RawFrame
 
     payloads = read_capture(args.source, path)
+    url = _running_nats_url()
+    from quant_platform.market.observe import probe_nats
+
+    asyncio.run(probe_nats(url))  # the publisher reconnects forever: fail fast here when nothing is there
 
     async def as_live():  # received_at is the instant each frame is emitted, as if it came off the wire
         for p in payloads:
             yield RawFrame(time.time_ns(), p)
 
-    result = asyncio.run(publish_frames(_running_nats_url(), args.source, as_live(), rate=args.rate))
+    result = asyncio.run(publish_frames(url, args.source, as_live(), rate=args.rate))
     print(json.dumps({"source": args.source, "file": str(path), "frames": len(payloads), **result}, default=str))
     return 0
 
@@ -374,9 +392,12 @@ def cmd_ingest_replay(args) -> int:
 def cmd_ingest_status(args) -> int:
     import asyncio
 
+    from quant_platform.market.observe import probe_nats
     from quant_platform.market.status import print_status
 
-    asyncio.run(print_status(_running_nats_url(), watch=args.watch, interval_s=args.interval))
+    url = _running_nats_url()
+    asyncio.run(probe_nats(url))
+    asyncio.run(print_status(url, watch=args.watch, interval_s=args.interval))
     return 0
 
 
@@ -579,6 +600,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except QuantPlatformError as exc:
         print(f"quant-platform: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a folder not writable, a port taken, a server gone: the environment, not a bug
+        if os.environ.get("QP_DEBUG"):
+            raise
+        from quant_platform.errors import without_password
+
+        print(f"quant-platform: error: {type(exc).__name__}: {without_password(str(exc))} "
+              "(set QP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -36,3 +36,10 @@ class ReportParseError(QuantPlatformError):
 
 class WarehouseError(QuantPlatformError):
     """The warehouse refused a statement or is unreachable."""
+
+
+def without_password(url: str) -> str:
+    """A URL (or a comma-separated list of them) fit for a message: any `user:password@` loses its password."""
+    import re
+
+    return re.sub(r"(//[^:/@,\s]*:)[^@/,\s]*@", r"\1***@", url)

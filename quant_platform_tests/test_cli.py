@@ -106,6 +106,42 @@ def test_malformed_environment_is_one_line(var, value, cli_env):
     assert var in result.stderr
 
 
+def test_missing_sample_folder_is_one_line_for_the_simulator_and_up(cli_env, tmp_path):
+    cli_env["QP_SAMPLE_DATA"] = str(tmp_path / "nowhere")
+    serve = run_cli("vendors", "serve", "--port", "0", env=cli_env)
+    _assert_one_line_error(serve)
+    assert "QP_SAMPLE_DATA" in serve.stderr and "nowhere" in serve.stderr
+    # A folder that exists but lacks the vendor files: `up` says which file, before starting anything.
+    cli_env["QP_SAMPLE_DATA"] = str(tmp_path)
+    up = run_cli("up", "--headless", "--no-market", "--duration", "5", env=cli_env)
+    _assert_one_line_error(up)
+    assert "wpsr_table1" in up.stderr and "QP_SAMPLE_DATA" in up.stderr
+
+
+def test_taken_simulator_port_is_one_line(cli_env):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        result = run_cli("vendors", "serve", "--port", str(taken.getsockname()[1]), env=cli_env)
+    _assert_one_line_error(result)
+    assert "cannot serve on" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("ingest", "status"),
+                                     ("ingest", "replay", "--source", "polygon", "CAPTURE")])
+def test_unreachable_nats_is_one_line_without_the_password(command, cli_env):
+    from quant_platform_tests.conftest import SAMPLE_DATA, free_port
+
+    cli_env["QP_NATS_URL"] = f"nats://qp:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    args = [str(SAMPLE_DATA / "ticks" / "polygon_stocks_trades.jsonl") if a == "CAPTURE" else a for a in command]
+    result = run_cli(*args, env=cli_env, timeout=60)
+    _assert_one_line_error(result)
+    assert "no NATS server answers" in result.stderr
+    assert "s3cret" not in result.stderr and "qp:***@" in result.stderr
+
+
 def _expected_objects(backend: str) -> tuple[set[str], set[tuple[str, str]]]:
     files = sql_files(SQL_DIR, backend)
     text = "\n".join(p.read_text() for p in files)

@@ -36,8 +36,24 @@ def running_nats_url(home: Path) -> str | None:
 async def _connect(url: str, timeout: float):
     import nats
 
+    async def _failure_is_raised(_exc: Exception) -> None:
+        """nats-py's default error callback logs a traceback per failed attempt; the failure is raised anyway."""
+
     return await nats.connect(server_list(url), connect_timeout=timeout, max_reconnect_attempts=1, allow_reconnect=False,
-                              name="qp-dagster-observer")
+                              name="qp-dagster-observer", error_cb=_failure_is_raised)
+
+
+async def probe_nats(url: str, timeout: float = 3.0) -> None:
+    """Fail with one line when no NATS server answers at `url` (a CLI command must not hang or trace back)."""
+    from quant_platform.errors import ConfigError, without_password
+
+    try:
+        nc = await _connect(url, timeout)
+    except Exception as exc:  # nats-py raises NoServersError, OSError or TimeoutError depending on the failure
+        raise ConfigError(f"no NATS server answers at {without_password(url)} "
+                          f"({type(exc).__name__}: {exc or 'no answer'}); start `quant-platform ingest run` "
+                          "or set QP_NATS_URL") from None
+    await nc.close()
 
 
 async def read_stream_state(url: str, timeout: float = 5.0) -> dict:
