@@ -14,7 +14,7 @@ from quant_platform_tests.release_helpers import check_results, failure_messages
 
 WEEK = "2026-04-24"
 WPSR = "/wpsr/table1.csv"
-REAL = (SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
+REAL_WPSR = SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv"  # read by the test that damages it
 
 
 def _load_week(instance, *, refetch: bool = True):
@@ -98,7 +98,7 @@ def test_bad_files_fail_a_blocking_check_and_previous_data_stays(kind, expected,
 
 def test_implausible_value_fails_the_range_check_and_names_the_column(loaded, simulator, warehouse, instance):
     # A well-formed file whose commercial crude stocks read 459,495 million barrels (a unit slip).
-    bad = REAL.replace(b'"459.495"', b'"459,495"', 1)
+    bad = REAL_WPSR.read_bytes().replace(b'"459.495"', b'"459,495"', 1)
     simulator.publish(WPSR, bad)
     result = _load_week(instance)
     assert not result.success
