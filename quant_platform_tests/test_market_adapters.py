@@ -307,13 +307,15 @@ def outcome(adapter: Adapter, payload: bytes, master: InstrumentMaster) -> str:
 @pytest.mark.parametrize("source", sorted(CAPTURES))
 def test_truncated_frames_never_escape_as_other_errors(source, master):
     adapter = get_adapter(source)
-    n = 0
-    for f in CAPTURES[source]():
-        for cut in range(0, len(f.payload), 7):
-            result = outcome(adapter, f.payload[:cut], master)
-            assert result.startswith("rejected") or cut > 0, result
-            n += 1
-    assert n > 0
+    frames = CAPTURES[source]()
+    prefixes = [f.payload[:cut] for f in frames for cut in range(0, len(f.payload), 7)]
+    # Each frame is one JSON document with nothing after it, so every strict prefix is malformed JSON.
+    for p in prefixes:
+        with pytest.raises(ValueError):
+            json.loads(p)
+    results = [outcome(adapter, p, master) for p in prefixes]
+    wrong = [(p[:40], r) for p, r in zip(prefixes, results, strict=True) if not r.startswith("rejected: bad JSON (")]
+    assert wrong == [], f"{len(wrong)} of {len(prefixes)} truncated frames not rejected as bad JSON"
 
 
 @pytest.mark.parametrize("source", sorted(ADAPTERS))
@@ -411,9 +413,14 @@ def test_normalize_batch_on_each_capture(source, master):
 def test_normalize_batch_never_raises(master):
     rng = random.Random(11)
     frames = [RawFrame(RECEIVED, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))) for _ in range(50)]
+    for f in frames:  # none of these happens to be JSON, so each is rejected as such, by every adapter
+        with pytest.raises(ValueError):
+            json.loads(f.payload)
     for source in ("binance", "polygon", "alpaca", "simulator"):
         table, rejected, ignored = normalize_batch(source, frames, 9, master)
-        assert table.schema == TICK_SCHEMA and len(rejected) + ignored >= len(frames) - table.num_rows
+        assert table.schema == TICK_SCHEMA and (table.num_rows, ignored) == (0, 0)
+        assert [f for f, _ in rejected] == frames
+        assert all(reason.startswith("bad JSON (") for _, reason in rejected), (source, rejected[:3])
     table, rejected, ignored = normalize_batch("no_such_source", frames[:3], 9, master)
     assert table.num_rows == 0 and ignored == 0
     assert [f for f, _ in rejected] == frames[:3] and "no adapter for source 'no_such_source'" in rejected[0][1]
@@ -525,11 +532,18 @@ def test_onboarding_a_source_in_a_known_format_is_config_only(tmp_path, master):
 
 # ------------------------------------------------------------------------------------------- throughput
 def test_throughput_print_only(master):
-    """Informational: frames/s through BinanceAdapter.normalize on the capture. No timing assertion."""
-    frames = binance_frames() * 40
+    """Informational: frames/s through BinanceAdapter.normalize on the capture. No timing assertion; the
+    repeated capture must still give, each time, a tick per bookTicker and aggTrade frame and ignore the rest."""
+    capture = binance_frames()
+    ticking = sum(1 for f in capture if json.loads(f.payload)["stream"].split("@")[1] in ("bookTicker", "aggTrade"))
+    frames = capture * 40
     adapter = get_adapter("binance")
+    ticks = ignored = 0
     start = time.perf_counter()
     for f in frames:
-        adapter.normalize(f, master)
+        res = adapter.normalize(f, master)
+        ticks += len(res.ticks)
+        ignored += res.ignored
     per_s = len(frames) / (time.perf_counter() - start)
+    assert (ticks, ignored) == (40 * ticking, 40 * (len(capture) - ticking))
     print(f"\nbinance normalize: {per_s:,.0f} frames/s over {len(frames)} frames")
