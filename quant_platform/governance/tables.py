@@ -11,9 +11,10 @@ RAW_FILES = TableSpec(
     schema="governance",
     name="raw_files",
     description=(
-        "Every raw vendor file the platform archived, as released: one row per distinct file (sha256) per "
-        "dataset partition. A file seen again is not added again; a revised file is a new row, and both "
-        "files stay in the lake under raw/<vendor>/<dataset>/<partition>/<sha256>."
+        "Every raw vendor file the platform loaded, as released: one row per distinct file (sha256) per "
+        "dataset partition, written in the same transaction as the rows parsed from it. A file seen again is "
+        "not added again; a revised file is a new row, and both files stay in the lake under "
+        "raw/<vendor>/<dataset>/<partition>/<sha256>."
     ),
     columns=(
         Column("vendor", "text", "Vendor, e.g. 'eia', 'cftc'.", nullable=False),
@@ -30,6 +31,9 @@ RAW_FILES = TableSpec(
         Column("scheduled_release_at", "timestamptz", "When the vendor's calendar said it was due (UTC)."),
         Column("revision", "int", "1 for the first file of a partition, 2 for the first revision, ...",
                nullable=False, min_value=1),
+        Column("loaded_at", "timestamptz", "When rows parsed from this file were first committed to the "
+               "warehouse (UTC): stamped last in the transaction that writes them, so it is when they became "
+               "visible. release_on_time judges this, not fetched_at.", nullable=False),
     ),
     primary_key=("vendor", "dataset", "partition_key", "sha256"),
 )

@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS governance.raw_files (
     fetched_at TIMESTAMPTZ NOT NULL,
     scheduled_release_at TIMESTAMPTZ,
     revision INTEGER NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (vendor, dataset, partition_key, sha256)
 );
 
