@@ -1,4 +1,5 @@
-"""Slowly changing dimensions, type 2: turns source changes and deletions into closed and new versions.
+"""Slowly changing dimensions, type 2, set-based: source changes and deletions become closed and new versions
+through a few SQL statements over staging tables, the same on DuckDB and PostgreSQL.
 
 Never modify a closed version again, and never create a version for a row that did not change: running
 the same extraction twice must change nothing.
@@ -9,93 +10,307 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from quant_platform.errors import WarehouseError
 from quant_platform.internal.tables import SourceTable
-from quant_platform.platform.tables import TableSpec
+from quant_platform.platform.tables import Column, TableSpec
+from quant_platform.platform.warehouse import Warehouse, vetted
+
+# Staging tables live for one transaction only (DuckDB: the connection closes; PostgreSQL: ON COMMIT DROP),
+# so their fixed names never collide between runs.
+CHANGES = "qp_scd2_changes"  # the extracted source rows, one per key, with their row_hash
+PLAN = "qp_scd2_plan"  # each change classified against the dimension: new, changed, unchanged, stale
+VERSIONS = "qp_scd2_versions"  # what this run writes: closed and deleted versions, new versions
+SOURCE_KEYS = "qp_scd2_source_keys"  # every key in the source, when a key scan was needed
+ACTION = "qp_action"  # VERSIONS column: 'close' or 'delete' (an update of a current row) or 'insert'
+
+# Two cheap aggregates of a key set besides its size. Equal count and sum of keys can hide an insert plus a
+# delete (delete 5 and 10, insert 7 and 8); the sum of a product of two residues catches that too. Factors
+# stay below 1e5 so the sum fits a 64-bit integer on SQLite for up to ~1e8 keys.
+KEY_MIX = (100_003, 99_991)
+
+_NULL = "\x00"  # stands for NULL in the canonical text a row hash is computed from
+_SEP = "\x1f"
 
 
 @dataclass(frozen=True)
-class MergeResult:
-    rows: pd.DataFrame  # versions to upsert (closed ones and new ones), in the dimension's columns
-    new_versions: int
-    closed_versions: int
-    deleted_keys: int
+class MergeCounts:
+    new_versions: int  # versions inserted (first versions, next versions of changed rows, restored keys)
+    closed_versions: int  # current versions closed because their source row changed
     unchanged: int
-    stale: int
+    stale: int  # changes older than the version we hold (an earlier window re-run)
+    extracted: int
 
 
 def business_columns(source: SourceTable) -> list[str]:
     return [c for c in source.column_names if c != "updated_at"]
 
 
+# ------------------------------------------------------------------------------------------ row hash
+def _canonical(s: pd.Series) -> pd.Series:
+    """Each value as the text the row hash is computed from, vectorised per column (by dtype).
+
+    The definition is that of the per-row version this replaced, so hashes already stored stay comparable:
+    NULL -> \\x00, integral floats as integers, other floats as Python's shortest repr, timestamps as
+    pandas isoformat() (UTC for tz-aware ones), everything else str(value).
+    """
+    missing = s.isna().to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(s):
+        tz = getattr(s.dt, "tz", None)
+        local = s.dt.tz_convert("UTC").dt.tz_localize(None) if tz is not None else s
+        values = local.to_numpy(dtype="datetime64[ns]")
+        secs = np.datetime_as_string(values.astype("datetime64[s]"), unit="s").astype(object)
+        ns = (values - values.astype("datetime64[s]")).astype("int64")
+        frac = np.where(ns % 1000 != 0, pd.Series(ns).astype(str).str.zfill(9).radd(".").to_numpy(),
+                        np.where(ns != 0, pd.Series(ns // 1000).astype(str).str.zfill(6).radd(".").to_numpy(), ""))
+        text = pd.Series(secs, index=s.index) + pd.Series(frac, index=s.index).astype(object)
+        if tz is not None:
+            text = text + "+00:00"
+    elif pd.api.types.is_bool_dtype(s):
+        text = s.map({True: "True", False: "False"})
+    elif pd.api.types.is_integer_dtype(s):
+        text = s.astype("Int64").astype(str)
+    elif pd.api.types.is_float_dtype(s):
+        v = s.to_numpy(dtype="float64", na_value=np.nan)
+        integral = np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < 2**53)
+        out = np.where(integral, np.where(integral, v, 0).astype("int64").astype(str).astype(object),
+                       v.astype(str).astype(object))
+        text = pd.Series(out, index=s.index)
+    else:
+        text = s.astype(object).where(~missing, "").astype(str)
+    return text.where(~missing, _NULL).astype(object)
+
+
 def row_hashes(df: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A stable digest of the business columns (same values -> same hash on any backend)."""
-    def norm(v) -> str:
-        if v is None or (not isinstance(v, str) and pd.isna(v)):
-            return "\x00"
-        if isinstance(v, float) and v.is_integer():
-            return str(int(v))
-        if hasattr(v, "isoformat"):
-            return pd.Timestamp(v).isoformat()
-        return str(v)
-
-    joined = df[columns].apply(lambda r: "\x1f".join(norm(v) for v in r), axis=1) if len(df) else pd.Series(
-        dtype=str)
-    return joined.map(lambda s: hashlib.sha256(s.encode()).hexdigest())
+    """sha256 of the business columns' canonical text joined by \\x1f: the same values give the same hash on
+    any backend and pandas version. The text is built column by column; only the digest is per row."""
+    if not len(df):
+        return pd.Series([], dtype=object, index=df.index)
+    joined = _canonical(df[columns[0]])
+    for c in columns[1:]:
+        joined = joined + _SEP + _canonical(df[c])
+    digests = [hashlib.sha256(t.encode()).hexdigest() for t in joined.to_numpy()]
+    return pd.Series(digests, index=df.index, dtype=object)
 
 
-def merge(
-    source: SourceTable,
-    spec: TableSpec,
-    *,
-    current: pd.DataFrame,
-    max_versions: dict[int, int],
-    changes: pd.DataFrame,
-    source_keys: set[int] | None,
-    deleted_at: datetime,
-    loaded_at: datetime,
-) -> MergeResult:
-    """Versions to write for `changes` (source rows) and deletions (current keys missing from the source)."""
-    key = source.key
+# -------------------------------------------------------------------------------------------- staging
+def _count(wh: Warehouse, con: Any, sql: str, params: dict | None = None) -> int:
+    """Run a DML statement on the transaction's connection and return the number of rows it touched."""
+    text, args = wh.bind(sql, params)
+    if wh.backend == "duckdb":
+        row = con.execute(text, args).fetchone()
+        return int(row[0]) if row else 0
+    with con.cursor() as cur:
+        cur.execute(text, args)
+        return int(cur.rowcount)
+
+
+def _copy_text(frame: pd.DataFrame, columns: list[Column]) -> str:
+    """The frame as PostgreSQL COPY text (tab separated, \\N for NULL), built column by column."""
+    parts = []
+    for col in columns:
+        s = frame[col.name]
+        missing = s.isna().to_numpy()
+        if col.type == "text":
+            t = (s.astype(object).where(~missing, "").astype(str).str.replace("\\", "\\\\", regex=False)
+                 .str.replace("\t", "\\t", regex=False).str.replace("\n", "\\n", regex=False)
+                 .str.replace("\r", "\\r", regex=False))
+        elif col.type in ("int", "bigint"):
+            t = s.astype("Int64").astype(str)
+        elif col.type == "double":
+            t = pd.Series(s.to_numpy(dtype="float64", na_value=np.nan).astype(str), index=s.index)
+        elif col.type == "date":
+            t = pd.to_datetime(s).dt.strftime("%Y-%m-%d")
+        elif col.type == "timestamptz":
+            t = pd.Series(np.datetime_as_string(pd.to_datetime(s, utc=True).dt.tz_localize(None).to_numpy(
+                dtype="datetime64[us]"), unit="us"), index=s.index) + "+00:00"
+        else:  # bool
+            t = s.map({True: "t", False: "f"})
+        parts.append(t.astype(object).where(~missing, "\\N"))
+    if not parts or not len(frame):
+        return ""
+    line = parts[0]
+    for p in parts[1:]:
+        line = line + "\t" + p
+    return "\n".join(line.to_numpy()) + "\n"
+
+
+def create_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], extra: str = "") -> None:
+    """A temporary table for this transaction only, typed like the declared columns."""
+    body = ", ".join(f"{vetted(c.name)} {c.ddl_type}" for c in columns) + (f", {extra}" if extra else "")
+    drop = " ON COMMIT DROP" if wh.backend == "postgres" else ""
+    wh.run(con, f"CREATE TEMP TABLE {vetted(name)} ({body}){drop}")
+
+
+def load_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], frame: pd.DataFrame) -> None:
+    """Create the staging table and bulk-load the frame: DuckDB scans the DataFrame itself, PostgreSQL
+    gets one COPY. Values never enter SQL text."""
+    create_staging(wh, con, name, columns)
+    if not len(frame):
+        return
+    cols = ", ".join(vetted(c.name) for c in columns)
+    if wh.backend == "duckdb":
+        casts = ", ".join(f"CAST({vetted(c.name)} AS {c.ddl_type})" for c in columns)
+        con.register("qp_scd2_frame", frame[[c.name for c in columns]])
+        try:
+            con.execute(f"INSERT INTO {vetted(name)} ({cols}) SELECT {casts} FROM qp_scd2_frame")  # noqa: S608
+        finally:
+            con.unregister("qp_scd2_frame")
+        return
+    import io
+
+    with con.cursor() as cur:
+        cur.copy_expert(f"COPY {vetted(name)} ({cols}) FROM STDIN", io.StringIO(_copy_text(frame, columns)))
+
+
+# ------------------------------------------------------------------------------------------ the merge
+def _spec_columns(spec: TableSpec, source: SourceTable) -> tuple[list[Column], list[Column]]:
     biz = business_columns(source)
-    cur = current.set_index(key) if len(current) else pd.DataFrame(columns=spec.column_names).set_index(key)
-    out: list[dict] = []
-    new = closed = unchanged = stale = 0
-    changes = changes.sort_values([key, "updated_at"]).drop_duplicates(key, keep="last")
-    hashes = row_hashes(changes, biz)
-    for (_, row), h in zip(changes.iterrows(), hashes, strict=True):
-        k = int(row[key])
-        ts = pd.Timestamp(row["updated_at"])
-        if k in cur.index:
-            c = cur.loc[k]
-            if c["row_hash"] == h:
-                unchanged += 1
-                continue
-            if ts <= pd.Timestamp(c["valid_from"]):
-                stale += 1  # older than the version we hold: an earlier window re-run
-                continue
-            closed_row = {key: k, **{col: c[col] for col in spec.column_names if col != key}}
-            closed_row.update(valid_to=ts, is_current=False, loaded_at=loaded_at)
-            out.append(closed_row)
-            closed += 1
-            version = int(c["version"]) + 1
-        else:
-            version = max_versions.get(k, 0) + 1
-        out.append({**{col: row[col] for col in biz}, "source_updated_at": ts, "valid_from": ts, "valid_to": None,
-                    "is_current": True, "is_deleted": False, "version": version, "row_hash": h,
-                    "loaded_at": loaded_at})
-        new += 1
-    deleted = 0
-    if source_keys is not None and len(cur):
-        changed_keys = {int(r[key]) for r in out}
-        for k in sorted(set(cur.index.astype(int)) - set(source_keys) - changed_keys):
-            c = cur.loc[k]
-            row = {key: k, **{col: c[col] for col in spec.column_names if col != key}}
-            row.update(valid_to=max(pd.Timestamp(deleted_at), pd.Timestamp(c["valid_from"])), is_current=False,
-                       is_deleted=True, loaded_at=loaded_at)
-            out.append(row)
-            deleted += 1
-    rows = spec.typed(pd.DataFrame(out, columns=spec.column_names))
-    return MergeResult(rows, new, closed, deleted, unchanged, stale)
+    staged = [c for c in spec.columns if c.name in biz] + [spec.column("source_updated_at"), spec.column("row_hash")]
+    return staged, list(spec.columns)
+
+
+def stage_changes(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec, changes: pd.DataFrame,
+                  loaded_at: datetime) -> MergeCounts:
+    """Load `changes` (source rows, declared columns) and stage the versions they imply in VERSIONS.
+
+    Per key, against the dimension's current version: same row_hash -> unchanged; older than or as old as
+    the current version's valid_from -> stale (an earlier window re-run); otherwise the current version is
+    closed at the change's updated_at and version max+1 starts there. A key without a current version gets
+    a new version; a key that was deleted and came back starts no earlier than its deletion was recorded, so
+    versions never overlap.
+    """
+    key = vetted(source.key)
+    dim = vetted(spec.qualified_name)
+    biz = business_columns(source)
+    staged_cols, all_cols = _spec_columns(spec, source)
+    changes = changes.sort_values([source.key, "updated_at"]).drop_duplicates(source.key, keep="last")
+    frame = changes[biz].assign(source_updated_at=changes["updated_at"], row_hash=row_hashes(changes, biz))
+    load_staging(wh, con, CHANGES, staged_cols, frame)
+
+    chg = ", ".join(f"c.{vetted(c.name)}" for c in staged_cols)
+    wh.run(con, f"""
+        CREATE TEMP TABLE {PLAN}{' ON COMMIT DROP' if wh.backend == 'postgres' else ''} AS
+        SELECT {chg}, cur.valid_from AS cur_valid_from, h.max_version, h.last_valid_to,
+               CASE WHEN cur.{key} IS NULL THEN 'new'
+                    WHEN cur.row_hash = c.row_hash THEN 'unchanged'
+                    WHEN c.source_updated_at <= cur.valid_from THEN 'stale'
+                    ELSE 'changed' END AS status
+        FROM {CHANGES} c
+        LEFT JOIN {dim} cur ON cur.{key} = c.{key} AND cur.is_current
+        LEFT JOIN (SELECT d.{key}, max(d.version) AS max_version, max(d.valid_to) AS last_valid_to
+                   FROM {dim} d JOIN {CHANGES} k ON k.{key} = d.{key} GROUP BY d.{key}) h ON h.{key} = c.{key}
+    """)  # noqa: S608 - vetted identifiers only
+    create_staging(wh, con, VERSIONS, all_cols, extra=f"{ACTION} TEXT NOT NULL")
+    names = [vetted(c.name) for c in all_cols]
+    col_list = ", ".join(names)
+    closing = ", ".join("p.source_updated_at" if n == "valid_to" else "false" if n == "is_current"
+                        else "CAST(:loaded_at AS TIMESTAMPTZ)" if n == "loaded_at" else f"d.{n}"
+                        for n in names)
+    wh.run(con, f"""
+        INSERT INTO {VERSIONS} ({col_list}, {ACTION})
+        SELECT {closing}, 'close' FROM {dim} d JOIN {PLAN} p ON p.{key} = d.{key}
+        WHERE d.is_current AND p.status = 'changed'
+    """, {"loaded_at": loaded_at})  # noqa: S608
+    new_values = {
+        "valid_from": "CASE WHEN p.last_valid_to > p.source_updated_at THEN p.last_valid_to "
+                      "ELSE p.source_updated_at END",
+        "valid_to": "CAST(NULL AS TIMESTAMPTZ)", "is_current": "true", "is_deleted": "false",
+        "version": "COALESCE(p.max_version, 0) + 1", "loaded_at": "CAST(:loaded_at AS TIMESTAMPTZ)",
+    }
+    inserting = ", ".join(new_values.get(n, f"p.{n}") for n in names)
+    wh.run(con, f"""
+        INSERT INTO {VERSIONS} ({col_list}, {ACTION})
+        SELECT {inserting}, 'insert' FROM {PLAN} p WHERE p.status IN ('new', 'changed')
+    """, {"loaded_at": loaded_at})  # noqa: S608
+    counts = dict(wh.run(con, f"SELECT status, count(*) FROM {PLAN} GROUP BY status") or [])  # noqa: S608
+    new = int(counts.get("new", 0)) + int(counts.get("changed", 0))
+    return MergeCounts(new_versions=new, closed_versions=int(counts.get("changed", 0)),
+                       unchanged=int(counts.get("unchanged", 0)), stale=int(counts.get("stale", 0)),
+                       extracted=len(frame))
+
+
+def would_be_key_aggregates(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec) -> tuple[int, int, int]:
+    """(count, sum, mixed sum) of the keys that would be current after the staged changes, before deletes."""
+    key = vetted(source.key)
+    a, b = KEY_MIX
+    row = wh.run(con, f"""
+        SELECT count(*), COALESCE(sum(k), 0), COALESCE(sum((k % {a}) * (k % {b})), 0) FROM (
+            SELECT {key} AS k FROM {vetted(spec.qualified_name)} WHERE is_current
+            UNION SELECT {key} FROM {VERSIONS} WHERE {ACTION} = 'insert') w
+    """)  # noqa: S608 - vetted identifiers and integer constants
+    n, s, m = row[0]
+    return int(n), int(s), int(m)
+
+
+def stage_deletes(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec, source_keys: np.ndarray,
+                  deleted_at: datetime, loaded_at: datetime) -> int:
+    """Close, as deleted, every current version whose key is not among `source_keys` (nor re-created in this
+    run). Their valid_to is when the deletion was observed (never before the version started)."""
+    key = vetted(source.key)
+    key_col = spec.column(source.key)
+    load_staging(wh, con, SOURCE_KEYS, [key_col], pd.DataFrame({source.key: pd.array(source_keys, dtype="Int64")}))
+    names = [vetted(c.name) for c in spec.columns]
+    values = {
+        "valid_to": "CASE WHEN d.valid_from > CAST(:deleted_at AS TIMESTAMPTZ) THEN d.valid_from "
+                    "ELSE CAST(:deleted_at AS TIMESTAMPTZ) END",
+        "is_current": "false", "is_deleted": "true", "loaded_at": "CAST(:loaded_at AS TIMESTAMPTZ)",
+    }
+    select = ", ".join(values.get(n, f"d.{n}") for n in names)
+    wh.run(con, f"""
+        INSERT INTO {VERSIONS} ({', '.join(names)}, {ACTION})
+        SELECT {select}, 'delete' FROM {vetted(spec.qualified_name)} d
+        WHERE d.is_current
+          AND NOT EXISTS (SELECT 1 FROM {SOURCE_KEYS} s WHERE s.{key} = d.{key})
+          AND NOT EXISTS (SELECT 1 FROM {VERSIONS} v WHERE v.{key} = d.{key})
+    """, {"deleted_at": deleted_at, "loaded_at": loaded_at})  # noqa: S608
+    return int(wh.run(con, f"SELECT count(*) FROM {VERSIONS} WHERE {ACTION} = 'delete'")[0][0])  # noqa: S608
+
+
+def would_be_sql(spec: TableSpec, key: str) -> str:
+    """A subquery: the dimension as it would be once published, for the keys this run touches (published
+    versions of those keys, with the staged closed/deleted versions in place of the current ones, plus the
+    staged new versions)."""
+    k = vetted(key)
+    dim = vetted(spec.qualified_name)
+    cols = ", ".join(vetted(c) for c in spec.column_names)
+    return f"""(
+        SELECT {cols} FROM {dim} d
+        WHERE d.{k} IN (SELECT {k} FROM {VERSIONS})
+          AND NOT EXISTS (SELECT 1 FROM {VERSIONS} v WHERE v.{ACTION} <> 'insert' AND v.{k} = d.{k}
+                          AND v.valid_from = d.valid_from)
+        UNION ALL SELECT {cols} FROM {VERSIONS})"""  # noqa: S608 - vetted identifiers
+
+
+def publish(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec) -> int:
+    """Apply the staged versions to the dimension: close current versions in place, insert new ones.
+
+    Only rows that are current can be updated, so a closed version is never modified; if fewer rows were
+    closed than staged (someone else changed the dimension meanwhile) the transaction is refused.
+    """
+    key = vetted(source.key)
+    dim = vetted(spec.qualified_name)
+    staged_closes = int(wh.run(con, f"SELECT count(*) FROM {VERSIONS} WHERE {ACTION} <> 'insert'")[0][0])  # noqa: S608
+    closed = _count(wh, con, f"""
+        UPDATE {dim} AS d SET valid_to = v.valid_to, is_current = v.is_current, is_deleted = v.is_deleted,
+               loaded_at = v.loaded_at
+        FROM {VERSIONS} v
+        WHERE v.{ACTION} <> 'insert' AND d.{key} = v.{key} AND d.valid_from = v.valid_from AND d.is_current
+    """)  # noqa: S608
+    if closed != staged_closes:
+        raise WarehouseError(f"{spec.qualified_name}: {staged_closes} current versions to close but {closed} "
+                             "found current; the dimension changed during the merge, nothing published")
+    cols = ", ".join(vetted(c) for c in spec.column_names)
+    inserted = _count(wh, con, f"INSERT INTO {dim} ({cols}) SELECT {cols} FROM {VERSIONS} "  # noqa: S608
+                      f"WHERE {ACTION} = 'insert'")
+    return closed + inserted
+
+
+def lock_dimension(wh: Warehouse, con: Any, spec: TableSpec) -> None:
+    """PostgreSQL: one merge of a dimension at a time (readers are not blocked). DuckDB has one writer."""
+    if wh.backend == "postgres":
+        wh.run(con, f"LOCK TABLE {vetted(spec.qualified_name)} IN SHARE ROW EXCLUSIVE MODE")

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -78,11 +79,19 @@ def source_engine(source: SourceTable) -> sa.Engine:
 
 
 @contextmanager
-def _begin(source: SourceTable) -> Iterator[sa.Connection]:
-    """One transaction on the source's database; database failures become SourceDatabaseError."""
+def _begin(source: SourceTable, *, snapshot: bool = False) -> Iterator[sa.Connection]:
+    """One transaction on the source's database; database failures become SourceDatabaseError.
+
+    snapshot: every statement sees the same state (REPEATABLE READ on PostgreSQL; on SQLite an explicit
+    BEGIN, since the driver opens no transaction for reads and each SELECT would see the latest state).
+    """
     engine = source_engine(source)
     try:
-        with engine.begin() as conn:
+        isolated = engine.execution_options(isolation_level="REPEATABLE READ") \
+            if snapshot and engine.dialect.name == "postgresql" else engine
+        with isolated.begin() as conn:
+            if snapshot and engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")
             yield conn
     except sa.exc.DBAPIError as exc:
         raise SourceDatabaseError(
@@ -189,18 +198,9 @@ def read_changes(source: SourceTable, since: datetime | None, until: datetime | 
     Columns are exactly the declared ones: updated_at tz-aware UTC, dates datetime64, integers Int64.
     """
     since, until = _aware(since, "since"), _aware(until, "until")
-    table = _table(source)
-    stmt = sa.select(*[table.c[name] for name in source.column_names])
-    if since is not None:
-        stmt = stmt.where(table.c.updated_at >= since)
-    if until is not None:
-        stmt = stmt.where(table.c.updated_at < until)
-    stmt = stmt.order_by(table.c.updated_at, table.c[source.key])
     with _begin(source) as conn:
-        rows = conn.execute(stmt).all()
-    return pd.DataFrame(
-        {c.name: _to_series([r[i] for r in rows], c.type) for i, c in enumerate(source.columns)}
-    )
+        rows = conn.execute(_changes_stmt(source, since, until)).all()
+    return _frame(source, rows)
 
 
 def read_keys(source: SourceTable) -> set[int]:
@@ -208,6 +208,59 @@ def read_keys(source: SourceTable) -> set[int]:
     table = _table(source)
     with _begin(source) as conn:
         return {int(k) for k in conn.execute(sa.select(table.c[source.key])).scalars()}
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """What one extraction read from a source table, all in one transaction."""
+
+    changes: pd.DataFrame  # rows with since <= updated_at < until (see read_changes)
+    rows: int  # rows in the table
+    rows_before: int  # rows with updated_at < `before`: those the dimension must already hold
+    key_sum: int
+    key_mix: int  # sum of (key % a) * (key % b) for KEY_MIX = (a, b): see scd2.KEY_MIX
+    keys: np.ndarray | None  # every key (int64), when a key scan was asked for
+
+
+def _changes_stmt(source: SourceTable, since: datetime | None, until: datetime | None) -> sa.Select:
+    table = _table(source)
+    stmt = sa.select(*[table.c[name] for name in source.column_names])
+    if since is not None:
+        stmt = stmt.where(table.c.updated_at >= since)
+    if until is not None:
+        stmt = stmt.where(table.c.updated_at < until)
+    return stmt.order_by(table.c.updated_at, table.c[source.key])
+
+
+def _frame(source: SourceTable, rows: Sequence[Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c.name: _to_series([r[i] for r in rows], c.type) for i, c in enumerate(source.columns)}
+    )
+
+
+def read_snapshot(source: SourceTable, since: datetime | None, until: datetime | None, *, before: datetime,
+                  keys: bool, changes: bool = True) -> SourceSnapshot:
+    """The changes of a window, the table's size and key aggregates, and every key if `keys`, from one
+    consistent snapshot. The aggregates are computed by the source database (one row comes back), so deciding
+    whether a key scan is needed costs one aggregate query inside the source database, not a transfer of every
+    key."""
+    from quant_platform.internal.scd2 import KEY_MIX
+
+    since, until, before = _aware(since, "since"), _aware(until, "until"), _aware(before, "before")
+    table = _table(source)
+    k = table.c[source.key]
+    a, b = KEY_MIX
+    stats = sa.select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(k), 0),
+        sa.func.coalesce(sa.func.sum((k % a) * (k % b)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((table.c.updated_at < before, 1), else_=0)), 0),
+    ).select_from(table)
+    with _begin(source, snapshot=True) as conn:
+        rows = conn.execute(_changes_stmt(source, since, until)).all() if changes else []
+        n, key_sum, key_mix, n_before = conn.execute(stats).one()
+        all_keys = np.fromiter(conn.execute(sa.select(k)).scalars(), dtype=np.int64) if keys else None
+    return SourceSnapshot(_frame(source, rows), int(n), int(n_before), int(key_sum), int(key_mix), all_keys)
 
 
 def count_rows(source: SourceTable) -> int:
