@@ -202,16 +202,16 @@ def build_crude_balance(wpsr: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
 )
 def cot_positioning(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     codes = list(KEY_CONTRACTS)
-    marks = ", ".join(["?"] * len(codes))
     wh = warehouse.open()
     try:
         dis = wh.query_df(
-            "SELECT as_of, available_at, contract_code, m_money_long AS long_contracts, m_money_short AS "  # noqa: S608
-            f"short_contracts, open_interest FROM macro.cftc_cot_disaggregated WHERE contract_code IN ({marks})",
-            codes)
+            "SELECT as_of, available_at, contract_code, m_money_long AS long_contracts, m_money_short AS "
+            "short_contracts, open_interest FROM macro.cftc_cot_disaggregated WHERE contract_code IN :codes",
+            {"codes": codes})
         leg = wh.query_df(
-            "SELECT as_of, available_at, contract_code, noncomm_long AS long_contracts, noncomm_short AS "  # noqa: S608
-            f"short_contracts, open_interest FROM macro.cftc_cot_legacy WHERE contract_code IN ({marks})", codes)
+            "SELECT as_of, available_at, contract_code, noncomm_long AS long_contracts, noncomm_short AS "
+            "short_contracts, open_interest FROM macro.cftc_cot_legacy WHERE contract_code IN :codes",
+            {"codes": codes})
     finally:
         wh.dispose()
     frame = build_cot_positioning(dis, leg)

@@ -148,6 +148,8 @@ class Warehouse:
         """
         import sqlalchemy as sa
 
+        if params is not None and not isinstance(params, Mapping):
+            raise WarehouseError(f"bound parameters must be a mapping of :name to value, got {type(params).__name__}")
         values = dict(params or {})
         binds = [sa.bindparam(k, v, expanding=isinstance(v, list | tuple)) for k, v in values.items()]
         compiled = sa.text(sql).bindparams(*binds).compile(dialect=self._dialect,
