@@ -30,15 +30,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------------------------------------- warehouse
-def cmd_warehouse_init(args) -> int:
-    from quant_platform.platform.settings import load_settings
+def init_warehouse(url: str) -> tuple[str, list[str], list[str]]:
+    """Bring a warehouse to this release's schema: add the columns older tables lack (before the views that
+    may read them are created), then apply the DDL. Returns the backend, the files applied, the columns added."""
+    from quant_platform.platform.ddl import all_tables
     from quant_platform.platform.warehouse import Warehouse
 
-    url = args.url or load_settings().warehouse_url
     wh = Warehouse(url)
-    applied = wh.apply_sql_dir(sql_dir())
-    wh.dispose()
-    print(f"warehouse {wh.backend} ready: applied {', '.join(applied)}")
+    try:
+        added = wh.add_missing_columns(all_tables())
+        applied = wh.apply_sql_dir(sql_dir())
+    finally:
+        wh.dispose()
+    return wh.backend, applied, added
+
+
+def cmd_warehouse_init(args) -> int:
+    from quant_platform.platform.settings import load_settings
+
+    backend, applied, added = init_warehouse(args.url or load_settings().warehouse_url)
+    print(f"warehouse {backend} ready: applied {', '.join(applied)}"
+          + (f"; added columns {', '.join(added)}" if added else ""))
     return 0
 
 
@@ -111,7 +123,6 @@ def cmd_backfill(args) -> int:
 def cmd_up(args) -> int:
     from quant_platform.instance import prepare_embedded_instance
     from quant_platform.platform.settings import load_settings
-    from quant_platform.platform.warehouse import Warehouse
 
     settings = load_settings()
     env = dict(os.environ)
@@ -148,9 +159,7 @@ def cmd_up(args) -> int:
 
             counts = seed_sources()
             print("seeded demo operational databases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        wh = Warehouse(env.get("QP_WAREHOUSE_URL") or settings.warehouse_url)
-        wh.apply_sql_dir(sql_dir())
-        wh.dispose()
+        init_warehouse(env.get("QP_WAREHOUSE_URL") or settings.warehouse_url)
         one_shot: list[subprocess.Popen] = []
         if not args.no_market:
             from quant_platform.demo import start_ingest, start_replays

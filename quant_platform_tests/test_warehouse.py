@@ -46,3 +46,27 @@ def test_errors_are_one_line_warehouse_errors(warehouse):
     with pytest.raises(WarehouseError) as info:
         warehouse.query_df("SELECT * FROM macro.no_such_table WHERE x = :x", {"x": 1})
     assert "\n" not in str(info.value) and "no_such_table" in str(info.value)
+
+
+def test_init_adds_a_column_an_older_release_lacked_and_backfills_it(warehouse, warehouse_url):
+    from datetime import UTC, datetime
+
+    from quant_platform.cli import init_warehouse
+
+    # A warehouse created before governance.raw_files had loaded_at, holding one indexed file.
+    warehouse.execute("ALTER TABLE governance.raw_files DROP COLUMN loaded_at")
+    fetched = datetime(2026, 4, 29, 14, 31, tzinfo=UTC)
+    warehouse.execute(
+        "INSERT INTO governance.raw_files (vendor, dataset, partition_key, sha256, lake_path, size_bytes, url, "
+        "fetched_at, revision) VALUES ('eia', 'wpsr_table1', '2026-04-24', :sha, 'raw/x', 1, 'u', :at, 1)",
+        {"sha": "ab" * 32, "at": fetched})
+    _, _, added = init_warehouse(warehouse_url)
+    assert added == ["governance.raw_files.loaded_at"]
+    loaded = warehouse.scalar("SELECT loaded_at FROM governance.raw_files")
+    assert str(loaded)[:16] == "2026-04-29 14:31"  # backfilled from fetched_at
+    with pytest.raises(WarehouseError, match="(?i)null"):  # and NOT NULL, as declared
+        warehouse.execute(
+            "INSERT INTO governance.raw_files (vendor, dataset, partition_key, sha256, lake_path, size_bytes, "
+            "url, fetched_at, revision) VALUES ('eia', 'w', 'p', 'cd', 'raw/y', 1, 'u', :at, 1)", {"at": fetched})
+    # A second init finds nothing to add.
+    assert init_warehouse(warehouse_url)[2] == []

@@ -33,7 +33,8 @@ RAW_FILES = TableSpec(
                nullable=False, min_value=1),
         Column("loaded_at", "timestamptz", "When rows parsed from this file were first committed to the "
                "warehouse (UTC): stamped last in the transaction that writes them, so it is when they became "
-               "visible. release_on_time judges this, not fetched_at.", nullable=False),
+               "visible. release_on_time judges this, not fetched_at. Files indexed before this column existed carry "
+               "their fetch time.", nullable=False, backfill_from="fetched_at"),
     ),
     primary_key=("vendor", "dataset", "partition_key", "sha256"),
 )

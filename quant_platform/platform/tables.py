@@ -35,6 +35,9 @@ class Column:
     min_value: float | None = None
     max_value: float | None = None
     allowed_values: tuple[str, ...] | None = None
+    # Schema evolution: when `warehouse init` adds this column to an existing table, the rows already there
+    # take the value of this other column (so a NOT NULL column can be added to a table that has rows).
+    backfill_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in LOGICAL_TYPES:

@@ -139,6 +139,46 @@ class Warehouse:
             applied.append(f.name)
         return applied
 
+    def add_missing_columns(self, specs: Sequence[TableSpec]) -> list[str]:
+        """Schema evolution for tables created by an older release: add each declared column a table lacks.
+
+        `CREATE TABLE IF NOT EXISTS` never changes an existing table, so `warehouse init` calls this before the
+        DDL. A new column is backfilled from its `backfill_from` column, then made NOT NULL if declared so
+        (a separate transaction: DuckDB cannot add the constraint over updates it has not committed; a rerun
+        finishes a column left nullable). Without a backfill a NOT NULL column is added nullable, since old
+        rows cannot have a value. Returns "schema.table.column" for each column added.
+        """
+        added: list[str] = []
+        for spec in specs:
+            schema, name = vetted(spec.qualified_name).split(".")
+            present = self.query_df(
+                "SELECT column_name, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = :s AND table_name = :t", {"s": schema, "t": name})
+            if present.empty:
+                continue  # no such table yet: the DDL creates it whole
+            nullable = dict(zip(present["column_name"].str.lower(), present["is_nullable"] == "YES", strict=True))
+            table = vetted(spec.qualified_name)
+            for col in spec.columns:
+                column = vetted(col.name)
+                try:
+                    if col.name not in nullable:
+                        with self._dbapi() as con:
+                            self.run(con, f"ALTER TABLE {table} ADD COLUMN {column} {col.ddl_type}")
+                            if col.backfill_from:
+                                self.run(con, f"UPDATE {table} SET {column} = {vetted(col.backfill_from)}")  # noqa: S608
+                        added.append(f"{spec.qualified_name}.{col.name}")
+                    elif not (col.backfill_from and not col.nullable and nullable[col.name]):
+                        continue
+                    if col.backfill_from and not col.nullable:
+                        with self._dbapi() as con:
+                            self.run(con, f"UPDATE {table} SET {column} = {vetted(col.backfill_from)} "  # noqa: S608
+                                     f"WHERE {column} IS NULL")
+                        with self._dbapi() as con:
+                            self.run(con, f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL")
+                except Exception as exc:
+                    raise WarehouseError(f"adding column {col.name} to {table} failed: {_one_line(exc)}") from exc
+        return added
+
     # ---------------------------------------------------------------- statements
     def bind(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[str, Any]:
         """SQL with named `:name` placeholders, compiled by SQLAlchemy into this driver's own style.
