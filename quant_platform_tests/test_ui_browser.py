@@ -3,21 +3,28 @@ dagster-webserver serving the platform's definitions after real runs.
 
 It checks what an analyst sees: the catalog lists the assets with the descriptions the Definitions carry,
 the global lineage graph draws their nodes, and an asset page shows its checks (with their results) and
-its freshness policy. It saves docs/img/ui_catalog.png and docs/img/ui_lineage.png for the README.
+its freshness policy. Its screenshots, taken in this run into the test's tmp_path, must be real PNGs of a
+drawn page (not a blank one); with UPDATE_SCREENSHOTS=1 they replace docs/img/ui_catalog.png and
+docs/img/ui_lineage.png, the README's.
 
 Never use Playwright's own browser download: the browser is Debian's /usr/bin/chromium (`make browser`).
 """
 
 from __future__ import annotations
 
+import base64
 import calendar
 import contextlib
+import hashlib
 import os
 import re
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -36,8 +43,73 @@ IMG_DIR = REPO_ROOT / "docs" / "img"
 ASSETS = ("macro/eia_wpsr", "marts/us_crude_balance_weekly")
 UI_TIMEOUT_MS = 60_000  # two shared cores: the first page load compiles nothing, but can still be slow
 ASSET_NODES_QUERY = "{ assetNodes { assetKey { path } } }"
+VIEWPORT = {"width": 1440, "height": 900}
+SCREENSHOTS = ("ui_catalog.png", "ui_lineage.png")
+# Decoded by the browser itself (an <img> drawn on a canvas): distinct RGBA values and the most common one's share.
+COLOUR_STATS_JS = """async (b64) => {
+  const img = new Image(); img.src = 'data:image/png;base64,' + b64; await img.decode();
+  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+  const px = new Uint32Array(ctx.getImageData(0, 0, c.width, c.height).data.buffer);
+  const counts = new Map(); for (const v of px) counts.set(v, (counts.get(v) || 0) + 1);
+  let top = 0; for (const n of counts.values()) top = Math.max(top, n);
+  return {width: c.width, height: c.height, colours: counts.size, top_share: top / px.length};
+}"""
+# A drawn Dagster page has thousands of colours (antialiased text, icons); a blank render has one.
+MIN_COLOURS = 256
+MAX_TOP_SHARE = 0.98
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a well-formed 8-bit PNG: signature, IHDR first, IEND last, every chunk's CRC, and
+    image data that inflates to exactly one filter byte plus one row of pixels per line."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    pos, kinds, idat = 8, [], b""
+    while pos < len(data):
+        assert pos + 12 <= len(data), f"{path.name}: truncated"
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        assert pos + 12 + length <= len(data), f"{path.name}: truncated in chunk {kind!r}"
+        body, (crc,) = data[pos + 8:pos + 8 + length], struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"{path.name}: bad CRC in chunk {kind!r}"
+        if kind == b"IHDR":
+            width, height, depth, colour_type = struct.unpack(">IIBB", body[:10])
+        idat += body if kind == b"IDAT" else b""
+        kinds.append(kind)
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds, (path.name, kinds)
+    assert depth == 8 and colour_type in (2, 6), (path.name, depth, colour_type)  # RGB or RGBA
+    row = 1 + width * (3 if colour_type == 2 else 4)
+    assert len(zlib.decompress(idat)) == height * row, f"{path.name}: image data does not fill {width}x{height}"
+    return width, height
+
+
+def _colour_stats(page, path: Path) -> dict:
+    return page.evaluate(COLOUR_STATS_JS, base64.b64encode(path.read_bytes()).decode())
+
+
+def _assert_drawn_screenshots(browser, tmp_path: Path) -> None:
+    """This run's screenshots are PNGs of the viewport's size with a drawn page in them; the same measure
+    calls a blank render of the same size blank, so it can tell."""
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto("about:blank")
+        blank = tmp_path / "blank.png"
+        page.screenshot(path=str(blank))
+        assert _colour_stats(page, blank)["colours"] == 1
+        digests = set()
+        for name in SCREENSHOTS:
+            shot = tmp_path / name
+            assert shot.is_file(), f"{name} was not taken in this run"
+            assert shot.stat().st_size > 20_000, f"{name} looks empty"
+            assert _png_size(shot) == (VIEWPORT["width"], VIEWPORT["height"]), name
+            stats = _colour_stats(page, shot)
+            assert (stats["width"], stats["height"]) == (VIEWPORT["width"], VIEWPORT["height"]), (name, stats)
+            assert stats["colours"] >= MIN_COLOURS and stats["top_share"] <= MAX_TOP_SHARE, (name, stats)
+            digests.add(hashlib.sha256(shot.read_bytes()).hexdigest())
+        assert len(digests) == len(SCREENSHOTS), "two screenshots are the same picture"
+    finally:
+        page.close()
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -162,12 +234,11 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
             start_new_session=True)
     try:
         assert set(ASSETS) <= _wait_for_catalog(port, web, log)
-        # The README's screenshots are refreshed with UPDATE_SCREENSHOTS=1; a normal run keeps its own copies.
-        img_dir = IMG_DIR if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
-        img_dir.mkdir(parents=True, exist_ok=True)
+        for name in SCREENSHOTS:  # this run's screenshots only
+            (tmp_path / name).unlink(missing_ok=True)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(UI_TIMEOUT_MS)
             try:
                 # 1. Catalog, filtered to the two assets' groups (the full list outgrows a screen and the
@@ -191,7 +262,7 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
                 expect(mart_row.first).to_contain_text("Materialized", timeout=UI_TIMEOUT_MS)
                 expect(page.get_by_text(re.compile(r"^(Loading|- partitions)"))).to_have_count(
                     0, timeout=UI_TIMEOUT_MS)
-                page.screenshot(path=str(img_dir / "ui_catalog.png"))
+                page.screenshot(path=str(tmp_path / "ui_catalog.png"))
 
                 # 2. Global asset lineage, the two assets' groups expanded: a node per asset, edges between.
                 expanded = ",".join(f"global@global:{g}" for g in groups)
@@ -203,9 +274,14 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
                         has=page.get_by_text(key.path[-1], exact=True)).filter(has_text="Asset checks")
                     expect(box.first).to_be_visible(timeout=UI_TIMEOUT_MS)
                     expect(box.first).to_contain_text(f"{n} / {n} Passed", timeout=UI_TIMEOUT_MS)
-                assert page.locator("svg:has(foreignObject) path").count() > 0, "the lineage graph drew no edges"
+                # One drawn edge (a path straight under the graph's svg; arrowheads sit in <marker>) per
+                # dependency between assets of these groups in the Definitions.
+                shown = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name in groups]
+                deps = [(p, k) for k in shown for p in graph.get(k).parent_keys if p in shown]
+                assert deps, f"no dependency within the groups {groups}"
+                expect(page.locator("svg:has(foreignObject) > path")).to_have_count(len(deps), timeout=UI_TIMEOUT_MS)
                 _frame_the_graph(page)
-                page.screenshot(path=str(img_dir / "ui_lineage.png"))
+                page.screenshot(path=str(tmp_path / "ui_lineage.png"))
 
                 # 3. Asset pages: the checks with their results, and the freshness policy.
                 for key in keys:
@@ -222,6 +298,8 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
                     for name in checks[key]:
                         row = page.locator(f'span:has(> div[title="{name}"])').first
                         expect(row).to_contain_text("Succeeded", timeout=UI_TIMEOUT_MS)
+
+                _assert_drawn_screenshots(browser, tmp_path)
             except Exception:
                 with contextlib.suppress(Exception):  # the page as the failing step saw it
                     page.screenshot(path=str(tmp_path / "failure.png"))
@@ -232,8 +310,11 @@ def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_hom
         _stop_group(web)
     # Nothing is left behind: no process of the webserver's group, its port closed.
     assert not _group_members(web.pid) and not port_open(port)
-    for name in ("ui_catalog.png", "ui_lineage.png"):
-        assert (IMG_DIR / name).stat().st_size > 20_000, f"{name} looks empty"
+    # The README's screenshots are replaced only on request, and only by checked ones.
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        IMG_DIR.mkdir(parents=True, exist_ok=True)
+        for name in SCREENSHOTS:
+            shutil.copyfile(tmp_path / name, IMG_DIR / name)
 
 
 def _frame_the_graph(page) -> None:
