@@ -80,9 +80,14 @@ def test_numeric_columns_carry_units():
 def test_asset_spec_snapshot():
     """Regenerate with UPDATE_SNAPSHOTS=1 after an intended catalog change, and commit the diff."""
     current = _spec_snapshot()
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
+    how = (f"run `UPDATE_SNAPSHOTS=1 pytest {Path(__file__).relative_to(REPO_ROOT)} -k snapshot` and commit "
+           f"{SNAPSHOT.relative_to(REPO_ROOT)}")
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    assert json.loads(SNAPSHOT.read_text()) == current
+    assert SNAPSHOT.is_file(), f"{SNAPSHOT} is missing: {how}"
+    committed = json.loads(SNAPSHOT.read_text())
+    changed = sorted(k for k in committed.keys() | current.keys() if committed.get(k) != current.get(k))
+    assert committed == current, f"the asset specs differ from {SNAPSHOT.name} for {changed}: if intended, {how}"
 
 
 def test_sql_matches_the_table_specs():
@@ -99,4 +104,5 @@ def test_schedules_and_sensors_are_on_by_default():
     assert set(sensors) >= {"eia_wpsr_release_sensor", "eia_series_release_sensor", "cftc_cot_release_sensor",
                             "marts_automation_sensor"}
     assert all(s == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    assert {s.name for s in repo.schedule_defs} >= {"market_retention_job_schedule", "release_watch_job_schedule"}
     assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in repo.schedule_defs)
