@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pyarrow.compute as pc
@@ -18,9 +19,6 @@ from quant_platform.market.contracts import RawFrame
 from quant_platform_tests.market_helpers import landed_table, sim_frames, wait_for
 from quant_platform_tests.release_helpers import evaluate_sensor
 
-TODAY = datetime.now(UTC).date()
-YESTERDAY = (TODAY - timedelta(days=1)).isoformat()
-
 
 def _frames(start: datetime, n: int, step_ms: int, seq0: int) -> list[RawFrame]:
     return sim_frames(n, int(start.timestamp() * 1e9), step_ns=step_ms * 1_000_000, seq0=seq0)
@@ -30,7 +28,9 @@ def _frames(start: datetime, n: int, step_ms: int, seq0: int) -> list[RawFrame]:
 def ingested(tmp_path_factory):
     """Ingest 23:58-00:02 UTC around last midnight through the real normalizer and lander, with a forced
     redelivery of TICKS messages that were already landed, one malformed frame and one heartbeat-only raw
-    message. Yields (nats url, lake, published ticks by day)."""
+    message. Yields (nats url, lake, published ticks by day, the day before that midnight, ticks landed twice).
+
+    "Last midnight" is taken when the fixture runs; the tests judge what is closed by the time they use it."""
     import nats
 
     from quant_platform.market.lake_landing import land_batch
@@ -41,11 +41,12 @@ def ingested(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("daily")
     lake = base / "lake"
-    midnight = datetime.combine(TODAY, datetime.min.time(), UTC)
+    midnight = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
     first = _frames(midnight - timedelta(minutes=2), 1200, 100, 0)  # 23:58:00 - 23:59:59.9
     second = _frames(midnight - timedelta(seconds=1), 1210, 100, 5000)  # 23:59:59 - 00:02:00
     heartbeat = [RawFrame(1, b'{"ev":"H","t":1}')]
     malformed = [RawFrame(2, b'{"sym":"CL","ev":"T","t":1,"seq":1,"p":"NaN","s":1}')]
+    forced: Counter[str] = Counter()  # ticks landed by the forced redelivery (then landed again), by day
 
     with EmbeddedNats(base / "nats").start() as srv:
         async def run():
@@ -65,7 +66,9 @@ def ingested(tmp_path_factory):
             msgs = await sub.fetch(6, timeout=5)
             for m in msgs:
                 seq = m.metadata.sequence.stream
-                land_batch(lake, ipc_to_table(m.data), seq, seq, parse_raw_ticks(m.headers.get(HDR_RAW_TICKS, "")))
+                table = ipc_to_table(m.data)
+                forced[pc.min(table["ts"]).as_py().date().isoformat()] += table.num_rows
+                land_batch(lake, table, seq, seq, parse_raw_ticks(m.headers.get(HDR_RAW_TICKS, "")))
                 await m.nak()
             await sub.unsubscribe()
             lander = asyncio.create_task(run_lander(srv.url, lake, stop, max_rows=400, max_age_s=0.2,
@@ -81,7 +84,7 @@ def ingested(tmp_path_factory):
         for f in first + second:
             day = datetime.fromtimestamp(f.received_at_ns / 1e9, UTC).date().isoformat()
             published[day] = published.get(day, 0) + 1
-        yield srv.url, lake, published
+        yield srv.url, lake, published, (midnight - timedelta(days=1)).date().isoformat(), forced
 
 
 async def _floor_async(js, target: int) -> bool:
@@ -91,6 +94,20 @@ async def _floor_async(js, target: int) -> bool:
 
 def _floor(js, target: int):
     return _floor_async(js, target)
+
+
+def _closed_days(published: dict[str, int]) -> list[str]:
+    """The ingested days that are over now (lateness 0), judged when called: a run across midnight UTC
+    closes the ingest's second day too."""
+    today = datetime.now(UTC).date().isoformat()
+    return sorted(d for d in published if d < today)
+
+
+def _requested_days(sensor_result, closed_before: list[str], published: dict[str, int]) -> list[str]:
+    """The sensor asks for exactly the closed days, as they stood before or after its evaluation."""
+    days = [r.partition_key for r in sensor_result.run_requests]
+    assert days in (closed_before, _closed_days(published)), (days, closed_before)
+    return days
 
 
 def _job_run(instance, day: str, tags: dict | None = None):
@@ -116,7 +133,7 @@ def _md(mat, name):
 
 @pytest.fixture
 def lake_copy(ingested, qp_home, warehouse_url, monkeypatch):
-    url, lake, published = ingested
+    url, lake, published, day, forced = ingested
     target = qp_home / "lake"
     if target.exists():
         shutil.rmtree(target)
@@ -129,7 +146,7 @@ def lake_copy(ingested, qp_home, warehouse_url, monkeypatch):
     from quant_platform.platform.warehouse import Warehouse
 
     Warehouse(load_settings().warehouse_url).apply_sql_dir(sql_dir())
-    return target, published
+    return target, published, day, forced
 
 
 def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempotent(lake_copy, instance):
@@ -138,20 +155,24 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     from quant_platform.definitions import defs
     from quant_platform.market.assets import TICK_STREAM_KEY, market_ingest_sensor
 
-    lake, published = lake_copy
+    lake, published, day, forced = lake_copy
     landed = landed_table(lake)
-    assert landed.num_rows > sum(published.values())  # the forced redelivery left duplicates in the landing
+    # Every published tick landed, and the forced redelivery's ticks twice (nothing else was redelivered).
+    assert (landed.num_rows, pc.count_distinct(landed["event_id"]).as_py()) == (
+        sum(published.values()) + sum(forced.values()), sum(published.values()))
+    assert set(forced) == {day} and forced[day] > 0
     ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+    closed = _closed_days(published)
     result = market_ingest_sensor(ctx)
-    assert [r.partition_key for r in result.run_requests] == [YESTERDAY]  # today is not closed
+    assert _requested_days(result, closed, published)[0] == day  # the ingest's second day is not over (yet)
     req = result.run_requests[0]
-    assert req.run_key.startswith(f"ticks_daily:{YESTERDAY}:")
+    assert req.run_key.startswith(f"ticks_daily:{day}:")
     obs = [e for e in result.asset_events if isinstance(e, dg.AssetObservation)]
     assert obs and obs[0].asset_key == TICK_STREAM_KEY
     assert obs[0].metadata["dlq_messages"].value == 2
     assert obs[0].metadata["lander_lag"].value == 0
 
-    run = _job_run(instance, YESTERDAY, req.tags)
+    run = _job_run(instance, day, req.tags)
     checks = _checks(run)
     assert run.success, {n: (c.passed, c.metadata) for n, c in checks.items()}
     assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items() if not c.passed}
@@ -162,12 +183,12 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
             + comp["raw_messages_on_other_days"].value) == comp["raw_messages_expected"].value
     mat = _materialization(run, "market__ticks_daily")
     assert _md(mat, "published") is True
-    assert _md(mat, "dagster/row_count") == published[YESTERDAY]
-    assert _md(mat, "duplicates_removed") > 0
-    daily = pq.read_table(lake / "ticks" / "daily" / f"date={YESTERDAY}" / "ticks.parquet")
-    assert daily.num_rows == published[YESTERDAY]
+    assert _md(mat, "dagster/row_count") == published[day]
+    assert _md(mat, "duplicates_removed") == forced[day]
+    daily = pq.read_table(lake / "ticks" / "daily" / f"date={day}" / "ticks.parquet")
+    assert daily.num_rows == published[day]
     assert pc.count_distinct(daily["event_id"]).as_py() == daily.num_rows
-    assert pc.min(daily["ts"]).as_py().date().isoformat() == YESTERDAY
+    assert pc.min(daily["ts"]).as_py().date().isoformat() == day
     keys = list(zip(daily["instrument_id"].to_pylist(), daily["ts"].to_pylist(), strict=True))
     assert keys == sorted(keys)
     bars = _materialization(run, "market__bars_1m")
@@ -176,13 +197,13 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     from quant_platform.platform.warehouse import Warehouse
 
     wh = Warehouse(load_settings().warehouse_url)
-    assert wh.scalar("SELECT count(*) FROM market.ticks_history WHERE trade_date = ?", [YESTERDAY]) == daily.num_rows
+    assert wh.scalar("SELECT count(*) FROM market.ticks_history WHERE trade_date = :day", {"day": day}) == daily.num_rows
     trades = int(pc.sum(pc.equal(daily["event"], "trade")).as_py())
-    assert wh.scalar("SELECT sum(trades) FROM market.bars_1m WHERE trade_date = ?", [YESTERDAY]) == trades
-    assert wh.scalar("SELECT sum(ticks) FROM market.daily_stats WHERE trade_date = ?", [YESTERDAY]) == daily.num_rows
+    assert wh.scalar("SELECT sum(trades) FROM market.bars_1m WHERE trade_date = :day", {"day": day}) == trades
+    assert wh.scalar("SELECT sum(ticks) FROM market.daily_stats WHERE trade_date = :day", {"day": day}) == daily.num_rows
 
     # The same run key is not requested twice; compacting the day again changes nothing.
-    again = _job_run(instance, YESTERDAY, req.tags)
+    again = _job_run(instance, day, req.tags)
     mat2 = _materialization(again, "market__ticks_daily")
     assert _md(mat2, "dagster/row_count") == _md(mat, "dagster/row_count")
     assert _md(mat2, "content_hash") == _md(mat, "content_hash")
@@ -191,7 +212,7 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     # Load audit: every partition with its raw sequence range, counts and path, by the real audit sensor.
     evaluate_sensor(defs, "governance_audit_sensor", instance, None)
     audit = wh.query_df("SELECT source_kind, source_ref, row_count FROM governance.load_audit "
-                        "WHERE asset_key = 'market/ticks_daily' AND partition_key = ?", [YESTERDAY])
+                        "WHERE asset_key = 'market/ticks_daily' AND partition_key = :day", {"day": day})
     assert len(audit) == 2 and set(audit["source_kind"]) == {"stream_seq"}
     assert set(audit["source_ref"]) == {comp["raw_seq_window"].value}
     assert set(audit["row_count"]) == {daily.num_rows}
@@ -204,25 +225,26 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     late = daily.slice(0, 1).to_pylist()[0]
     late.update(event_id="late-tick", ts=late["ts"] + timedelta(seconds=1), stream_seq=10_000)
     land_batch(lake, pa.Table.from_pylist([late], schema=daily.schema), 900, 900, {10_000: 1})
+    closed = _closed_days(published)
     result2 = market_ingest_sensor(dg.build_sensor_context(instance=instance, definitions=defs,
                                                            cursor=result.cursor))
-    assert [r.partition_key for r in result2.run_requests] == [YESTERDAY]
+    assert _requested_days(result2, closed, published)[0] == day
     assert result2.run_requests[0].run_key != req.run_key
 
     # Retention keeps the landing files of a day until a published compaction covered every one of them.
     from quant_platform.market.compaction import apply_landing_retention
 
-    assert apply_landing_retention(lake, 0, TODAY) == []  # the late file is not compacted yet
-    run3 = _job_run(instance, YESTERDAY, result2.run_requests[0].tags)
+    assert apply_landing_retention(lake, 0, datetime.now(UTC).date()) == []  # the late file is not compacted yet
+    run3 = _job_run(instance, day, result2.run_requests[0].tags)
     assert _md(_materialization(run3, "market__ticks_daily"), "dagster/row_count") == daily.num_rows + 1
-    assert apply_landing_retention(lake, 0, TODAY) == [YESTERDAY]
-    assert not (lake / "ticks" / "landing" / f"date={YESTERDAY}").exists()
-    assert pq.read_table(lake / "ticks" / "daily" / f"date={YESTERDAY}" / "ticks.parquet").num_rows == daily.num_rows + 1
+    assert apply_landing_retention(lake, 0, datetime.now(UTC).date()) == [day]
+    assert not (lake / "ticks" / "landing" / f"date={day}").exists()
+    assert pq.read_table(lake / "ticks" / "daily" / f"date={day}" / "ticks.parquet").num_rows == daily.num_rows + 1
 
 
 def test_a_lost_landing_file_fails_completeness_names_the_range_and_blocks_the_bars(lake_copy, instance):
-    lake, published = lake_copy
-    files = sorted((lake / "ticks" / "landing" / f"date={YESTERDAY}" / "source=simulator").glob("*.parquet"),
+    lake, published, day, _ = lake_copy
+    files = sorted((lake / "ticks" / "landing" / f"date={day}" / "source=simulator").glob("*.parquet"),
                    key=lambda p: int(p.name.split("-")[0]))
     assert len(files) >= 3
     ids = {f: set(pq.read_table(f, columns=["event_id"])["event_id"].to_pylist()) for f in files}
@@ -231,22 +253,34 @@ def test_a_lost_landing_file_fails_completeness_names_the_range_and_blocks_the_b
     victim = only[len(only) // 2]
     lost = pq.read_table(victim)
     victim.unlink()
-    run = _job_run(instance, YESTERDAY)
+    # What the lake no longer has, read from the files: the ticks (raw seq, event id) of the lost file that no
+    # remaining landing file of either day holds, and the raw messages they came from.
+    left = [pq.read_table(f, columns=["stream_seq", "event_id"])
+            for f in (lake / "ticks" / "landing").rglob("*.parquet") if "source=_schema" not in str(f)]
+    pairs_left = {pair for t in left for pair in zip(t["stream_seq"].to_pylist(), t["event_id"].to_pylist(),
+                                                     strict=True)}
+    gone = set(zip(lost["stream_seq"].to_pylist(), lost["event_id"].to_pylist(), strict=True)) - pairs_left
+    seqs_left = {seq for seq, _ in pairs_left}
+    partly_gone = {seq for seq, _ in gone} & seqs_left
+    wholly_gone = {seq for seq, _ in gone} - seqs_left
+    assert gone, "the victim file held no tick of its own"
+    run = _job_run(instance, day)
     checks = _checks(run)
     comp = checks["complete_by_sequence"]
     assert not comp.passed
     named = [comp.metadata[k].value for k in ("missing_seq_ranges", "partly_landed_seq_ranges")]
     named = [r for text in named if text != "none" for r in text.split(", ")]
     assert named, comp.metadata
-    lost_seqs = set(lost["stream_seq"].to_pylist())
     reported = set()
     for r in named:
         a, _, b = r.partition("-")
         reported |= set(range(int(a), int(b or a) + 1))
-    assert reported and reported <= lost_seqs  # exactly the raw messages whose ticks were in the lost file
-    assert comp.metadata["ticks_missing"].value + comp.metadata["raw_messages_missing"].value > 0
+    assert reported == partly_gone | wholly_gone  # exactly the raw messages that lost ticks with the file
+    assert comp.metadata["raw_messages_missing"].value == len(wholly_gone)
+    assert comp.metadata["raw_messages_partly_landed"].value == len(partly_gone)
+    assert comp.metadata["ticks_missing"].value == sum(1 for seq, _ in gone if seq in partly_gone)
     mat = _materialization(run, "market__ticks_daily")
     assert _md(mat, "published") is False
-    assert not (lake / "ticks" / "daily" / f"date={YESTERDAY}" / "ticks.parquet").exists()
+    assert not (lake / "ticks" / "daily" / f"date={day}" / "ticks.parquet").exists()
     assert _materialization(run, "market__bars_1m") is None  # blocked by the failed blocking check
     assert _materialization(run, "market__ticks_history") is None
