@@ -451,6 +451,13 @@ def cmd_bench_compaction(args) -> int:
     return 0
 
 
+def cmd_bench_scd2(args) -> int:
+    from quant_platform.bench.scd2 import run_scd2_benchmark
+
+    print(json.dumps(run_scd2_benchmark(rows=args.rows, url=args.url, workdir=args.workdir, keep=args.keep), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quant-platform", description="Data platform of the trading firm (Dagster asset graph).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -588,6 +595,14 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--workdir", default=None, help="where to build the lake (default: a temp folder)")
     bc.add_argument("--keep", action="store_true", help="keep the generated lake")
     bc.set_defaults(func=cmd_bench_compaction)
+    b2 = bs.add_parser("scd2", help="set-based SCD2 merge of N changed rows with its audit (JSON)",
+                       description="Close N current versions and insert N new ones (staging, audit, publish) "
+                       "against a plain insert of the same rows, on a DuckDB file or --url.")
+    b2.add_argument("--rows", type=int, default=200_000)
+    b2.add_argument("--url", default=None, help="warehouse URL (default: a DuckDB file in a temp folder)")
+    b2.add_argument("--workdir", default=None)
+    b2.add_argument("--keep", action="store_true", help="keep the DuckDB file")
+    b2.set_defaults(func=cmd_bench_scd2)
     return p
 
 

@@ -8,6 +8,7 @@ the same extraction twice must change nothing.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -109,34 +110,27 @@ def _count(wh: Warehouse, con: Any, sql: str, params: dict | None = None) -> int
         return int(cur.rowcount)
 
 
-def _copy_text(frame: pd.DataFrame, columns: list[Column]) -> str:
-    """The frame as PostgreSQL COPY text (tab separated, \\N for NULL), built column by column."""
-    parts = []
+def _copy_csv(frame: pd.DataFrame, columns: list[Column]) -> io.BytesIO:
+    """The frame as CSV for PostgreSQL's COPY, written by Arrow: every non-null value quoted and NULL left
+    empty and unquoted, which is how COPY's CSV format tells NULL from an empty string."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    types = {"text": pa.string(), "int": pa.int64(), "bigint": pa.int64(), "double": pa.float64(),
+             "date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"), "bool": pa.bool_()}
+    arrays = []
     for col in columns:
         s = frame[col.name]
-        missing = s.isna().to_numpy()
-        if col.type == "text":
-            t = (s.astype(object).where(~missing, "").astype(str).str.replace("\\", "\\\\", regex=False)
-                 .str.replace("\t", "\\t", regex=False).str.replace("\n", "\\n", regex=False)
-                 .str.replace("\r", "\\r", regex=False))
-        elif col.type in ("int", "bigint"):
-            t = s.astype("Int64").astype(str)
-        elif col.type == "double":
-            t = pd.Series(s.to_numpy(dtype="float64", na_value=np.nan).astype(str), index=s.index)
+        if col.type == "timestamptz":
+            s = pd.to_datetime(s, utc=True)
         elif col.type == "date":
-            t = pd.to_datetime(s).dt.strftime("%Y-%m-%d")
-        elif col.type == "timestamptz":
-            t = pd.Series(np.datetime_as_string(pd.to_datetime(s, utc=True).dt.tz_localize(None).to_numpy(
-                dtype="datetime64[us]"), unit="us"), index=s.index) + "+00:00"
-        else:  # bool
-            t = s.map({True: "t", False: "f"})
-        parts.append(t.astype(object).where(~missing, "\\N"))
-    if not parts or not len(frame):
-        return ""
-    line = parts[0]
-    for p in parts[1:]:
-        line = line + "\t" + p
-    return "\n".join(line.to_numpy()) + "\n"
+            s = pd.to_datetime(s)
+        arrays.append(pa.Array.from_pandas(s).cast(types[col.type]))
+    buf = io.BytesIO()
+    csv.write_csv(pa.Table.from_arrays(arrays, names=[c.name for c in columns]), buf,
+                  csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    buf.seek(0)
+    return buf
 
 
 def create_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], extra: str = "") -> None:
@@ -146,10 +140,9 @@ def create_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], ex
     wh.run(con, f"CREATE TEMP TABLE {vetted(name)} ({body}){drop}")
 
 
-def load_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], frame: pd.DataFrame) -> None:
-    """Create the staging table and bulk-load the frame: DuckDB scans the DataFrame itself, PostgreSQL
-    gets one COPY. Values never enter SQL text."""
-    create_staging(wh, con, name, columns)
+def insert_frame(wh: Warehouse, con: Any, table: str, columns: list[Column], frame: pd.DataFrame) -> None:
+    """Bulk-insert the frame: DuckDB scans the DataFrame itself, PostgreSQL gets one COPY. Values never
+    enter SQL text."""
     if not len(frame):
         return
     cols = ", ".join(vetted(c.name) for c in columns)
@@ -157,14 +150,18 @@ def load_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], fram
         casts = ", ".join(f"CAST({vetted(c.name)} AS {c.ddl_type})" for c in columns)
         con.register("qp_scd2_frame", frame[[c.name for c in columns]])
         try:
-            con.execute(f"INSERT INTO {vetted(name)} ({cols}) SELECT {casts} FROM qp_scd2_frame")  # noqa: S608
+            con.execute(f"INSERT INTO {vetted(table)} ({cols}) SELECT {casts} FROM qp_scd2_frame")  # noqa: S608
         finally:
             con.unregister("qp_scd2_frame")
         return
-    import io
-
     with con.cursor() as cur:
-        cur.copy_expert(f"COPY {vetted(name)} ({cols}) FROM STDIN", io.StringIO(_copy_text(frame, columns)))
+        cur.copy_expert(f"COPY {vetted(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", _copy_csv(frame, columns))
+
+
+def load_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], frame: pd.DataFrame) -> None:
+    """Create the staging table and bulk-load the frame into it."""
+    create_staging(wh, con, name, columns)
+    insert_frame(wh, con, name, columns, frame)
 
 
 # ------------------------------------------------------------------------------------------ the merge
