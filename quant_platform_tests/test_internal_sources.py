@@ -262,6 +262,26 @@ def test_read_changes_windows_partition_the_rows(backend):
         read_changes(CRM_CLIENTS, datetime(2026, 1, 1), None)
 
 
+def test_snapshot_reads_changes_counts_and_key_aggregates_together(backend):
+    from quant_platform.internal.scd2 import KEY_MIX
+    from quant_platform.internal.sources import read_snapshot
+
+    seed_sources(**SMALL)
+    since, until = NOW - timedelta(days=3), NOW - timedelta(days=1)
+    for source in SOURCE_TABLES:
+        everything = read_changes(source, None, None)
+        snap = read_snapshot(source, since, until, before=until, keys=True)
+        pd.testing.assert_frame_equal(snap.changes, read_changes(source, since, until))
+        keys = everything[source.key].astype("int64")
+        a, b = KEY_MIX
+        assert (snap.rows, snap.key_sum, snap.key_mix) == (len(keys), int(keys.sum()),
+                                                           int(((keys % a) * (keys % b)).sum()))
+        assert snap.rows_before == int((everything["updated_at"] < until).sum())
+        assert sorted(snap.keys.tolist()) == sorted(read_keys(source))
+        light = read_snapshot(source, None, None, before=NOW, keys=False, changes=False)
+        assert light.keys is None and light.changes.empty and light.rows == len(keys)
+
+
 # --------------------------------------------------------------------------------------------- churn
 def test_churn_reports_exactly_what_changed(backend):
     seed_sources(**SMALL)
