@@ -510,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bf = sub.add_parser("backfill", help="materialize a partition range of an asset",
                         description="Materialize partitions START..END of ASSET (e.g. macro/cftc_cot_legacy "
-                        "2021-01-05 2021-03-16) on the instance in DAGSTER_HOME; single-run backfill policies "
+                        "2025-01-07 2025-03-18) on the instance in DAGSTER_HOME; single-run backfill policies "
                         "load the range in one run.")
     bf.add_argument("asset")
     bf.add_argument("start")
