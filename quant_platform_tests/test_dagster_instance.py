@@ -172,8 +172,8 @@ def test_workspace_yaml_names_the_definitions_module():
     cfg = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
     modules = [entry["python_module"]["module_name"] for entry in cfg["load_from"] if "python_module" in entry]
     assert modules == ["quant_platform.definitions"]
-    for name in modules:
-        assert importlib.import_module(name) is not None
+    for name in modules:  # each names a module that imports and holds the code location's Definitions
+        assert isinstance(getattr(importlib.import_module(name), "defs", None), dg.Definitions), name
 
 
 def test_definitions_repository_has_assets():

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -37,7 +39,9 @@ def wpsr_bytes(simulator) -> bytes:
 
 
 def test_body_and_sha256_match_the_real_file(simulator, wpsr_bytes):
+    before, t0 = datetime.now(UTC), time.monotonic()
     resp = fast_client().get(simulator.base_url + WPSR_TABLE1_PATH)
+    took, after = time.monotonic() - t0, datetime.now(UTC)
     assert isinstance(resp, VendorResponse)
     assert resp.status == 200 and not resp.not_modified
     assert resp.body == wpsr_bytes
@@ -46,7 +50,9 @@ def test_body_and_sha256_match_the_real_file(simulator, wpsr_bytes):
     assert resp.etag and resp.last_modified
     assert resp.content_type and resp.content_type.startswith("text/csv")
     assert resp.url == simulator.base_url + WPSR_TABLE1_PATH
-    assert resp.fetched_at.tzinfo is not None and resp.elapsed_s >= 0
+    # The request's own timing: stamped within the call, its duration within the call's.
+    assert resp.fetched_at.tzinfo is not None and before <= resp.fetched_at <= after
+    assert 0 < resp.elapsed_s <= took
 
 
 def test_conditional_get_with_etag_is_304_with_empty_body(simulator, wpsr_bytes):
