@@ -47,7 +47,7 @@ def test_row_hash_definition_is_unchanged(qp_home):
     edge = pd.DataFrame({
         "i": pd.array([1, None, -7], dtype="Int64"),
         "f": [2.0, 0.1 + 0.2, np.nan],
-        "big": [1e10, 1e-7, 123456.5],
+        "big": [1e10, 1e-7, 1e300],
         "s": ["Zoë, \"quoted\"\n", "", None],
         "d": pd.to_datetime(["1985-03-04", None, "2000-12-31"]),
         "ts": pd.to_datetime(["2026-01-01 00:00:00.000001", "2026-01-01 12:00:00.000000", None], utc=True),

@@ -77,9 +77,12 @@ def _canonical(s: pd.Series) -> pd.Series:
         text = s.astype("Int64").astype(str)
     elif pd.api.types.is_float_dtype(s):
         v = s.to_numpy(dtype="float64", na_value=np.nan)
-        integral = np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < 2**53)
-        out = np.where(integral, np.where(integral, v, 0).astype("int64").astype(str).astype(object),
+        integral = np.isfinite(v) & (np.floor(v) == v)
+        small = integral & (np.abs(v) < 2**62)
+        out = np.where(small, np.where(small, v, 0).astype("int64").astype(str).astype(object),
                        v.astype(str).astype(object))
+        huge = integral & ~small  # beyond int64: Python's int() of the float, as the per-row definition
+        out[huge] = [str(int(x)) for x in v[huge]]
         text = pd.Series(out, index=s.index)
     else:
         text = s.astype(object).where(~missing, "").astype(str)

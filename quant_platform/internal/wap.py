@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from quant_platform.errors import QuantPlatformError
+from quant_platform.errors import QuantPlatformError, WarehouseError
 from quant_platform.internal import scd2
 from quant_platform.internal.sources import SourceSnapshot, read_snapshot
 from quant_platform.internal.tables import DIM_EMPLOYEE, SourceTable
@@ -226,6 +226,11 @@ def extract_and_publish(wh: Warehouse, source: SourceTable, spec: TableSpec, *, 
             written = scd2.publish(wh, con, source, spec)
     except AuditFailed:
         written = 0
+    except QuantPlatformError:
+        raise
+    except Exception as exc:  # a driver error: say which dimension and step, keep the cause chained
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WarehouseError(f"{spec.qualified_name}: merge failed, nothing published: {first}") from exc
     return ExtractOutcome(published=all(c.passed for c in checks) and bool(checks), checks=checks, counts=counts,
                           deleted_keys=deleted, written=written, delete_scan=scan, source_rows=rows,
                           seconds=time.perf_counter() - started)
