@@ -27,6 +27,7 @@ import requests
 from quant_platform.macro.cftc.parsing import LEGACY_COLUMNS
 from quant_platform.macro.eia.series import api_v2_request
 from quant_platform.vendors.simulator import (
+    BOMB_INFLATED_BYTES,
     CFTC_DISAGG_WEEKLY_PATH,
     CFTC_LEGACY_WEEKLY_PATH,
     DATA_DIR_ENV,
@@ -418,6 +419,33 @@ def test_wrong_encoding_fault_corrupts_zips(sim):
         zipfile.ZipFile(io.BytesIO(response.content)).read("f_year.txt")
 
 
+def test_gzip_bomb_fault_is_a_small_gzip_body_inflating_to_2_gib(sim):
+    sim.inject_fault(WPSR_TABLE1_PATH, "gzip_bomb")
+    with get(sim, WPSR_TABLE1_PATH, stream=True) as response:
+        assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
+        body = response.raw.read(decode_content=False)  # the bytes on the wire, not inflated
+    assert len(body) < 3_000_000
+    inflated = zlib.decompressobj(31).decompress(body, 16 * 1024 * 1024)  # bounded: the first 16 MiB only
+    assert inflated == bytes(16 * 1024 * 1024)
+    assert int.from_bytes(body[-4:], "little") == BOMB_INFLATED_BYTES % 2**32  # gzip's ISIZE trailer
+    assert [r["fault"] for r in sim.requests_seen(WPSR_TABLE1_PATH)] == ["gzip_bomb"]
+    assert get(sim, WPSR_TABLE1_PATH).content == WPSR_FILE.read_bytes()
+
+
+def test_zip_bomb_fault_is_a_valid_zip_whose_member_declares_2_gib(sim):
+    sim.inject_fault(DISAGG_ZIP_PATH, "zip_bomb")
+    response = get(sim, DISAGG_ZIP_PATH)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/zip"
+    assert len(response.content) < 3_000_000
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        (member,) = archive.infolist()
+        assert member.filename.endswith(".txt") and member.file_size == BOMB_INFLATED_BYTES
+        assert member.file_size / member.compress_size > 1000
+        with archive.open(member) as stream:
+            assert stream.read(1024 * 1024) == bytes(1024 * 1024)
+    assert zipfile.ZipFile(io.BytesIO(get(sim, DISAGG_ZIP_PATH).content)).testzip() is None
+
+
 def test_unknown_fault_kind_is_rejected(sim):
     assert set(FAULT_KINDS) == {
         "http_500",
@@ -426,6 +454,8 @@ def test_unknown_fault_kind_is_rejected(sim):
         "truncated",
         "short_body",
         "wrong_encoding",
+        "gzip_bomb",
+        "zip_bomb",
     }
     with pytest.raises(ValueError):
         sim.inject_fault(WPSR_TABLE1_PATH, "slow_loris")

@@ -8,15 +8,18 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import functools
 import hashlib
 import io
 import itertools
 import json
 import re
 import signal
+import struct
 import threading
 import time
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,7 +44,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "truncated",
     "short_body",
     "wrong_encoding",
+    "gzip_bomb",
+    "zip_bomb",
 )
+# What the two bomb faults inflate to: 2 GiB of zero bytes from a body of about 2 MB.
+BOMB_INFLATED_BYTES = 2 * 1024**3
+BOMB_ZIP_MEMBER = "f_year.txt"
 
 DATA_DIR_ENV = "QP_SAMPLE_DATA"  # one variable for every sample file (platform/sample_data.py)
 
@@ -945,6 +953,47 @@ def _guess_content_type(path: str) -> str:
     return _CONTENT_TYPES_BY_SUFFIX.get(suffix, "application/octet-stream")
 
 
+_BOMB_BLOCK = 1024 * 1024
+
+
+@functools.cache
+def _deflate_bomb() -> tuple[bytes, int]:
+    """A raw deflate stream of BOMB_INFLATED_BYTES zero bytes, built without ever holding them: after a full
+    flush the compressor starts afresh, so each 1 MiB of zeros compresses to the same ~1 KB block and the
+    stream is that block repeated, then the final (empty) block. Returns the stream and its CRC-32."""
+    zeros = bytes(_BOMB_BLOCK)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.flush(zlib.Z_FINISH)
+    repeats = BOMB_INFLATED_BYTES // _BOMB_BLOCK
+    crc = 0
+    for _ in range(repeats):
+        crc = zlib.crc32(zeros, crc)
+    return block * repeats + tail, crc
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """The "gzip_bomb" body: one gzip member (served with Content-Encoding: gzip) inflating to 2 GiB."""
+    stream, crc = _deflate_bomb()
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return header + stream + struct.pack("<II", crc, BOMB_INFLATED_BYTES & 0xFFFFFFFF)
+
+
+@functools.cache
+def zip_bomb() -> bytes:
+    """The "zip_bomb" body: a valid zip whose one .txt member declares and inflates to 2 GiB."""
+    stream, crc = _deflate_bomb()
+    name = BOMB_ZIP_MEMBER.encode()
+    dos_time, dos_date = 0, (2021 - 1980) << 9 | 1 << 5 | 1
+    sizes = (crc, len(stream), BOMB_INFLATED_BYTES)
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, dos_time, dos_date, *sizes, len(name), 0) + name
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, dos_time, dos_date, *sizes, len(name),
+                          0, 0, 0, 0, 0, 0) + name
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(stream), 0)
+    return local + stream + central + end
+
+
 def _misencode(body: bytes, content_type: str) -> tuple[bytes, str]:
     """The "wrong_encoding" fault: text re-encoded from windows-1252 to UTF-8, zips corrupted."""
     base_type = content_type.split(";")[0].strip().lower()
@@ -1391,6 +1440,14 @@ class _VendorRequestHandler(BaseHTTPRequestHandler):
         if fault is not None and kind == "timeout" and simulator._stopping.wait(fault.delay_s):
             self.close_connection = True
             return
+        if kind in ("gzip_bomb", "zip_bomb"):
+            simulator._record(method, self.path, 200, arrived, kind)
+            if kind == "gzip_bomb":
+                headers = [("Content-Type", _guess_content_type(path)), ("Content-Encoding", "gzip")]
+                self._send(200, headers, gzip_bomb(), head=head)
+            else:
+                self._send(200, [("Content-Type", "application/zip")], zip_bomb(), head=head)
+            return
         if kind in ("http_500", "http_503"):
             status = 500 if kind == "http_500" else 503
             headers = [("Content-Type", "text/html")]
@@ -1578,6 +1635,7 @@ __all__ = [
     "CATALOG_PATHS",
     "DATA_DIR_ENV",
     "EIA_API_RECORDINGS",
+    "BOMB_INFLATED_BYTES",
     "FAULT_KINDS",
     "AdminRequestError",
     "ApiRecording",
@@ -1591,8 +1649,10 @@ __all__ = [
     "VendorSimulatorError",
     "build_catalog",
     "deterministic_zip",
+    "gzip_bomb",
     "next_cot_week",
     "next_wpsr_week",
     "resolve_data_dir",
     "serve",
+    "zip_bomb",
 ]
