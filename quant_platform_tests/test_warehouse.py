@@ -70,3 +70,24 @@ def test_init_adds_a_column_an_older_release_lacked_and_backfills_it(warehouse, 
             "url, fetched_at, revision) VALUES ('eia', 'w', 'p', 'cd', 'raw/y', 1, 'u', :at, 1)", {"at": fetched})
     # A second init finds nothing to add.
     assert init_warehouse(warehouse_url)[2] == []
+
+
+def test_bulk_writes_keep_null_empty_and_backslash_n_apart(warehouse):
+    # COPY's old text marker for NULL was an unquoted \N: a real text value "\N" loaded as NULL.
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from quant_platform.governance.tables import RAW_FILES
+
+    at = datetime(2026, 4, 29, 14, 31, tzinfo=UTC)
+    rows = pd.DataFrame([{
+        "vendor": "eia", "dataset": "wpsr_table1", "partition_key": p, "sha256": p * 8, "lake_path": "raw/x",
+        "size_bytes": 1, "url": "u", "etag": etag, "last_modified": None, "fetched_at": at,
+        "scheduled_release_at": None, "revision": 1, "loaded_at": at,
+    } for p, etag in [("a", "\\N"), ("b", ""), ("c", None), ("d", 'quote " and, comma')]])
+    warehouse.append_rows(RAW_FILES, rows[RAW_FILES.column_names])
+    got = warehouse.query_df("SELECT partition_key, etag, last_modified FROM governance.raw_files ORDER BY 1")
+    etags = [None if pd.isna(v) else v for v in got["etag"]]
+    assert etags == ["\\N", "", None, 'quote " and, comma']
+    assert got["last_modified"].isna().all()

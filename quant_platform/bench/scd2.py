@@ -109,7 +109,7 @@ def run_scd2_benchmark(rows: int = 200_000, url: str | None = None, workdir: str
         new_versions = spec.typed(wh.query_df(f"SELECT * FROM {SCHEMA}.dim_client WHERE version = 2"))  # noqa: S608
         with wh.transaction() as con:
             started = time.perf_counter()
-            scd2.insert_frame(wh, con, plain.qualified_name, list(plain.columns), new_versions)
+            wh.insert_frame(con, plain.qualified_name, list(plain.columns), new_versions)
             out["baseline_plain_insert_s"] = round(time.perf_counter() - started, 3)
         out["merge_vs_plain_insert"] = round(out["changed_rows"]["merge_s"] / max(out["baseline_plain_insert_s"],
                                                                                   1e-9), 2)

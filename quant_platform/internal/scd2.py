@@ -8,7 +8,6 @@ the same extraction twice must change nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,29 +112,6 @@ def _count(wh: Warehouse, con: Any, sql: str, params: dict | None = None) -> int
         return int(cur.rowcount)
 
 
-def _copy_csv(frame: pd.DataFrame, columns: list[Column]) -> io.BytesIO:
-    """The frame as CSV for PostgreSQL's COPY, written by Arrow: every non-null value quoted and NULL left
-    empty and unquoted, which is how COPY's CSV format tells NULL from an empty string."""
-    import pyarrow as pa
-    from pyarrow import csv
-
-    types = {"text": pa.string(), "int": pa.int64(), "bigint": pa.int64(), "double": pa.float64(),
-             "date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"), "bool": pa.bool_()}
-    arrays = []
-    for col in columns:
-        s = frame[col.name]
-        if col.type == "timestamptz":
-            s = pd.to_datetime(s, utc=True)
-        elif col.type == "date":
-            s = pd.to_datetime(s)
-        arrays.append(pa.Array.from_pandas(s).cast(types[col.type]))
-    buf = io.BytesIO()
-    csv.write_csv(pa.Table.from_arrays(arrays, names=[c.name for c in columns]), buf,
-                  csv.WriteOptions(include_header=False, quoting_style="all_valid"))
-    buf.seek(0)
-    return buf
-
-
 def create_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], extra: str = "") -> None:
     """A temporary table for this transaction only, typed like the declared columns."""
     body = ", ".join(f"{vetted(c.name)} {c.ddl_type}" for c in columns) + (f", {extra}" if extra else "")
@@ -143,28 +119,10 @@ def create_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], ex
     wh.run(con, f"CREATE TEMP TABLE {vetted(name)} ({body}){drop}")
 
 
-def insert_frame(wh: Warehouse, con: Any, table: str, columns: list[Column], frame: pd.DataFrame) -> None:
-    """Bulk-insert the frame: DuckDB scans the DataFrame itself, PostgreSQL gets one COPY. Values never
-    enter SQL text."""
-    if not len(frame):
-        return
-    cols = ", ".join(vetted(c.name) for c in columns)
-    if wh.backend == "duckdb":
-        casts = ", ".join(f"CAST({vetted(c.name)} AS {c.ddl_type})" for c in columns)
-        con.register("qp_scd2_frame", frame[[c.name for c in columns]])
-        try:
-            con.execute(f"INSERT INTO {vetted(table)} ({cols}) SELECT {casts} FROM qp_scd2_frame")  # noqa: S608
-        finally:
-            con.unregister("qp_scd2_frame")
-        return
-    with con.cursor() as cur:
-        cur.copy_expert(f"COPY {vetted(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", _copy_csv(frame, columns))
-
-
 def load_staging(wh: Warehouse, con: Any, name: str, columns: list[Column], frame: pd.DataFrame) -> None:
     """Create the staging table and bulk-load the frame into it."""
     create_staging(wh, con, name, columns)
-    insert_frame(wh, con, name, columns, frame)
+    wh.insert_frame(con, name, columns, frame)
 
 
 # ------------------------------------------------------------------------------------------ the merge

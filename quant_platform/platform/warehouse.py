@@ -6,7 +6,6 @@ Never build SQL from values: values are bound parameters, identifiers come only 
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from quant_platform.errors import ConfigError, WarehouseError
-from quant_platform.platform.tables import TableSpec
+from quant_platform.platform.tables import Column, TableSpec
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -271,10 +270,8 @@ class Warehouse:
         frame, table, cols = _prepared(spec, df)
         try:
             with self._on(con) as c:
-                if self.backend == "duckdb":
-                    self._replace_duckdb(c, spec, table, cols, frame, partition_values)
-                else:
-                    self._replace_postgres(c, spec, table, cols, frame, partition_values)
+                self._delete_partitions(c, spec, table, partition_values)
+                self.insert_frame(c, table, spec.columns, frame)
         except WarehouseError:
             raise
         except Exception as exc:
@@ -287,10 +284,7 @@ class Warehouse:
         frame, table, cols = _prepared(spec, df)
         try:
             with self._on(con) as c:
-                if self.backend == "duckdb":
-                    self._insert_duckdb(c, table, cols, frame)
-                else:
-                    self._copy_postgres(c, table, cols, frame)
+                self.insert_frame(c, table, spec.columns, frame)
         except Exception as exc:
             raise WarehouseError(f"appending to {table} failed: {_one_line(exc)}") from exc
         return len(frame)
@@ -308,16 +302,16 @@ class Warehouse:
                     match = " AND ".join(f"{table}.{k} = qp_keys.{k}" for k in keys)
                     con.execute(f"DELETE FROM {table} USING qp_keys WHERE {match}")  # noqa: S608 - vetted
                     con.unregister("qp_keys")
-                    self._insert_duckdb(con, table, cols, frame)
                 else:
                     with con.cursor() as cur:
                         cur.execute(f"CREATE TEMP TABLE qp_keys ON COMMIT DROP AS SELECT {', '.join(keys)} "  # noqa: S608
                                     f"FROM {table} WITH NO DATA")
-                    self._copy_postgres(con, "qp_keys", keys, frame[list(spec.primary_key)])
+                    self.insert_frame(con, "qp_keys", [spec.column(k) for k in spec.primary_key],
+                                      frame[list(spec.primary_key)])
                     match = " AND ".join(f"{table}.{k} = qp_keys.{k}" for k in keys)
                     with con.cursor() as cur:
                         cur.execute(f"DELETE FROM {table} USING qp_keys WHERE {match}")  # noqa: S608 - vetted
-                    self._copy_postgres(con, table, cols, frame)
+                self.insert_frame(con, table, spec.columns, frame)
         except Exception as exc:
             raise WarehouseError(f"upserting into {table} failed: {_one_line(exc)}") from exc
         return len(frame)
@@ -334,34 +328,47 @@ class Warehouse:
             self.run(con, f"DELETE FROM {table} WHERE {vetted(spec.partition_column)} IN :values",  # noqa: S608
                      {"values": values})
 
-    def _replace_duckdb(self, con, spec, table, cols, frame, partition_values) -> None:
-        self._delete_partitions(con, spec, table, partition_values)
-        self._insert_duckdb(con, table, cols, frame)
-
-    @staticmethod
-    def _insert_duckdb(con, table, cols, frame) -> None:
-        if len(frame):
-            con.register("qp_incoming", frame)
-            col_list = ", ".join(cols)
-            con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM qp_incoming")  # noqa: S608
-            con.unregister("qp_incoming")
-
-    def _replace_postgres(self, con, spec, table, cols, frame, partition_values) -> None:
-        self._delete_partitions(con, spec, table, partition_values)
-        self._copy_postgres(con, table, cols, frame)
-
-    @staticmethod
-    def _copy_postgres(con, table, cols, frame) -> None:
-        """Bulk load with COPY (CSV, \\N for NULL): the fast path on PostgreSQL."""
+    def insert_frame(self, con: Any, table: str, columns: Sequence[Column], frame: pd.DataFrame) -> None:
+        """Bulk-insert `frame` (the declared `columns`) into `table` inside the caller's transaction: DuckDB
+        scans the DataFrame itself, PostgreSQL gets one COPY. Values never enter SQL text."""
         if not len(frame):
             return
-        buf = io.StringIO()
-        writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-        for row in frame.itertuples(index=False, name=None):
-            writer.writerow(["\\N" if v is None else v for v in row])
-        buf.seek(0)
+        cols = ", ".join(vetted(c.name) for c in columns)
+        if self.backend == "duckdb":
+            casts = ", ".join(f"CAST({vetted(c.name)} AS {c.ddl_type})" for c in columns)
+            con.register("qp_incoming", frame[[c.name for c in columns]])
+            try:
+                con.execute(f"INSERT INTO {vetted(table)} ({cols}) SELECT {casts} FROM qp_incoming")  # noqa: S608
+            finally:
+                con.unregister("qp_incoming")
+            return
         with con.cursor() as cur:
-            cur.copy_expert(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
+            cur.copy_expert(f"COPY {vetted(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", copy_csv(frame, columns))
+
+
+
+
+def copy_csv(frame: pd.DataFrame, columns: Sequence[Column]) -> io.BytesIO:
+    """The frame as CSV for PostgreSQL's COPY, written by Arrow: every non-null value quoted and NULL left
+    empty and unquoted, which is how COPY's CSV format tells NULL from an empty string (or from a text backslash-N)."""
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
+
+    types = {"text": pa.string(), "int": pa.int64(), "bigint": pa.int64(), "double": pa.float64(),
+             "date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"), "bool": pa.bool_()}
+    arrays = []
+    for col in columns:
+        s = frame[col.name]
+        if col.type == "timestamptz":
+            s = pd.to_datetime(s, utc=True)
+        elif col.type == "date":
+            s = pd.to_datetime(s)
+        arrays.append(pa.Array.from_pandas(s).cast(types[col.type]))
+    buf = io.BytesIO()
+    pa_csv.write_csv(pa.Table.from_arrays(arrays, names=[c.name for c in columns]), buf,
+                     pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    buf.seek(0)
+    return buf
 
 
 def _connect_duckdb(duckdb, path: Path):
