@@ -58,7 +58,9 @@ from quant_platform.market.streams import (
 pytestmark = pytest.mark.timeout(120)
 
 STREAM_ENV = ("QP_STREAM_REPLICAS", "QP_NATS_REPLICAS", "QP_TICKS_MAX_AGE_HOURS", "QP_TICKS_RAW_MAX_AGE_HOURS",
-              "QP_TICKS_DLQ_MAX_AGE_HOURS", "QP_NATS_URL", "QP_NATS_SERVER_BIN")
+              "QP_TICKS_DLQ_MAX_AGE_HOURS", "QP_NATS_URL", "QP_NATS_SERVER_BIN", "QP_TICKS_RAW_MAX_BYTES",
+              "QP_TICKS_MAX_BYTES", "QP_TICKS_DLQ_MAX_BYTES", "QP_NATS_MAX_FILE_STORE", "QP_NATS_MAX_DELIVER",
+              "QP_NATS_INBOX_PREFIX")
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +117,8 @@ def test_embedded_server_has_jetstream_with_fsync_before_ack(server):
     assert varz["max_payload"] == 8 * 1024 * 1024
     js_cfg = varz["jetstream"]["config"]
     assert js_cfg["sync_always"] is True
+    # A bounded store: the streams' max_bytes (16 + 16 + 4 GiB by default) plus 10%.
+    assert js_cfg["max_storage"] == 36 * 1024**3 + 36 * 1024**3 // 10
     assert Path(js_cfg["store_dir"]).is_relative_to(server.store_dir)
     jsz = server.jsz()
     assert jsz["config"]["sync_always"] is True and jsz["streams"] == 0
@@ -126,6 +130,21 @@ def test_embedded_server_has_jetstream_with_fsync_before_ack(server):
     assert server.pid != old_pid and server.port == port and server.varz()["jetstream"]["config"]["sync_always"]
     server.stop()
     assert not server.running and server.pid is None
+
+
+def test_embedded_store_limit_covers_the_streams_limits(monkeypatch, tmp_path):
+    from quant_platform.errors import ConfigError
+    from quant_platform.market.nats_server import max_file_store_bytes
+
+    monkeypatch.setenv("QP_TICKS_RAW_MAX_BYTES", "1GiB")
+    monkeypatch.setenv("QP_TICKS_MAX_BYTES", "1GiB")
+    monkeypatch.setenv("QP_TICKS_DLQ_MAX_BYTES", "512MiB")
+    assert max_file_store_bytes() == int(2.5 * 1024**3) + int(2.5 * 1024**3) // 10
+    monkeypatch.setenv("QP_NATS_MAX_FILE_STORE", "3GiB")
+    assert max_file_store_bytes() == 3 * 1024**3
+    monkeypatch.setenv("QP_NATS_MAX_FILE_STORE", "2GiB")  # the streams could not all be created
+    with pytest.raises(ConfigError, match="QP_NATS_MAX_FILE_STORE"):
+        EmbeddedNats(tmp_path / "small").start()
 
 
 def test_binary_lookup_and_typed_error(monkeypatch, tmp_path):
@@ -164,12 +183,16 @@ def test_ensure_streams_idempotent_and_updates_changed_max_age(server, monkeypat
             raw = (await js.stream_info(STREAM_RAW)).config
             assert raw.subjects == ["ticks.raw.>"] and _v(raw.storage) == "file"
             assert raw.max_age == 7 * 86400 and raw.duplicate_window == 120 and raw.num_replicas == 1
-            assert _v(raw.discard) == "old" and raw.max_msg_size == MAX_MSG_SIZE
+            # Bounded: a full TICKS_RAW refuses (the publisher keeps its batch), TICKS and the DLQ drop the oldest.
+            assert _v(raw.discard) == "new" and raw.max_msg_size == MAX_MSG_SIZE
+            assert raw.max_bytes == 16 * 1024**3 and raw.allow_direct
             ticks = (await js.stream_info(STREAM_NORM)).config
             assert ticks.subjects == ["ticks.norm.>"] and ticks.max_age == 3 * 86400
             assert ticks.duplicate_window == 120
+            assert _v(ticks.discard) == "old" and ticks.max_bytes == 16 * 1024**3
             dlq = (await js.stream_info(STREAM_DLQ)).config
             assert dlq.subjects == ["ticks.dlq.>"] and dlq.max_age == 30 * 86400
+            assert _v(dlq.discard) == "old" and dlq.max_bytes == 4 * 1024**3
 
             monkeypatch.setenv("QP_TICKS_MAX_AGE_HOURS", "12")
             third = await ensure_streams(js)
@@ -196,7 +219,8 @@ def test_consumers_have_declared_config(server):
                                        (STREAM_NORM, "lander", "ticks.norm.>")):
                 cfg = (await js.consumer_info(stream, name)).config
                 assert cfg.durable_name == name and _v(cfg.ack_policy) == "explicit"
-                assert cfg.ack_wait == 30 and cfg.max_ack_pending == 20_000 and cfg.max_deliver == -1
+                # Bounded redelivery: the worker dead-letters a message at its 8th delivery (QP_NATS_MAX_DELIVER).
+                assert cfg.ack_wait == 30 and cfg.max_ack_pending == 20_000 and cfg.max_deliver == 8
                 assert _v(cfg.deliver_policy) == "all" and cfg.filter_subject == filt
                 assert not cfg.deliver_subject  # pull
 

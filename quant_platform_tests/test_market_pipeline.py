@@ -65,11 +65,16 @@ def test_frames_land_as_canonical_ticks_and_rejects_go_to_the_dlq(nats_server, t
     assert set(table["event"].to_pylist()) == {"trade", "quote"}
     trades = table.filter(pc.equal(table["event"], "trade"))
     assert pc.min(trades["price"]).as_py() >= 70.0
-    reasons = [m.headers.get("Qp-Reason", "") for m in dlq]
-    assert len(dlq) == 4
-    assert any("unknown symbol" in r for r in reasons)
-    assert all(r for r in reasons)
-    assert {m.data for m in dlq} == {f.payload for f in bad}
+    # One DLQ record per raw message, holding every reject of it with its reason and the frame verbatim.
+    import json
+
+    rejects = [r for m in dlq for r in json.loads(m.data)["rejects"]]
+    assert all(m.headers["Qp-Format"] == "qp.dlq.v1" and m.headers["Qp-Stage"] == "normalizer" for m in dlq)
+    assert len(dlq) == len({m.headers["Qp-Raw-Seq"] for m in dlq}) and sum(int(m.headers["Qp-Rejects"]) for m in dlq) == 4
+    assert len(rejects) == 4 and all(r["reason"] for r in rejects)
+    assert any("unknown symbol" in r["reason"] for r in rejects)
+    assert sorted(r.get("frame", "").encode() for r in rejects) == sorted(f.payload for f in bad)
+    assert all(f"{json.loads(m.data)['rejects'][0]['reason']}"[:40] in m.headers["Qp-Reason"] for m in dlq)
     assert nstats.failures == 0
 
 

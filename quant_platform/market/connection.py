@@ -1,22 +1,62 @@
-"""How a long-running tick worker connects to NATS: reconnect forever, one log line per connection event.
+"""How a tick-pipeline process connects to NATS: reconnect forever, one log line per connection event, and the
+reply-inbox prefix of its NATS user, so the server can confine each user to its own inboxes.
 
-Never give up on the server in a worker (the supervisor or the orchestrator decides when it stops), and never
-log a traceback per failed attempt: a server that is down for a minute would write hundreds.
+Never give up on the server in a worker (the supervisor or the orchestrator decides when it stops), never log a
+traceback per failed attempt (a server down for a minute would write hundreds), and never log a URL with its
+password.
+
+Inbox prefix: QP_NATS_INBOX_PREFIX when set, else `_INBOX_<user>` for a URL with a user
+(nats://normalizer:...@host -> `_INBOX_normalizer`), else nats-py's `_INBOX`. The production servers
+(docker/nats/nats-server.conf) let each user subscribe only to `_INBOX_<user>.>`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+from urllib.parse import unquote, urlsplit
 
+from quant_platform.errors import ConfigError
 from quant_platform.market.contracts import server_list
 
 log = logging.getLogger("quant_platform.market.connection")
 _connected_once = False
+INBOX_PREFIX_ENV = "QP_NATS_INBOX_PREFIX"
+DEFAULT_INBOX_PREFIX = "_INBOX"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def has_connected() -> bool:
     """True once this process has reached a server: until then a worker has nothing in flight to finish."""
     return _connected_once
+
+
+def url_user(url: str) -> str | None:
+    """The user name in the first server URL of `url` (None without one)."""
+    first = server_list(url)[0]
+    parts = urlsplit(first if "://" in first else f"nats://{first}")
+    return unquote(parts.username) if parts.username else None
+
+
+def inbox_prefix(url: str) -> str:
+    """QP_NATS_INBOX_PREFIX, else `_INBOX_<user of the URL>`, else `_INBOX`. ConfigError when the prefix would
+    not be a subject token (a user name with dots or spaces needs QP_NATS_INBOX_PREFIX)."""
+    prefix = os.environ.get(INBOX_PREFIX_ENV, "").strip()
+    if not prefix:
+        user = url_user(url)
+        if not user:
+            return DEFAULT_INBOX_PREFIX
+        prefix = f"{DEFAULT_INBOX_PREFIX}_{user}"
+    if not _TOKEN.match(prefix):
+        raise ConfigError(f"NATS inbox prefix {prefix!r} is not one subject token of [A-Za-z0-9_-]; set "
+                          f"{INBOX_PREFIX_ENV}")
+    return prefix
+
+
+def connect_options(url: str) -> dict:
+    """Keyword arguments every quant_platform NATS client passes to nats.connect (the servers, the inbox prefix)."""
+    return {"servers": server_list(url), "inbox_prefix": inbox_prefix(url)}
 
 
 async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
@@ -38,7 +78,7 @@ async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
         log.info("%s: reconnected to NATS", name)
 
     global _connected_once
-    nc = await nats.connect(server_list(url), name=name, max_reconnect_attempts=-1,
+    nc = await nats.connect(**connect_options(url), name=name, max_reconnect_attempts=-1,
                             reconnect_time_wait=reconnect_wait_s, error_cb=on_error,
                             disconnected_cb=on_disconnected, reconnected_cb=on_reconnected)
     client.append(nc)

@@ -2,7 +2,9 @@
 consumer, subject filter and position, so a slow or failing destination never slows the others.
 
 Never ack a message before the destination has it durably (row committed, file renamed, 2xx answer,
-publish acknowledged); a destination that is down is retried and catches up from its own position.
+publish acknowledged) or it is parked in TICKS_DLQ with the reason; a destination that is down (5xx, timeouts,
+connection errors) is retried with backoff and catches up from its own position. Only a message the fan-out
+cannot decode, or one a webhook refuses for good (4xx other than 408/429), is parked: then the next one goes on.
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ import yaml
 from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
 from quant_platform.market.connection import connect_worker
-from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS
+from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, TICK_SCHEMA, dlq_subject
 from quant_platform.market.lake_landing import write_parquet_atomic
-from quant_platform.market.normalizer import ipc_to_table
+from quant_platform.market.normalizer import (
+    ARROW_FORMAT,
+    HDR_FORMAT,
+    HDR_HTTP_STATUS,
+    HDR_REASON,
+    HDR_STAGE,
+    HDR_TICKS_SEQ,
+    REASON_MAX,
+    dead_letter,
+    ipc_to_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +85,19 @@ def load_destinations(path: Path | None = None) -> list[Destination]:
 
 
 # ----------------------------------------------------------------------------------------------- sinks
+class PermanentDeliveryError(Exception):
+    """The destination refused the data for good (e.g. HTTP 400): retrying the same bytes cannot succeed."""
+
+    def __init__(self, reason: str, http_status: int | None = None):
+        self.reason = reason
+        self.http_status = http_status
+        super().__init__(reason)
+
+
+# 4xx answers a retry may cure: request timeout, too many requests (rate limit).
+RETRYABLE_4XX = (408, 429)
+
+
 class Sink:
     async def deliver(self, table: pa.Table, first_seq: int, last_seq: int) -> None:
         raise NotImplementedError
@@ -178,6 +203,8 @@ class WebhookSink(Sink):
 
         r = requests.post(self.url, data=body, timeout=self.timeout, headers={
             "Content-Type": "application/x-ndjson", "Qp-First-Seq": str(first_seq), "Qp-Last-Seq": str(last_seq)})
+        if 400 <= r.status_code < 500 and r.status_code not in RETRYABLE_4XX:
+            raise PermanentDeliveryError(f"webhook answered HTTP {r.status_code}: {r.text[:200]}", r.status_code)
         if not 200 <= r.status_code < 300:
             raise RuntimeError(f"webhook answered HTTP {r.status_code}")
 
@@ -225,14 +252,106 @@ class FanoutStats:
     delivered_batches: int = 0
     delivered_rows: int = 0
     failures: int = 0
+    parked: int = 0  # messages parked in TICKS_DLQ (undecodable, or refused for good by the destination)
     last_error: str | None = None
+
+
+def _source(msg) -> str:
+    parts = msg.subject.split(".")
+    return parts[2] if len(parts) > 2 else "unknown"
+
+
+def decode(msg) -> pa.Table:
+    """A TICKS message as a canonical tick table; raises when it is not Arrow IPC of the tick schema."""
+    return ipc_to_table(msg.data).cast(TICK_SCHEMA)
+
+
+async def park(js, dest: Destination, msg, reason: str, stats: FanoutStats, http_status: int | None = None) -> None:
+    """Store a message this destination cannot take in TICKS_DLQ (subject ticks.dlq.<source>, Qp-Stage
+    fanout:<name>, the reason and the HTTP status), then ack it. When the record cannot be stored the message
+    is left unacknowledged (redelivered after ack_wait) and this is logged: never acked unparked."""
+    seq = msg.metadata.sequence.stream
+    headers = {"Nats-Msg-Id": f"dlq:{dest.consumer}:{seq}", HDR_STAGE: f"fanout:{dest.name}",
+               HDR_FORMAT: (msg.headers or {}).get(HDR_FORMAT, ARROW_FORMAT), HDR_REASON: reason[:REASON_MAX],
+               HDR_TICKS_SEQ: str(seq)}
+    if http_status is not None:
+        headers[HDR_HTTP_STATUS] = str(http_status)
+    try:
+        await dead_letter(js, dlq_subject(_source(msg)), msg.data, headers)
+    except Exception as exc:
+        log.error("fan-out %s: parking TICKS seq %s failed (%s); left for redelivery", dest.name, seq, exc)
+        return
+    await msg.ack()
+    stats.parked += 1
+    metrics.FANOUT_FAILURES.labels(destination=dest.name).inc()
+    log.error("fan-out %s: TICKS seq %s parked in TICKS_DLQ: %s", dest.name, seq, reason)
+
+
+async def _deliver_retrying(sink: Sink, dest: Destination, msgs: list, table: pa.Table, stop: asyncio.Event,
+                            stats: FanoutStats, max_backoff_s: float) -> bool:
+    """Deliver until it succeeds (True) or `stop` is set (False), keeping the messages in progress meanwhile.
+    A PermanentDeliveryError is raised at once."""
+    seqs = [m.metadata.sequence.stream for m in msgs]
+    backoff = 0.2
+    while not stop.is_set():
+        try:
+            await sink.deliver(table, min(seqs), max(seqs))
+            return True
+        except PermanentDeliveryError:
+            raise
+        except Exception as exc:
+            stats.failures += 1
+            metrics.FANOUT_FAILURES.labels(destination=dest.name).inc()
+            stats.last_error = str(exc)[:200]
+            log.warning("fan-out %s: delivery failed (%s); retrying in %.1fs", dest.name, exc, backoff)
+            for m in msgs:  # keep the messages ours while we retry
+                try:
+                    await m.in_progress()
+                except Exception:  # noqa: S110 - the connection may be down: redelivery covers it
+                    pass
+            await asyncio.sleep(random.uniform(0, backoff))  # noqa: S311 - jitter, not crypto
+            backoff = min(backoff * 2, max_backoff_s)
+    return False
+
+
+async def deliver_batch(js, sink: Sink, dest: Destination, msgs: list, tables: list[pa.Table],
+                        stop: asyncio.Event, stats: FanoutStats, max_backoff_s: float) -> bool:
+    """Deliver and ack a batch; on a permanent refusal, deliver its messages one at a time and park each one
+    the destination refuses on its own. False when stopped before the batch was done (unacked messages are
+    redelivered to the next run)."""
+    table = pa.concat_tables(tables)
+    try:
+        if not await _deliver_retrying(sink, dest, msgs, table, stop, stats, max_backoff_s):
+            return False
+    except PermanentDeliveryError as exc:
+        stats.last_error = str(exc)[:200]
+        if len(msgs) == 1:
+            await park(js, dest, msgs[0], f"refused by {dest.kind} destination {dest.name}: {exc.reason}", stats,
+                       exc.http_status)
+            return True
+        log.warning("fan-out %s: batch of %d messages refused (%s); delivering them one by one", dest.name,
+                    len(msgs), exc)
+        for m, t in zip(msgs, tables, strict=True):
+            if not await deliver_batch(js, sink, dest, [m], [t], stop, stats, max_backoff_s):
+                return False
+        return True
+    for m in msgs:
+        await m.ack()
+    stats.delivered_batches += 1
+    stats.delivered_rows += table.num_rows
+    metrics.FANOUT_DELIVERED.labels(destination=dest.name).inc(table.num_rows)
+    return True
 
 
 async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, fetch_batch: int = 256,
                           max_backoff_s: float = 30.0, stats: FanoutStats | None = None) -> None:
     """One destination's loop: fetch from its own consumer, deliver, ack; on failure keep the batch and
     retry with jittered backoff (extending the ack deadline), so nothing is skipped and nothing blocks
-    other destinations."""
+    other destinations. Messages it cannot decode, and messages the destination refuses for good, are parked
+    in TICKS_DLQ with the reason.
+
+    The consumer must exist or be creatable: on the production servers the admin declares it at deploy time
+    (declare_streams.py reads QP_FANOUT_FILE) and the `fanout` user may only read it."""
 
     from quant_platform.market.streams import ensure_streams, fanout_consumer
 
@@ -251,30 +370,16 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
                 continue
             if not msgs:  # an idle fetch may return an empty list instead of timing out
                 continue
-            tables = [ipc_to_table(m.data) for m in msgs]
-            table = pa.concat_tables(tables)
-            seqs = [m.metadata.sequence.stream for m in msgs]
-            backoff = 0.2
-            while not stop.is_set():
-                try:
-                    await sink.deliver(table, min(seqs), max(seqs))
-                    break
-                except Exception as exc:
-                    stats.failures += 1
-                    metrics.FANOUT_FAILURES.labels(destination=dest.name).inc()
-                    stats.last_error = str(exc)[:200]
-                    log.warning("fan-out %s: delivery failed (%s); retrying in %.1fs", dest.name, exc, backoff)
-                    for m in msgs:  # keep the messages ours while we retry
-                        await m.in_progress()
-                    await asyncio.sleep(random.uniform(0, backoff))  # noqa: S311 - jitter, not crypto
-                    backoff = min(backoff * 2, max_backoff_s)
-            else:
-                return  # stopping: unacked messages are redelivered to the next run
+            good, tables = [], []
             for m in msgs:
-                await m.ack()
-            stats.delivered_batches += 1
-            stats.delivered_rows += table.num_rows
-            metrics.FANOUT_DELIVERED.labels(destination=dest.name).inc(table.num_rows)
+                try:
+                    tables.append(decode(m))
+                    good.append(m)
+                except Exception as exc:  # not canonical ticks: it never will be
+                    await park(js, dest, m, f"not an Arrow IPC batch of canonical ticks ({type(exc).__name__}: "
+                                            f"{str(exc)[:300]})", stats)
+            if good and not await deliver_batch(js, sink, dest, good, tables, stop, stats, max_backoff_s):
+                return  # stopping: unacked messages are redelivered to the next run
     finally:
         await sink.close()
         try:

@@ -1,7 +1,9 @@
 """Lake lander: durable pull consumer on TICKS; micro-batches (by rows or time) land as Parquet with an
 atomic rename, then exactly those messages are acknowledged.
 
-Never ack a message before the file holding its ticks is renamed into place: a crash means redelivery.
+Never ack a message before the file holding its ticks is renamed into place: a crash means redelivery. Never let
+one bad message stop the others: a batch that fails because of its content is split until the bad message is
+alone; the good ones land, the bad one is nak'd and, at its last delivery, dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -16,9 +18,25 @@ import pyarrow as pa
 
 from quant_platform.market import metrics
 from quant_platform.market.connection import connect_worker
-from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA
+from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, dlq_subject
 from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
-from quant_platform.market.normalizer import HDR_RAW_TICKS, ipc_to_table
+from quant_platform.market.normalizer import (
+    ARROW_FORMAT,
+    HDR_DELIVERIES,
+    HDR_FORMAT,
+    HDR_RAW_SEQ,
+    HDR_RAW_TICKS,
+    HDR_REASON,
+    HDR_STAGE,
+    HDR_TICKS_SEQ,
+    REASON_MAX,
+    consumer_max_deliver,
+    dead_letter,
+    deliveries,
+    ipc_to_table,
+    is_last_delivery,
+    redelivery_delay,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +47,8 @@ class LanderStats:
     files: int = 0
     rows: int = 0
     bytes: int = 0
-    bad_messages: int = 0
+    bad_messages: int = 0  # messages dead-lettered (undecodable, or failing alone at their last delivery)
+    redelivered: int = 0  # messages nak'd because they failed alone
     batch_sizes: list[int] = field(default_factory=list)
 
 
@@ -62,11 +81,26 @@ class MicroBatch:
     def due(self, max_rows: int, max_age_s: float) -> bool:
         return bool(self.msgs) and (self.rows >= max_rows or time.monotonic() - self.started >= max_age_s)
 
+    def part(self, lo: int, hi: int) -> MicroBatch:
+        sub = MicroBatch()
+        for m, t in zip(self.msgs[lo:hi], self.tables[lo:hi], strict=True):
+            sub.add(m, t)
+        return sub
 
-async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
+
+class LakeUnavailableError(OSError):
+    """The lake could not be written (disk full, permissions, storage down): not the messages' fault."""
+
+
+async def _land(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
+    """Write the batch's files, then ack its messages. Raises LakeUnavailableError for an OSError, anything
+    else (a table that does not fit the tick schema, ...) as it is."""
     seqs = [m.metadata.sequence.stream for m in batch.msgs]
-    table = pa.concat_tables(batch.tables) if batch.tables else TICK_SCHEMA.empty_table()
-    written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks)
+    try:
+        table = pa.concat_tables(batch.tables) if batch.tables else TICK_SCHEMA.empty_table()
+        written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks)
+    except OSError as exc:
+        raise LakeUnavailableError(str(exc)) from exc
     for m in batch.msgs:
         await m.ack()
     stats.batches += 1
@@ -77,6 +111,95 @@ async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
     metrics.BATCH_ROWS.observe(table.num_rows)
     if len(stats.batch_sizes) > 1000:
         del stats.batch_sizes[:500]
+
+
+def _dlq_headers(msg, reason: str) -> dict[str, str]:
+    seq = msg.metadata.sequence.stream
+    hdrs = msg.headers or {}
+    out = {"Nats-Msg-Id": f"dlq:lander:{seq}", HDR_FORMAT: hdrs.get(HDR_FORMAT, ARROW_FORMAT), HDR_STAGE: "lander",
+           HDR_REASON: reason[:REASON_MAX], HDR_TICKS_SEQ: str(seq), HDR_DELIVERIES: str(deliveries(msg))}
+    # The raw sequences it came from, under another name: a lander record does not account for them (their ticks
+    # are not in the lake, which the completeness check must report).
+    if hdrs.get(HDR_RAW_SEQ):
+        out["Qp-Ticks-Raw-Seqs"] = hdrs[HDR_RAW_SEQ]
+    return out
+
+
+def _source(msg) -> str:
+    parts = msg.subject.split(".")
+    return parts[2] if len(parts) > 2 else "unknown"
+
+
+async def dead_letter_msg(js, msg, reason: str, stats: LanderStats) -> bool:
+    """Store a TICKS message in TICKS_DLQ with the reason, then term() it. False (and nothing acked) when the
+    record could not be stored."""
+    try:
+        await dead_letter(js, dlq_subject(_source(msg)), msg.data, _dlq_headers(msg, reason))
+    except Exception as exc:
+        log.error("TICKS seq %s: dead-lettering failed (%s); left for redelivery", msg.metadata.sequence.stream, exc)
+        return False
+    try:
+        await msg.term()
+    except Exception:  # noqa: S110 - redelivered after ack_wait; the DLQ record is deduplicated by its id
+        pass
+    stats.bad_messages += 1
+    log.error("TICKS seq %s dead-lettered: %s", msg.metadata.sequence.stream, reason)
+    return True
+
+
+async def _fail_one(js, msg, exc: BaseException, stats: LanderStats, max_deliver: int) -> None:
+    reason = f"cannot land ({type(exc).__name__}: {str(exc)[:300]})"
+    if is_last_delivery(msg, max_deliver):
+        await dead_letter_msg(js, msg, f"failed {deliveries(msg)} deliveries: {reason}", stats)
+        return
+    stats.redelivered += 1
+    log.warning("TICKS seq %s %s (delivery %d); nak for redelivery", msg.metadata.sequence.stream, reason,
+                deliveries(msg))
+    try:
+        await msg.nak(delay=redelivery_delay(deliveries(msg)))
+    except Exception:  # noqa: S110 - redelivered after ack_wait anyway
+        pass
+
+
+async def _land_isolating(js, batch: MicroBatch, lake_root: Path, stats: LanderStats, max_deliver: int) -> None:
+    try:
+        await _land(batch, lake_root, stats)
+        return
+    except LakeUnavailableError:
+        raise
+    except Exception as exc:
+        if len(batch.msgs) == 1:
+            await _fail_one(js, batch.msgs[0], exc, stats, max_deliver)
+            return
+        log.warning("a batch of %d TICKS messages did not land (%s: %s); splitting it to find the bad one",
+                    len(batch.msgs), type(exc).__name__, exc)
+    mid = len(batch.msgs) // 2
+    await _land_isolating(js, batch.part(0, mid), lake_root, stats, max_deliver)
+    await _land_isolating(js, batch.part(mid, len(batch.msgs)), lake_root, stats, max_deliver)
+
+
+async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats, js=None, max_deliver: int = -1,
+                stop: asyncio.Event | None = None) -> None:
+    """Land the batch and ack it. Content failures are isolated (see module doc); a lake that cannot be
+    written is retried with backoff while `stop` is unset, the messages kept in progress, then left unacked
+    for redelivery."""
+    backoff = 0.5
+    while True:
+        try:
+            await _land_isolating(js, batch, lake_root, stats, max_deliver)
+            return
+        except LakeUnavailableError as exc:
+            if stop is None or stop.is_set():
+                log.error("lake unavailable (%s); %d messages left for redelivery", exc, len(batch.msgs))
+                return
+            log.error("lake unavailable (%s); retrying in %.1fs", exc, backoff)
+            for m in batch.msgs:
+                try:
+                    await m.in_progress()
+                except Exception:  # noqa: S110
+                    pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
 
 
 async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows: int = 50_000,
@@ -90,6 +213,7 @@ async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.norm.>", durable="lander", stream=STREAM_NORM)
+    max_deliver = await consumer_max_deliver(sub)
     batch = MicroBatch()
     try:
         while not stop.is_set():
@@ -103,16 +227,18 @@ async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows
                 msgs = []
             for m in msgs:
                 try:
-                    batch.add(m, ipc_to_table(m.data))
-                except Exception as exc:  # not Arrow IPC: terminate it so it does not loop forever
-                    stats.bad_messages += 1
-                    log.error("TICKS seq %s is not a tick batch (%s); terminated", m.metadata.sequence.stream, exc)
-                    await m.term()
+                    table = ipc_to_table(m.data)
+                except Exception as exc:  # not Arrow IPC: it never will be, dead-letter it now
+                    if not await dead_letter_msg(js, m, f"not an Arrow IPC tick batch ({type(exc).__name__}: "
+                                                        f"{str(exc)[:300]})", stats):
+                        await m.nak(delay=redelivery_delay(deliveries(m)))
+                    continue
+                batch.add(m, table)
             if batch.due(max_rows, max_age_s):
-                await flush(batch, lake_root, stats)
+                await flush(batch, lake_root, stats, js, max_deliver, stop)
                 batch = MicroBatch()
         if batch.msgs:
-            await flush(batch, lake_root, stats)
+            await flush(batch, lake_root, stats, js, max_deliver)
     finally:
         try:
             await sub.unsubscribe()

@@ -7,6 +7,10 @@ message before it acknowledges it; an acknowledged batch survives a killed proce
 power loss (NATS_NOTES.md, Durability). In a cluster the same guarantee comes from replication instead:
 QP_NATS_REPLICAS=3 gives R3 streams (streams.py), acked once a quorum has the message; nats_cluster.py
 starts such a cluster of these servers on loopback.
+
+Bounded store: `jetstream { max_file_store }` is QP_NATS_MAX_FILE_STORE (bytes, or with KiB/MiB/GiB units),
+else the streams' max_bytes summed (streams.py) plus 10%; a value below that sum is refused at start, since
+the server would refuse to create the streams ("insufficient storage resources").
 """
 
 from __future__ import annotations
@@ -36,6 +40,24 @@ CONFIG_NAME = "nats-server.conf"
 LOG_NAME = "nats-server.log"
 PID_NAME = "nats-server.pid"
 URL_NAME = "nats.url"  # the running embedded server's client URL, for other local processes
+MAX_FILE_STORE_ENV = "QP_NATS_MAX_FILE_STORE"
+
+
+def max_file_store_bytes() -> int:
+    """The JetStream file store limit of an embedded server: QP_NATS_MAX_FILE_STORE, else the declared streams'
+    max_bytes summed plus 10%. ConfigError when the variable is malformed or below what the streams reserve."""
+    from quant_platform.errors import ConfigError
+    from quant_platform.market.streams import parse_size, streams_max_bytes
+
+    needed = streams_max_bytes()
+    raw = os.environ.get(MAX_FILE_STORE_ENV, "").strip()
+    if not raw:
+        return needed + needed // 10
+    value = parse_size(raw, MAX_FILE_STORE_ENV)
+    if value < needed:
+        raise ConfigError(f"{MAX_FILE_STORE_ENV}={raw} is below the {needed:,} bytes the streams may hold "
+                          "(QP_TICKS_RAW_MAX_BYTES + QP_TICKS_MAX_BYTES + QP_TICKS_DLQ_MAX_BYTES)")
+    return value
 
 
 class NatsServerError(QuantPlatformError):
@@ -132,8 +154,9 @@ class EmbeddedNats:
     """
 
     def __init__(self, store_dir: Path, port: int = 0, sync_always: bool = True,
-                 monitor_port: int | None = 0, binary: Path | None = None):
+                 monitor_port: int | None = 0, binary: Path | None = None, max_file_store: int | None = None):
         self.store_dir = Path(store_dir).expanduser().resolve()
+        self.max_file_store = max_file_store  # None: max_file_store_bytes() at every start
         self.port = port
         self.sync_always = sync_always
         self.monitor_port = monitor_port
@@ -177,7 +200,8 @@ class EmbeddedNats:
         if self.monitor_port:
             lines.append(f"http: 127.0.0.1:{self.monitor_port}")
         lines += self._extra_config_lines()
-        lines += ["jetstream {", f'  store_dir: "{self.store_dir}"']
+        store = self.max_file_store or max_file_store_bytes()
+        lines += ["jetstream {", f'  store_dir: "{self.store_dir}"', f"  max_file_store: {store}"]
         if self.sync_always:
             lines.append("  sync_interval: always  # fsync every write before the ack")
         lines.append("}")

@@ -1,15 +1,20 @@
 """Normalizer worker: durable pull consumer on TICKS_RAW; vendor frames -> canonical ticks on TICKS, and
-anything that cannot be normalised -> TICKS_DLQ with the reason and the original frame.
+anything that cannot be normalised -> TICKS_DLQ, one record per raw message with every reason and frame.
 
-Never acknowledge a raw message before its ticks and its rejects are stored: a crash means redelivery.
+Never acknowledge a raw message before its ticks and its rejects are stored: a crash means redelivery. A message
+that keeps failing on its own is dead-lettered whole at its last delivery (never acked unstored, never left to
+block the others): a fetched set that fails is retried message by message, so one poison message costs only itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import logging
 import time
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,13 +22,15 @@ import pyarrow.compute as pc
 from quant_platform.market.adapters import normalize_messages
 from quant_platform.market.connection import connect_worker
 from quant_platform.market.contracts import (
+    RAW_FORMAT,
+    STREAM_DLQ,
     STREAM_NORM,
     STREAM_RAW,
     dlq_subject,
     norm_subject,
 )
 from quant_platform.market.instruments import InstrumentMaster
-from quant_platform.platform.settings import bounded_env
+from quant_platform.platform.settings import SettingError, bounded_env
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,96 @@ HDR_RAW_SEQ = "Qp-Raw-Seq"
 HDR_RAW_TICKS = "Qp-Raw-Ticks"
 ARROW_FORMAT = "arrow-ipc"
 
+# ----------------------------------------------------------------------------------------- dead letters
+# TICKS_DLQ records (subject ticks.dlq.<source>). `Qp-Stage` names who wrote it: normalizer (rejects of a raw
+# message, or the raw message dead-lettered whole), lander, fanout:<destination>. Only normalizer records carry
+# Qp-Raw-Seq: they account for a raw sequence in the daily completeness check.
+HDR_STAGE = "Qp-Stage"
+HDR_FORMAT = "Qp-Format"
+HDR_REJECTS = "Qp-Rejects"
+HDR_DELIVERIES = "Qp-Deliveries"
+HDR_TICKS_SEQ = "Qp-Ticks-Seq"  # the TICKS sequence of a message the lander or a fan-out dead-lettered
+HDR_HTTP_STATUS = "Qp-Http-Status"
+# One JSON document per rejected raw message: {"raw_seq", "source", "ignored", "rejects": [{"reason",
+# "received_at_ns", "frame"} or {"reason", "line", "data"}]}; a frame or line that is not UTF-8 is in
+# "frame_b64" / "data_b64" instead. The reasons are all there; Qp-Reason holds the first one and the count.
+DLQ_FORMAT = "qp.dlq.v1"
+REASON_MAX = 500
 
+
+def _text(value: bytes, key: str) -> dict:
+    try:
+        return {key: value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{key}_b64": base64.b64encode(value).decode("ascii")}
+
+
+def reject_record(source: str, seq: int, rejected, bad_lines, ignored: int) -> tuple[bytes, dict[str, str]]:
+    """The one DLQ record of a raw message's rejects (payload, headers)."""
+    rejects = [{"reason": reason, "received_at_ns": frame.received_at_ns, **_text(frame.payload, "frame")}
+               for frame, reason in rejected]
+    rejects += [{"reason": reason, "line": line_no, **_text(line, "data")} for line_no, line, reason in bad_lines]
+    if rejects:
+        first = rejects[0]["reason"]
+        summary = first if len(rejects) == 1 else f"{first} (and {len(rejects) - 1} more rejects)"
+    else:
+        summary = "no ticks: control frames only"
+    doc = {"raw_seq": seq, "source": source, "ignored": ignored, "rejects": rejects}
+    headers = {"Nats-Msg-Id": f"dlq:{seq}", HDR_FORMAT: DLQ_FORMAT, HDR_STAGE: "normalizer",
+               HDR_REASON: summary[:REASON_MAX], HDR_RAW_SEQ: str(seq), HDR_REJECTS: str(len(rejects)),
+               "Qp-Ignored": str(ignored)}
+    return json.dumps(doc, separators=(",", ":")).encode(), headers
+
+
+REDELIVERY_DELAY_ENV = "QP_REDELIVERY_DELAY_MS"
+DEFAULT_REDELIVERY_DELAY_MS = 1000
+MAX_REDELIVERY_DELAY_S = 60.0
+
+
+def redelivery_delay(num_delivered: int) -> float:
+    """Seconds before a failed message is redelivered: QP_REDELIVERY_DELAY_MS (default 1000) doubled per
+    delivery, at most 60 s."""
+    try:
+        base = bounded_env(REDELIVERY_DELAY_ENV, DEFAULT_REDELIVERY_DELAY_MS, 1, 60_000) / 1000
+    except SettingError as exc:
+        raise SystemExit(str(exc)) from None
+    return min(base * 2 ** max(0, num_delivered - 1), MAX_REDELIVERY_DELAY_S)
+
+
+def deliveries(msg) -> int:
+    return int(getattr(msg.metadata, "num_delivered", 1) or 1)
+
+
+def is_last_delivery(msg, max_deliver: int) -> bool:
+    """True at the message's last delivery by its consumer (never for an unbounded consumer)."""
+    return max_deliver > 0 and deliveries(msg) >= max_deliver
+
+
+async def consumer_max_deliver(sub) -> int:
+    """The max_deliver of a pull subscription's consumer (-1: unbounded)."""
+    info = await sub.consumer_info()
+    return int(info.config.max_deliver or -1)
+
+
+async def dead_letter(js, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    """Store one DLQ record (awaits the stream's ack; raises when it is not stored)."""
+    await js.publish(subject, data, stream=STREAM_DLQ, timeout=10, headers=headers)
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """Failures of the surroundings (NATS down or slow, no stream leader, a full disk), which redelivery or a
+    retry fixes, as opposed to failures caused by the message itself."""
+    import nats.errors
+    from nats.js.errors import APIError
+
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return False  # this message is too big: it will always be
+    if isinstance(exc, APIError):
+        return (exc.code or 0) >= 500 or exc.code in (408, 429)
+    return isinstance(exc, (nats.errors.Error, OSError, TimeoutError, ConnectionError))
+
+
+# ----------------------------------------------------------------------------------------- normalising
 def table_to_ipc(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as w:
@@ -55,84 +151,153 @@ class NormalizerStats:
         self.ignored = 0
         self.failures = 0
         self.fast_messages = 0  # raw messages the adapter's vectorised path took whole
+        self.dead_lettered = 0  # raw messages dead-lettered whole after their last delivery
+        self.redelivered = 0  # raw messages nak'd for another try
 
 
-def _dlq_publishes(js, source: str, seq: int, rejected, bad_lines, ignored: int, has_ticks: bool) -> list:
-    pubs = []
-    for n, (frame, reason) in enumerate(rejected):
-        pubs.append(js.publish(
-            dlq_subject(source), frame.payload, timeout=10,
-            headers={"Nats-Msg-Id": f"dlq:{seq}:{n}", HDR_REASON: reason[:500], HDR_RAW_SEQ: str(seq),
-                     "Qp-Received-At": str(frame.received_at_ns)}))
-    for n, (line_no, line, reason) in enumerate(bad_lines):
-        pubs.append(js.publish(
-            dlq_subject(source), line, timeout=10,
-            headers={"Nats-Msg-Id": f"dlq:{seq}:line{line_no}:{n}", HDR_REASON: reason, HDR_RAW_SEQ: str(seq)}))
-    if not has_ticks and not rejected and not bad_lines:
-        # Nothing but control frames: recorded so completeness audits can account for the sequence.
-        pubs.append(js.publish(
-            dlq_subject(source), b"", timeout=10,
-            headers={"Nats-Msg-Id": f"dlq:{seq}:empty", HDR_REASON: "no ticks: control frames only",
-                     HDR_RAW_SEQ: str(seq), "Qp-Ignored": str(ignored)}))
-    return pubs
+@dataclass
+class _Prepared:
+    """What a set of raw messages becomes: the publishes (subject, payload, headers, stream) and counters."""
+
+    publishes: list[tuple[str, bytes, dict, str]] = field(default_factory=list)
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # frames, ticks, rejected, ignored
+    fast: int = 0
 
 
-async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: NormalizerStats) -> None:
-    """Normalise a fetched set of raw messages together: one TICKS message per (source, instrument) for the
-    whole set, rejects to the DLQ, then ack every raw message; on any failure nak them all (redelivery;
-    duplicates are removed by event_id at compaction)."""
+def _source_of(msg) -> str:
+    parts = msg.subject.split(".")
+    return parts[2] if len(parts) > 2 else "unknown"
+
+
+def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
+    """Normalise a set of raw messages together: one TICKS message per (source, instrument) for the whole set
+    and one DLQ record per raw message with rejects (or with nothing but control frames)."""
+    out = _Prepared()
     by_source: dict[str, list[tuple[int, bytes]]] = {}
     for msg in msgs:
-        parts = msg.subject.split(".")
-        source = parts[2] if len(parts) > 2 else "unknown"
-        by_source.setdefault(source, []).append((msg.metadata.sequence.stream, msg.data))
-    tables: dict[str, pa.Table] = {}
-    seqs: dict[str, list[int]] = {}
-    raw_ticks: dict[str, list[str]] = {}
-    publishes = []
-    counts = [0, 0, 0, 0]  # frames, ticks, rejected, ignored
+        by_source.setdefault(_source_of(msg), []).append((msg.metadata.sequence.stream, msg.data))
     for source, messages in by_source.items():
         done = normalize_messages(source, messages, master)
-        if done.table.num_rows:
-            tables[source] = done.table
+        seqs, raw_ticks = [], []
         for res in done.messages:
             if res.ticks:
-                seqs.setdefault(source, []).append(res.stream_seq)
-                raw_ticks.setdefault(source, []).append(f"{res.stream_seq}:{res.ticks}")
-            publishes += _dlq_publishes(js, source, res.stream_seq, res.rejected, res.bad_lines, res.ignored,
-                                        res.ticks > 0)
-            counts[0] += res.frames
-            counts[1] += res.ticks
-            counts[2] += len(res.rejected) + len(res.bad_lines)
-            counts[3] += res.ignored
-        stats.fast_messages += done.fast
-    for source, table in tables.items():
-        first, last = min(seqs[source]), max(seqs[source])
+                seqs.append(res.stream_seq)
+                raw_ticks.append(f"{res.stream_seq}:{res.ticks}")
+            if res.rejected or res.bad_lines or not res.ticks:
+                data, headers = reject_record(source, res.stream_seq, res.rejected, res.bad_lines, res.ignored)
+                out.publishes.append((dlq_subject(source), data, headers, STREAM_DLQ))
+            out.counts[0] += res.frames
+            out.counts[1] += res.ticks
+            out.counts[2] += len(res.rejected) + len(res.bad_lines)
+            out.counts[3] += res.ignored
+        out.fast += done.fast
+        table = done.table
+        if not table.num_rows:
+            continue
+        first, last = min(seqs), max(seqs)
         ids = table["instrument_id"]
         for inst in pc.unique(ids).to_pylist():
             part = table.filter(pc.equal(ids, inst))
-            publishes.append(js.publish(
-                norm_subject(source, inst), table_to_ipc(part), stream=STREAM_NORM, timeout=10,
-                headers={"Nats-Msg-Id": f"{source}:{first}-{last}:{inst}", "Qp-Format": ARROW_FORMAT,
-                         HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks[source])}))
+            out.publishes.append((norm_subject(source, inst), table_to_ipc(part), {
+                "Nats-Msg-Id": f"{source}:{first}-{last}:{inst}", "Qp-Format": ARROW_FORMAT,
+                HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks)}, STREAM_NORM))
+    return out
+
+
+async def _store(js, prepared: _Prepared) -> None:
+    await asyncio.gather(*(js.publish(subject, data, stream=stream, timeout=10, headers=headers)
+                           for subject, data, headers, stream in prepared.publishes))
+
+
+def _count(stats: NormalizerStats, msgs: list, prepared: _Prepared) -> None:
+    stats.raw_messages += len(msgs)
+    stats.frames += prepared.counts[0]
+    stats.ticks += prepared.counts[1]
+    stats.rejected += prepared.counts[2]
+    stats.ignored += prepared.counts[3]
+    stats.fast_messages += prepared.fast
+
+
+async def _quietly(coro) -> None:
     try:
-        await asyncio.gather(*publishes)
+        await coro
+    except Exception:  # noqa: S110 - the connection may be gone: redelivery follows ack_wait anyway
+        pass
+
+
+async def _fail_one(js, msg, reason: str, stats: NormalizerStats, max_deliver: int) -> None:
+    """A raw message that failed on its own: nak it for a later try, or at its last delivery store it whole in
+    TICKS_DLQ with the reason and term() it, so it never blocks the ack floor."""
+    stats.failures += 1
+    seq = msg.metadata.sequence.stream
+    n = deliveries(msg)
+    if not is_last_delivery(msg, max_deliver):
+        stats.redelivered += 1
+        log.warning("raw seq %s failed (delivery %d of %s): %s; nak for redelivery", seq, n,
+                    max_deliver if max_deliver > 0 else "unbounded", reason)
+        await _quietly(msg.nak(delay=redelivery_delay(n)))
+        return
+    headers = {"Nats-Msg-Id": f"dlq:{seq}:dead", HDR_FORMAT: RAW_FORMAT, HDR_STAGE: "normalizer",
+               HDR_REASON: f"failed {n} deliveries: {reason}"[:REASON_MAX], HDR_RAW_SEQ: str(seq),
+               HDR_DELIVERIES: str(n)}
+    try:
+        await dead_letter(js, dlq_subject(_source_of(msg)), msg.data, headers)
     except Exception as exc:
-        stats.failures += 1
-        log.warning("storing %d raw messages failed (%s); nak for redelivery", len(msgs), exc)
+        # Not stored: never term() it. The server will not deliver it again (max_deliver), so the normalizer's
+        # ack floor stays below it and the day's drain barrier waits: loud, not lost (it is still in TICKS_RAW).
+        log.error("raw seq %s: dead-lettering after %d deliveries failed (%s); left unacknowledged", seq, n, exc)
+        return
+    await _quietly(msg.term())
+    stats.dead_lettered += 1
+    log.error("raw seq %s dead-lettered to %s after %d deliveries: %s", seq, dlq_subject(_source_of(msg)), n, reason)
+
+
+async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: NormalizerStats, *,
+                               max_deliver: int = -1, stop: asyncio.Event | None = None,
+                               retry_s: float = 0.5) -> None:
+    """Normalise a fetched set of raw messages, store ticks and DLQ records, then ack each raw message.
+
+    A set that fails because of its content is retried one message at a time: the good ones are stored and
+    acked, each failing one is nak'd with a growing delay and dead-lettered at its last delivery. A set that
+    fails because of the surroundings (NATS, the streams) is kept and stored again with backoff while `stop` is
+    unset (its messages kept in progress), then nak'd; redelivery duplicates are removed by event_id."""
+    try:
+        prepared = prepare(msgs, master)
+        failure: BaseException | None = None
+    except Exception as exc:  # normalising never raises by contract: a bug, isolate it
+        prepared, failure = None, exc
+    backoff = retry_s
+    while prepared is not None:
+        try:
+            await _store(js, prepared)
+            break
+        except Exception as exc:
+            if not is_environment_error(exc):
+                failure = exc
+                break
+            stats.failures += 1
+            if stop is None or stop.is_set():
+                log.warning("storing %d raw messages failed (%s); nak for redelivery", len(msgs), exc)
+                for m in msgs:
+                    await _quietly(m.nak(delay=1))
+                return
+            log.warning("storing %d raw messages failed (%s); retrying in %.1fs", len(msgs), exc, backoff)
+            for m in msgs:
+                await _quietly(m.in_progress())
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+    if failure is not None:
+        if len(msgs) == 1:
+            await _fail_one(js, msgs[0], f"{type(failure).__name__}: {str(failure)[:300]}", stats, max_deliver)
+            return
+        log.warning("a set of %d raw messages failed (%s: %s); retrying them one by one", len(msgs),
+                    type(failure).__name__, failure)
         for m in msgs:
-            try:
-                await m.nak(delay=1)
-            except Exception:  # noqa: S110 - redelivery follows ack_wait anyway
-                pass
+            await process_raw_messages(js, [m], master, stats, max_deliver=max_deliver, stop=stop, retry_s=retry_s)
         return
     for m in msgs:
         await m.ack()
-    stats.raw_messages += len(msgs)
-    stats.frames += counts[0]
-    stats.ticks += counts[1]
-    stats.rejected += counts[2]
-    stats.ignored += counts[3]
+    _count(stats, msgs, prepared)
 
 
 # A fetch that returns less than a full set waits up to this long for more before normalising: each set
@@ -175,18 +340,16 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
     js = nc.jetstream()
     await ensure_streams(js)
     sub = await js.pull_subscribe("ticks.raw.>", durable="normalizer", stream=STREAM_RAW)
+    max_deliver = await consumer_max_deliver(sub)
 
     async def handle(batch):
         try:
-            await process_raw_messages(js, batch, master, stats)
+            await process_raw_messages(js, batch, master, stats, max_deliver=max_deliver, stop=stop)
         except Exception as exc:  # a bug must not kill the worker: nak and carry on
             stats.failures += 1
             log.exception("raw messages failed: %s", exc)
             for m in batch:
-                try:
-                    await m.nak(delay=2)
-                except Exception:  # noqa: S110 - the connection may be gone; redelivery follows ack_wait
-                    pass
+                await _quietly(m.nak(delay=redelivery_delay(deliveries(m))))
 
     try:
         while not stop.is_set():

@@ -1,7 +1,8 @@
 """What Dagster reads of the tick stream, always briefly: stream and consumer state with per-source counts,
-the drain barrier that closes a UTC day, and the raw sequences the DLQ accounts for.
+the drain barrier that closes a UTC day, the raw sequences the DLQ accounts for, and which streams are filling up.
 
-Never consume or acknowledge a pipeline message here: reads are stream info and ephemeral ordered consumers.
+Never consume, acknowledge or create anything here: reads are stream/consumer info and direct gets, all the
+read-only `dagster` NATS user may do.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from quant_platform.errors import ConfigError
-from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW, server_list
+from quant_platform.errors import ConfigError, QuantPlatformError
+from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
 from quant_platform.market.normalizer import HDR_RAW_SEQ
 
 # The consumers that put ticks in the lake: a day closes when both have drained past it. Fan-out
@@ -36,11 +37,13 @@ def running_nats_url(home: Path) -> str | None:
 async def _connect(url: str, timeout: float):
     import nats
 
+    from quant_platform.market.connection import connect_options
+
     async def _failure_is_raised(_exc: Exception) -> None:
         """nats-py's default error callback logs a traceback per failed attempt; the failure is raised anyway."""
 
-    return await nats.connect(server_list(url), connect_timeout=timeout, max_reconnect_attempts=1, allow_reconnect=False,
-                              name="qp-dagster-observer", error_cb=_failure_is_raised)
+    return await nats.connect(**connect_options(url), connect_timeout=timeout, max_reconnect_attempts=1,
+                              allow_reconnect=False, name="qp-dagster-observer", error_cb=_failure_is_raised)
 
 
 async def probe_nats(url: str, timeout: float = 3.0) -> None:
@@ -92,27 +95,64 @@ def stream_state_now(url: str, timeout: float = 5.0) -> dict:
     return asyncio.run(asyncio.wait_for(read_stream_state(url, timeout), timeout * 3))
 
 
+DIRECT_GET_BATCH = 500
+
+
+class StreamReadError(QuantPlatformError):
+    """The server refused a read of stream messages (e.g. direct gets not allowed on the stream)."""
+
+
+async def read_headers_direct(nc, stream: str, first_seq: int, last_seq: int, timeout: float = 5.0):
+    """(sequence, headers) of every message of `stream` from first_seq to last_seq, by batched direct gets
+    ($JS.API.DIRECT.GET.<stream>, nats-server 2.11+, stream allow_direct): no consumer is created, so a user
+    allowed only to read (`dagster`) can do it."""
+    import json
+
+    out: list[tuple[int, dict]] = []
+    seq = first_seq
+    while seq <= last_seq:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        try:
+            req = {"seq": seq, "batch": min(DIRECT_GET_BATCH, last_seq - seq + 1)}
+            await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(req).encode(), reply=inbox)
+            got = False
+            while True:
+                msg = await sub.next_msg(timeout=timeout)
+                hdrs = msg.headers or {}
+                status = hdrs.get("Status")
+                if status:  # 204 end of batch, 404 nothing at or after seq, 408/413 refused
+                    if status not in ("204", "404"):
+                        raise StreamReadError(f"direct get on {stream} refused: {status} {hdrs.get('Description', '')}")
+                    if status == "404":
+                        return out
+                    break
+                n = int(hdrs.get("Nats-Sequence", "0"))
+                out.append((n, hdrs))
+                seq = max(seq, n + 1)
+                got = True
+            if not got:
+                return out
+        finally:
+            await sub.unsubscribe()
+    return out
+
+
 async def read_dlq_raw_seqs(url: str, timeout: float = 5.0) -> dict[int, str]:
-    """{raw TICKS_RAW sequence: reason} of every DLQ message (rejects and control-only markers)."""
+    """{raw TICKS_RAW sequence: reason} of every DLQ message (rejects, control-only markers and raw messages
+    dead-lettered whole). Records of the lander and fan-out stages carry no raw sequence: they do not account
+    for a raw message (its ticks are missing from the lake, which the completeness check must see)."""
     nc = await _connect(url, timeout)
     out: dict[int, str] = {}
     try:
         js = nc.jetstream(timeout=timeout)
         info = await js.stream_info(STREAM_DLQ)
-        last = info.state.last_seq
         if not info.state.messages:
             return out
-        sub = await js.subscribe("ticks.dlq.>", stream=STREAM_DLQ, ordered_consumer=True)
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=timeout)
-                raw = (msg.headers or {}).get(HDR_RAW_SEQ)
-                if raw and raw.isdigit():
-                    out[int(raw)] = (msg.headers or {}).get("Qp-Reason", "")
-                if msg.metadata.sequence.stream >= last:
-                    break
-        finally:
-            await sub.unsubscribe()
+        for _, hdrs in await read_headers_direct(nc, STREAM_DLQ, info.state.first_seq, info.state.last_seq, timeout):
+            raw = hdrs.get(HDR_RAW_SEQ)
+            if raw and raw.isdigit():
+                out[int(raw)] = hdrs.get("Qp-Reason", "")
         return out
     finally:
         await nc.close()
@@ -120,6 +160,37 @@ async def read_dlq_raw_seqs(url: str, timeout: float = 5.0) -> dict[int, str]:
 
 def dlq_raw_seqs_now(url: str, timeout: float = 5.0) -> dict[int, str]:
     return asyncio.run(read_dlq_raw_seqs(url, timeout))
+
+
+FILL_ALERT_ENV = "QP_STREAM_FILL_ALERT_PCT"
+DEFAULT_FILL_ALERT_PCT = 80.0
+
+
+def fill_alert_ratio() -> float:
+    """QP_STREAM_FILL_ALERT_PCT (1-100, default 80) as a ratio."""
+    from quant_platform.platform.settings import SettingError, bounded_env
+
+    try:
+        return bounded_env(FILL_ALERT_ENV, DEFAULT_FILL_ALERT_PCT, 1, 100) / 100
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def stream_fill(state: dict, threshold: float | None = None) -> list[dict]:
+    """The streams of `state` (stream_state()) holding more than `threshold` (default QP_STREAM_FILL_ALERT_PCT,
+    80%) of their max_bytes: [{"stream", "bytes", "max_bytes", "fill", "discard"}], fullest first. A full
+    TICKS_RAW (discard new) refuses connectors' batches; a full TICKS or TICKS_DLQ drops its oldest messages."""
+    limit = fill_alert_ratio() if threshold is None else threshold
+    out = []
+    for name, st in state.items():
+        max_bytes = int(st.get("max_bytes") or -1)
+        if not st.get("exists") or max_bytes <= 0:
+            continue
+        fill = int(st.get("bytes", 0)) / max_bytes
+        if fill > limit:
+            out.append({"stream": name, "bytes": int(st["bytes"]), "max_bytes": max_bytes, "fill": round(fill, 4),
+                        "discard": st.get("discard")})
+    return sorted(out, key=lambda f: -f["fill"])
 
 
 def ack_floor(state: dict, stream: str) -> int:

@@ -8,12 +8,17 @@ batches and our own per-batch deadline. On timeout, error ack, no responders or 
 resent unchanged; JetStream's duplicate window (2 min, streams.py) turns a resend of a stored batch into an ack
 with duplicate=true, so retrying is safe. After a reconnect, batches sent on the old connection are resent at
 once. The server acks only after fsync (`sync_interval: always`, nats_server.py) or an R3 quorum.
+
+A full TICKS_RAW (`discard: new` at its max_bytes, streams.py) answers "maximum bytes exceeded" (503): the batch is
+kept and resent with backoff until the stream has room (counted in `stream_full`, logged at most every 10 s),
+so a connector's frames are never dropped; add() blocks once the window is full.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import time
@@ -38,10 +43,12 @@ from quant_platform.market.contracts import (
     batch_msg_id,
     encode_batch,
     raw_subject,
-    server_list,
 )
 
+log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
+ERR_STREAM_FULL = 10077  # JetStream: "maximum bytes exceeded" (a discard-new stream at its max_bytes)
+STREAM_FULL_LOG_EVERY_S = 10.0
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -216,6 +223,8 @@ class RawPublisher:
         self.error_acks = 0  # error replies (JetStream error JSON or 503 no responders)
         self.duplicates = 0  # acks with duplicate=true (the stored copy was an earlier send)
         self.late_acks = 0  # replies for batches already acked (the answer to a resend)
+        self.stream_full = 0  # error acks "maximum bytes exceeded": the stream is full, the batch is kept
+        self._stream_full_logged = 0.0
         self.reconnects_seen = 0
         self.last_seq = 0
         self.latency = LatencyHistogram()
@@ -402,7 +411,7 @@ class RawPublisher:
             "batches_sent": self.batches_sent, "frames_sent": self.frames_sent, "bytes_sent": self.bytes_sent,
             "acks": self.acks, "frames_acked": self.frames_acked, "resends": self.resends,
             "timeouts": self.timeouts, "error_acks": self.error_acks, "duplicates": self.duplicates,
-            "late_acks": self.late_acks, "reconnects_seen": self.reconnects_seen, "in_flight": self.in_flight,
+            "late_acks": self.late_acks, "stream_full": self.stream_full, "reconnects_seen": self.reconnects_seen, "in_flight": self.in_flight,
             "last_seq": self.last_seq, "latency": self.latency.summary(),
         }
 
@@ -491,6 +500,13 @@ class RawPublisher:
         if err:
             self.error_acks += 1
             b.error_acks += 1
+            if err.get("err_code") == ERR_STREAM_FULL:
+                self.stream_full += 1
+                now = time.monotonic()
+                if now - self._stream_full_logged >= STREAM_FULL_LOG_EVERY_S:
+                    self._stream_full_logged = now
+                    log.warning("%s: the stream is full (%s); %d batches kept and retried until it has room",
+                                self.subject, err.get("description"), len(self._inflight))
             if err.get("code") == 503 or b.error_acks < self.max_error_acks:
                 self._retry_soon(b, min(0.05 * 2 ** min(b.error_acks, 5), 1.0))
             else:
@@ -589,7 +605,9 @@ async def publish_frames(url: str, source: str, frames: Iterable[RawFrame] | Asy
     if rate is not None and rate <= 0:
         raise PublishError(f"rate must be > 0 frames/s, got {rate}")
     connection_id = connection_id or f"replay-{uuid.uuid4().hex[:12]}"
-    nc = await nats.connect(server_list(url), max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+    from quant_platform.market.connection import connect_options
+
+    nc = await nats.connect(**connect_options(url), max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                             name=f"qp-publish-{source}")
     try:
         if ensure:

@@ -10,11 +10,23 @@ Replicas: `ensure_streams(js, replicas=N)`, else the environment variable QP_NAT
 else 1. The count applies to TICKS_RAW, TICKS, TICKS_DLQ and the normalizer/lander consumers. When neither
 the argument nor the variable is given, a stream that already exists keeps its replica count (a process
 started without the variable never scales a cluster's R3 streams down to R1); new streams get one replica.
+
+Bounds: every stream has a `max_bytes` besides its `max_age` (QP_TICKS_RAW_MAX_BYTES, QP_TICKS_MAX_BYTES,
+QP_TICKS_DLQ_MAX_BYTES: bytes, or a number with KiB/MiB/GiB/TiB, K/M/G/T or KB/MB/GB/TB, all powers of 1024).
+What happens at the limit is decided per stream (DISCARD below): TICKS_RAW refuses new messages (`discard: new`:
+the connector's publisher gets an error ack and keeps its batch, so nothing a connector sent is dropped);
+TICKS and TICKS_DLQ drop their oldest messages (`discard: old`). The sum of the limits (times the replica count)
+must fit the server's JetStream `max_file_store` (nats_server.py sizes the embedded one from them).
+
+Poison messages: the pipeline consumers redeliver at most QP_NATS_MAX_DELIVER times (default 8). The workers
+nak a failing message with a growing delay and, at its last delivery, dead-letter it (TICKS_DLQ, with the
+reason) and `term()` it, so it never blocks the ack floor and later messages flow.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from nats.js import api
@@ -87,6 +99,58 @@ def stream_replicas() -> int:
     return configured_replicas() or 1
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str, name: str = "size") -> int:
+    """'20GiB', '512MB', '64k' or '1048576' -> bytes (every unit a power of 1024, as nats-server reads them)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ConfigError(f"{name} must be a byte count such as 1073741824, 512MiB or 20GiB, got {text!r}")
+    value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {text!r}")
+    return value
+
+
+def _size_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return parse_size(raw, name) if raw else default
+
+
+# Defaults sized for one host (docker/compose.yaml; the embedded server): 36 GiB of JetStream file store in all.
+GIB = 1024**3
+MAX_BYTES_DEFAULTS = {STREAM_RAW: 16 * GIB, STREAM_NORM: 16 * GIB, STREAM_DLQ: 4 * GIB}
+MAX_BYTES_ENV = {STREAM_RAW: "QP_TICKS_RAW_MAX_BYTES", STREAM_NORM: "QP_TICKS_MAX_BYTES",
+                 STREAM_DLQ: "QP_TICKS_DLQ_MAX_BYTES"}
+# What a full stream does. TICKS_RAW: refuse (the publisher keeps its batch and retries: a connector's frames are
+# never dropped; the fill alert fires at 80%, before connectors block). TICKS: drop the oldest canonical ticks,
+# normally landed long ago; if the lander were that far behind, the daily completeness check names the raw
+# sequences that did not reach the lake (TICKS_RAW still holds them for replay). TICKS_DLQ: drop the oldest
+# rejects rather than stall normalisation of good ticks behind a full DLQ (a vendor format change can reject
+# everything at full rate); the rejected frames stay in TICKS_RAW for its max_age, and a DLQ record dropped
+# before its day was compacted shows as a missing raw sequence in that day's completeness check, never silently.
+DISCARD = {STREAM_RAW: "new", STREAM_NORM: "old", STREAM_DLQ: "old"}
+
+
+def stream_max_bytes(stream: str) -> int:
+    """The byte limit of a stream from its environment variable (QP_TICKS_RAW_MAX_BYTES etc.) or the default."""
+    return _size_env(MAX_BYTES_ENV[stream], MAX_BYTES_DEFAULTS[stream])
+
+
+MAX_DELIVER_ENV = "QP_NATS_MAX_DELIVER"
+DEFAULT_MAX_DELIVER = 8
+
+
+def configured_max_deliver() -> int:
+    """QP_NATS_MAX_DELIVER (2-100, default 8): deliveries of a pipeline message before it is dead-lettered."""
+    value = _positive_env(MAX_DELIVER_ENV, DEFAULT_MAX_DELIVER)
+    if value != int(value) or not 2 <= value <= 100:
+        raise ConfigError(f"{MAX_DELIVER_ENV} must be an integer from 2 to 100, got {value!r}")
+    return int(value)
+
+
 # ------------------------------------------------------------------------------------------- declarations
 @dataclass(frozen=True)
 class StreamSpec:
@@ -98,6 +162,8 @@ class StreamSpec:
     storage: str = "file"
     discard: str = "old"
     max_msg_size: int = MAX_MSG_SIZE
+    max_bytes: int = -1
+    allow_direct: bool = True  # direct gets: the read-only `dagster` user reads messages without a consumer
     description: str = ""
 
     def to_config(self, replicas: int | None = None) -> api.StreamConfig:
@@ -109,9 +175,11 @@ class StreamSpec:
             storage=api.StorageType(self.storage),
             discard=api.DiscardPolicy(self.discard),
             max_age=self.max_age_s,
+            max_bytes=self.max_bytes,
             duplicate_window=self.duplicate_window_s,
             num_replicas=replicas or self.replicas,
             max_msg_size=self.max_msg_size,
+            allow_direct=self.allow_direct,
         )
 
 
@@ -124,7 +192,9 @@ class ConsumerSpec:
     filter_subject: str | None = None
     ack_wait_s: float = 30.0
     max_ack_pending: int = 20_000  # the default 1000 starves several workers with micro-batches
-    max_deliver: int = -1  # redeliver until acked: poison messages go to the DLQ by the worker, not dropped
+    # Bounded: the worker dead-letters and term()s a message at its last delivery (never left to the server,
+    # which would stop delivering it without moving the ack floor past it). None: QP_NATS_MAX_DELIVER.
+    max_deliver: int | None = None
     deliver_policy: str = "all"
     description: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -138,7 +208,7 @@ class ConsumerSpec:
             deliver_policy=api.DeliverPolicy(self.deliver_policy),
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_s,
-            max_deliver=self.max_deliver,
+            max_deliver=self.max_deliver if self.max_deliver is not None else configured_max_deliver(),
             max_ack_pending=self.max_ack_pending,
             filter_subject=self.filter_subject,
             replay_policy=api.ReplayPolicy.INSTANT,
@@ -149,26 +219,36 @@ class ConsumerSpec:
 
 def stream_specs(replicas: int | None = None) -> tuple[StreamSpec, ...]:
     """The three streams, with the environment read now (QP_TICKS_RAW_MAX_AGE_HOURS default 7 days,
-    QP_TICKS_MAX_AGE_HOURS default 3 days, QP_TICKS_DLQ_MAX_AGE_HOURS default 30 days, QP_NATS_REPLICAS
-    default 1)."""
+    QP_TICKS_MAX_AGE_HOURS default 3 days, QP_TICKS_DLQ_MAX_AGE_HOURS default 30 days; QP_TICKS_RAW_MAX_BYTES
+    and QP_TICKS_MAX_BYTES default 16 GiB, QP_TICKS_DLQ_MAX_BYTES 4 GiB; QP_NATS_REPLICAS default 1)."""
     r = replicas or stream_replicas()
     return (
         StreamSpec(
             STREAM_RAW, ("ticks.raw.>",),
             max_age_s=_positive_env("QP_TICKS_RAW_MAX_AGE_HOURS", 7 * 24) * HOUR, replicas=r,
+            max_bytes=stream_max_bytes(STREAM_RAW), discard=DISCARD[STREAM_RAW],
             description="vendor frames verbatim, batched by connectors (ticks.raw.<source>.batch)",
         ),
         StreamSpec(
             STREAM_NORM, ("ticks.norm.>",),
             max_age_s=_positive_env("QP_TICKS_MAX_AGE_HOURS", 3 * 24) * HOUR, replicas=r,
+            max_bytes=stream_max_bytes(STREAM_NORM), discard=DISCARD[STREAM_NORM],
             description="canonical ticks (Arrow IPC), ticks.norm.<source>.<instrument>",
         ),
         StreamSpec(
             STREAM_DLQ, ("ticks.dlq.>",),
             max_age_s=_positive_env("QP_TICKS_DLQ_MAX_AGE_HOURS", 30 * 24) * HOUR, replicas=r,
-            description="rejected raw frames with the reason, ticks.dlq.<source>",
+            max_bytes=stream_max_bytes(STREAM_DLQ), discard=DISCARD[STREAM_DLQ],
+            description="one record per rejected raw message (every reason) or dead-lettered message, "
+                        "ticks.dlq.<source>",
         ),
     )
+
+
+def streams_max_bytes() -> int:
+    """The JetStream file store the declared streams reserve on each server (their max_bytes summed; an R3 stream
+    keeps one replica per server of a 3-node cluster)."""
+    return sum(s.max_bytes for s in stream_specs(replicas=1) if s.max_bytes > 0)
 
 
 # Declared at import with the environment of that moment; ensure_streams() re-reads the environment.
@@ -188,13 +268,24 @@ def fanout_consumer_spec(name: str, filter_subject: str, stream: str = STREAM_NO
 
 
 async def fanout_consumer(js, name: str, filter_subject: str, stream: str = STREAM_NORM) -> str:
-    """Declare (create or update) a fan-out destination's consumer; returns created/updated/unchanged."""
+    """Declare (create or update) a fan-out destination's consumer; returns created/updated/unchanged. The
+    `fanout` NATS user may not create consumers: on the production servers the admin declares them at deploy
+    time (declare_streams.py with QP_FANOUT_FILE), and a fan-out worker finds its consumer unchanged."""
     return await ensure_consumer(js, stream, fanout_consumer_spec(name, filter_subject, stream))
 
 
 # ------------------------------------------------------------------------------------------- apply
-_STREAM_FIELDS = ("subjects", "retention", "storage", "discard", "max_age", "duplicate_window",
-                  "num_replicas", "max_msg_size", "description")
+_REFUSED_HINT = ("no answer from the JetStream API: this NATS user may not be allowed to change streams or "
+                 "consumers; declare them with the admin user first (docker/ingest/declare_streams.py), with the "
+                 "same QP_TICKS_* / QP_NATS_* settings as this process")
+
+
+def _is_request_timeout(exc: BaseException) -> bool:
+    import nats.errors
+
+    return isinstance(exc, (nats.errors.TimeoutError, TimeoutError))
+_STREAM_FIELDS = ("subjects", "retention", "storage", "discard", "max_age", "max_bytes", "duplicate_window",
+                  "num_replicas", "max_msg_size", "allow_direct", "description")
 _CONSUMER_FIELDS = ("durable_name", "deliver_policy", "ack_policy", "ack_wait", "max_deliver",
                     "max_ack_pending", "filter_subject", "replay_policy", "description")
 
@@ -238,9 +329,12 @@ async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None, *,
                 await js.add_stream(want)
                 return "created"
             except APIError as exc:
-                if exc.err_code != ERR_STREAM_NAME_IN_USE:  # someone else created it meanwhile
-                    raise
-            info = await js.stream_info(spec.name)
+                # Someone else created it meanwhile: the server answers "name in use", or, when the store
+                # reservation is checked first, "insufficient storage resources" (the other's copy is counted).
+                try:
+                    info = await js.stream_info(spec.name)
+                except NotFoundError:
+                    raise exc from None
         if keep_replicas and info.config.num_replicas:
             want.num_replicas = info.config.num_replicas
         if not _differences(want, info.config, _STREAM_FIELDS):
@@ -249,6 +343,10 @@ async def ensure_stream(js, spec: StreamSpec, replicas: int | None = None, *,
         return "updated"
     except APIError as exc:
         raise StreamConfigError(f"stream {spec.name}", exc.description or str(exc), exc.err_code) from exc
+    except Exception as exc:
+        if _is_request_timeout(exc):
+            raise StreamConfigError(f"stream {spec.name}", _REFUSED_HINT) from exc
+        raise
 
 
 def _consumer_replicas(info) -> int:
@@ -276,11 +374,16 @@ async def ensure_consumer(js, stream: str, spec: ConsumerSpec, replicas: int | N
     except APIError as exc:
         raise StreamConfigError(f"consumer {stream}.{spec.durable}", exc.description or str(exc),
                                 exc.err_code) from exc
+    except Exception as exc:
+        if _is_request_timeout(exc):
+            raise StreamConfigError(f"consumer {stream}.{spec.durable}", _REFUSED_HINT) from exc
+        raise
     return "created" if have is None else "updated"
 
 
-async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = True) -> dict:
-    """Apply the declared streams (and the normalizer/lander consumers unless `consumers=False`).
+async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = True, fanouts=()) -> dict:
+    """Apply the declared streams (and the normalizer/lander consumers unless `consumers=False`, and the
+    consumer of each fan-out destination in `fanouts`, fanout.Destination objects: the admin's job).
 
     `replicas` (num_replicas of the three streams and of the consumers) defaults to the environment variable
     QP_NATS_REPLICAS (1 to 5; the older name QP_STREAM_REPLICAS is read too). With neither, new streams get
@@ -298,6 +401,9 @@ async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = T
     if consumers:
         for c in CONSUMERS:
             report["consumers"][f"{c.stream}.{c.durable}"] = await ensure_consumer(js, c.stream, c, r)
+    for dest in fanouts:
+        spec = fanout_consumer_spec(dest.consumer, dest.filter_subject)
+        report["consumers"][f"{spec.stream}.{spec.durable}"] = await ensure_consumer(js, spec.stream, spec, r)
     return report
 
 
@@ -305,17 +411,18 @@ async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = T
 async def stream_state(js, streams: tuple[str, ...] = (STREAM_RAW, STREAM_NORM, STREAM_DLQ)) -> dict:
     """Sequence numbers and consumer lag, as the Dagster ingest sensor and the autoscaler read them.
 
-    {stream: {"exists", "first_seq", "last_seq", "messages", "bytes",
+    {stream: {"exists", "first_seq", "last_seq", "messages", "bytes", "max_bytes", "discard", "fill",
               "consumers": {name: {"num_pending", "num_ack_pending", "lag", "num_redelivered",
                                    "num_waiting", "ack_floor_stream_seq", "delivered_stream_seq"}}}}
-    `lag` = num_pending + num_ack_pending, the KEDA NATS JetStream scaler's signal."""
+    `lag` = num_pending + num_ack_pending, the KEDA NATS JetStream scaler's signal. `fill` = bytes / max_bytes
+    (None when the stream has no byte limit): the stream-fill alert fires above QP_STREAM_FILL_ALERT_PCT."""
     out: dict[str, dict] = {}
     for name in streams:
         try:
             info = await js.stream_info(name)
         except NotFoundError:
             out[name] = {"exists": False, "first_seq": 0, "last_seq": 0, "messages": 0, "bytes": 0,
-                         "consumers": {}}
+                         "max_bytes": -1, "discard": None, "fill": None, "consumers": {}}
             continue
         st = info.state
         consumers: dict[str, dict] = {}
@@ -331,6 +438,9 @@ async def stream_state(js, streams: tuple[str, ...] = (STREAM_RAW, STREAM_NORM, 
                 "ack_floor_stream_seq": ci.ack_floor.stream_seq if ci.ack_floor else 0,
                 "delivered_stream_seq": ci.delivered.stream_seq if ci.delivered else 0,
             }
+        max_bytes = info.config.max_bytes or -1
         out[name] = {"exists": True, "first_seq": st.first_seq, "last_seq": st.last_seq,
-                     "messages": st.messages, "bytes": st.bytes, "consumers": consumers}
+                     "messages": st.messages, "bytes": st.bytes, "max_bytes": max_bytes,
+                     "discard": getattr(info.config.discard, "value", info.config.discard),
+                     "fill": round(st.bytes / max_bytes, 4) if max_bytes > 0 else None, "consumers": consumers}
     return out

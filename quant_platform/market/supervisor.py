@@ -2,7 +2,9 @@
 restarts the ones that die, and scales normalizers and landers between a min and a max on consumer lag
 (num_pending + num_ack_pending, the signal KEDA's JetStream scaler reads), logging every decision.
 
-Never scale on anything the worker reports about itself: lag is read from JetStream, the source of truth.
+Never scale on anything the worker reports about itself: lag is read from JetStream, the source of truth. Never put
+the NATS URL on a worker's command line (it carries a password, and /proc/<pid>/cmdline is world-readable): the
+workers get it in QP_NATS_URL.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_platform.market import metrics
-from quant_platform.market.contracts import server_list
 
 log = logging.getLogger("quant_platform.market.supervisor")
 
@@ -81,9 +82,9 @@ class Supervisor:
             # worker's port is reused, so Prometheus keeps scraping a bounded set of targets
             used = {pt for pr, pt in self._ports if pr.poll() is None}
             port = next(self.metrics_base_port + k for k in range(1, 10_000) if self.metrics_base_port + k not in used)
-        cmd = [sys.executable, "-m", "quant_platform.market.worker", "--role", role, "--nats", self.nats_url,
+        cmd = [sys.executable, "-m", "quant_platform.market.worker", "--role", role,
                "--lake", str(self.lake_root), "--metrics-port", str(port)]
-        proc = subprocess.Popen(cmd, env=dict(os.environ), start_new_session=True)
+        proc = subprocess.Popen(cmd, env={**os.environ, "QP_NATS_URL": self.nats_url}, start_new_session=True)
         if port:
             self._ports = [(pr, pt) for pr, pt in self._ports if pr.poll() is None] + [(proc, port)]
         log.info(json.dumps({"event": "start", "role": role, "pid": proc.pid, "metrics_port": port}))
@@ -149,9 +150,10 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         import nats
 
+        from quant_platform.market.connection import connect_options
         from quant_platform.market.streams import ensure_streams
 
-        nc = await nats.connect(server_list(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+        nc = await nats.connect(**connect_options(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 name="qp-supervisor")
         js = nc.jetstream()
         await ensure_streams(js)

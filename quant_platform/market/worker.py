@@ -146,10 +146,15 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="quant-platform-worker", description="One tick-pipeline worker process.")
     p.add_argument("--role", required=True)
-    p.add_argument("--nats", required=True)
+    p.add_argument("--nats", default=None,
+                   help="NATS URL; default QP_NATS_URL. Prefer the variable: a password on the command line is "
+                        "visible to every user of the machine (/proc/<pid>/cmdline)")
     p.add_argument("--lake", required=True)
     p.add_argument("--metrics-port", type=int, default=0)
     args = p.parse_args(argv)
+    nats_url = args.nats or os.environ.get("QP_NATS_URL", "").strip()
+    if not nats_url:
+        p.error("set QP_NATS_URL (or --nats)")
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.role} pid={os.getpid()} %(levelname)s %(message)s")
     metrics.serve_metrics(args.metrics_port)
     nice = worker_niceness(args.role)
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         watch = asyncio.create_task(_orphan_watch(stop))
-        role = asyncio.create_task(run_role(args.role, args.nats, stop, Path(args.lake)))
+        role = asyncio.create_task(run_role(args.role, nats_url, stop, Path(args.lake)))
         stopped = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({role, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,5 +1,6 @@
-"""The alert sensor: turns failed asset checks and freshness violations into one webhook post per incident
-(Slack-compatible JSON with a link to the asset), and one more post when the incident is resolved.
+"""The alert sensor: turns failed asset checks, freshness violations and tick streams filling up (above
+QP_STREAM_FILL_ALERT_PCT, default 80%, of their max_bytes) into one webhook post per incident (Slack-compatible
+JSON with a link to the asset), and one more post when the incident is resolved.
 
 Never post an incident twice and never drop one silently: open incidents and undelivered posts live in the
 sensor cursor, and the event-log position only moves past events whose alerts are already in it.
@@ -42,6 +43,10 @@ SUMMARY_MAX = 400
 POST_BUDGET_S = 20.0
 # Webhooks answer fast; a slow one must not use the whole tick on one message.
 WEBHOOK_TIMEOUT_MAX_S = 10.0
+# A stream above the fill threshold is an incident of the asset the ingest sensor observes, one per stream.
+TICK_STREAM_PATH = ["market", "tick_stream"]
+STREAM_FILL_CHECK = "stream_fill"
+STREAM_STATE_TIMEOUT_S = 3.0
 
 
 def _env(name: str) -> str | None:
@@ -292,6 +297,50 @@ def apply_freshness_change(cursor: AlertCursor, record: dg.EventLogRecord, facts
     })
 
 
+def apply_stream_fill(cursor: AlertCursor, state: dict, now: float) -> None:
+    """Open an incident per tick stream above the fill threshold (observe.stream_fill), resolve it once the
+    stream is below again. `state` is streams.stream_state() as the ingest sensor reads it."""
+    from quant_platform.market import observe
+
+    full = {f["stream"]: f for f in observe.stream_fill(state)}
+    for name, st in sorted(state.items()):
+        if not st.get("exists") or int(st.get("max_bytes") or -1) <= 0:
+            continue
+        iid = incident_id(TICK_STREAM_PATH, f"{STREAM_FILL_CHECK}.{name}", None)
+        f = full.get(name)
+        if f is None:
+            pct = 100 * int(st.get("bytes", 0)) / int(st["max_bytes"])
+            cursor.close_incident(iid, at=now, now=f"{name} holds {pct:.0f}% of its max_bytes")
+            continue
+        if iid in cursor.open:
+            cursor.open[iid]["count"] += 1
+            continue
+        effect = ("connectors' batches are refused (kept and retried) once it is full" if f["discard"] == "new"
+                  else "its oldest messages are dropped once it is full")
+        cursor.open_incident(iid, {
+            "path": list(TICK_STREAM_PATH), "check": f"{STREAM_FILL_CHECK}.{name}", "partition": None,
+            "severity": "WARN", "run_id": None, "owners": ["team:market-data"], "opened_at": now, "count": 1,
+            "summary": (f"JetStream stream {name} holds {f['fill']:.0%} of its max_bytes ({f['bytes']:,} of "
+                        f"{f['max_bytes']:,} bytes, discard {f['discard']}): {effect}. Raise its "
+                        "QP_TICKS_*_MAX_BYTES (and the server's max_file_store) or shorten its max age."),
+        })
+
+
+def read_stream_state_for_alerts(log: logging.Logger) -> dict | None:
+    """The tick streams' state when a NATS server is known (QP_NATS_URL or a running `ingest run`), else None;
+    an unreachable server is logged and skipped (its incidents stay as they are)."""
+    from quant_platform.market import observe
+
+    url = observe.running_nats_url(load_settings().home)
+    if not url:
+        return None
+    try:
+        return observe.stream_state_now(url, timeout=STREAM_STATE_TIMEOUT_S)
+    except Exception as exc:  # the stream being down is the ingest sensor's business, not a failed alert tick
+        log.warning(f"tick stream state unavailable for the fill alert ({type(exc).__name__}: {exc})")
+        return None
+
+
 def deliver(cursor: AlertCursor, poster: WebhookPoster, dagster_url: str, log: logging.Logger,
             budget_s: float = POST_BUDGET_S) -> tuple[int, str | None]:
     """Post pending alerts oldest first until one cannot be delivered. Returns (posted, problem)."""
@@ -318,8 +367,10 @@ def deliver(cursor: AlertCursor, poster: WebhookPoster, dagster_url: str, log: l
 
 
 def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settings: AlertSettings,
-                    repository_def: dg.RepositoryDefinition | None, log: logging.Logger) -> tuple[str, str]:
-    """One tick: fold new events into the incidents, post what is new. Returns (cursor, summary)."""
+                    repository_def: dg.RepositoryDefinition | None, log: logging.Logger, *,
+                    stream_state: dict | None = None) -> tuple[str, str]:
+    """One tick: fold new events (and, given `stream_state`, the tick streams' fill) into the incidents, post
+    what is new. Returns (cursor, summary)."""
     cursor = AlertCursor.parse(raw_cursor, log)
     facts = _AssetFacts(instance, repository_def)
     records, upto, caught_up = read_events(instance, cursor.after)
@@ -334,6 +385,8 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
         cursor.caught_up = True
         for incident in sorted(cursor.open.values(), key=lambda i: i["opened_at"]):
             cursor.queue("opened", incident, at=incident["opened_at"])
+    if stream_state is not None and cursor.caught_up:
+        apply_stream_fill(cursor, stream_state, time.time())
     poster = WebhookPoster(settings.webhook_url or "", timeout_s=settings.timeout_s, attempts=settings.attempts)
     try:
         posted, problem = deliver(cursor, poster, settings.dagster_url, log)
@@ -349,8 +402,9 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
     name="alert_sensor",
     minimum_interval_seconds=alert_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Posts failed asset checks and freshness violations (FAIL or WARN, as recorded by the "
-    "freshness daemon) to the webhook in QP_ALERT_WEBHOOK_URL, once per incident, and again when resolved.",
+    description="Posts failed asset checks, freshness violations (FAIL or WARN, as recorded by the "
+    "freshness daemon) and tick streams above QP_STREAM_FILL_ALERT_PCT (default 80%) of their max_bytes to the "
+    "webhook in QP_ALERT_WEBHOOK_URL, once per incident, and again when resolved.",
 )
 def alert_sensor(context: dg.SensorEvaluationContext):
     settings = load_alert_settings()
@@ -358,7 +412,7 @@ def alert_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"{ENV_WEBHOOK_URL} is not set: alerting is off (no incident is tracked)")
     try:
         cursor, summary = evaluate_alerts(context.instance, context.cursor, settings, context.repository_def,
-                                          context.log)
+                                          context.log, stream_state=read_stream_state_for_alerts(context.log))
     except Exception as exc:
         if "run-sharded" in str(exc):
             return dg.SkipReason("the instance's event log is run-sharded SQLite: use the platform's instance "
