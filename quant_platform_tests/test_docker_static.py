@@ -300,10 +300,13 @@ def test_dockerfiles_copy_existing_paths():
             assert svc["build"]["dockerfile"] == "docker/Dockerfile.ingest", name
 
 
-def test_worker_entrypoint_passes_the_nats_url_from_the_environment():
+def test_worker_entrypoint_leaves_the_nats_url_in_the_environment():
+    """The URL carries a password: on a command line every user of the host could read it (/proc/<pid>/cmdline);
+    the worker reads QP_NATS_URL itself."""
     script = (DOCKER / "ingest" / "qp-worker").read_text()
     assert script.startswith("#!/bin/sh")
-    assert re.search(r'exec python -m quant_platform\.market\.worker --nats "\$QP_NATS_URL" "\$@"', script)
+    assert re.search(r'^exec python -m quant_platform\.market\.worker "\$@"$', script, flags=re.M)
+    assert "--nats" not in script.split("exec", 1)[1]
     assert os.access(DOCKER / "ingest" / "qp-worker", os.X_OK)
 
 
@@ -364,8 +367,12 @@ def test_ingest_services_share_the_stream_settings():
     services = _services()
     init = _env(services["streams-init"])
     assert init["QP_NATS_URL"].startswith("nats://admin:")
-    keys = ("QP_NATS_REPLICAS", "QP_TICKS_RAW_MAX_AGE_HOURS", "QP_TICKS_MAX_AGE_HOURS", "QP_TICKS_DLQ_MAX_AGE_HOURS")
+    keys = ("QP_NATS_REPLICAS", "QP_TICKS_RAW_MAX_AGE_HOURS", "QP_TICKS_MAX_AGE_HOURS", "QP_TICKS_DLQ_MAX_AGE_HOURS",
+            "QP_TICKS_RAW_MAX_BYTES", "QP_TICKS_MAX_BYTES", "QP_TICKS_DLQ_MAX_BYTES", "QP_NATS_MAX_DELIVER")
     assert init["QP_NATS_REPLICAS"] == "1", "one NATS node: R1 streams"
+    # The admin declares the fan-out destinations' consumers too (the `fanout` user may not create consumers).
+    assert init["QP_FANOUT_FILE"] == _env(_services()["fanout-research"])["QP_FANOUT_FILE"]
+    assert any(v.split(":")[:2] == ["./fanout.yaml", init["QP_FANOUT_FILE"]] for v in services["streams-init"]["volumes"])
     workers = _worker_services()
     assert {"normalizer", "lander", "connector-binance"} <= set(workers)
     for name, svc in workers.items():
@@ -573,29 +580,49 @@ def test_nats_users_cover_every_source_and_limit_it_to_its_raw_subject():
         for subject in [norm_subject(src, "EQ:AAPL"), dlq_subject(src), "ticks.raw.x", *management]:
             assert not may_publish(user, subject), f"{src} may publish {subject}"
         ticks_patterns = [p for p in user["permissions"]["publish"]["allow"] if not p.startswith("$")]
-        assert ticks_patterns == [f"ticks.raw.{src}.>"], f"{src}: {ticks_patterns}"
+        assert ticks_patterns == [f"ticks.raw.{src}.batch"], f"{src}: {ticks_patterns}"
+        assert not may_publish(user, f"ticks.raw.{src}.other")
     norm, lander, fanout, dagster = users["normalizer"], users["lander"], users["fanout"], users["dagster"]
     assert may_publish(norm, norm_subject("binance", "CRYPTO:BTC-USDT")) and may_publish(norm, dlq_subject("x"))
     assert not may_publish(norm, raw_subject("binance"))
     assert may_publish(norm, "$JS.API.CONSUMER.MSG.NEXT.TICKS_RAW.normalizer")
     assert not may_publish(norm, "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander")
     assert may_publish(lander, "$JS.ACK.TICKS.lander.1.2.3.4.5.6")
-    assert not any(may_publish(lander, s) for s in ("ticks.norm.a.b", "ticks.dlq.a", raw_subject("binance")))
-    assert may_publish(fanout, "$JS.API.CONSUMER.CREATE.TICKS.fanout_research.ticks.norm.>")
+    assert not any(may_publish(lander, s) for s in ("ticks.norm.a.b", raw_subject("binance")))
+    assert may_publish(fanout, "$JS.API.CONSUMER.MSG.NEXT.TICKS.fanout_research")
+    assert may_publish(fanout, "$JS.ACK.TICKS.fanout_research.1.2.3.4.5.6") and may_publish(fanout, dlq_subject("x"))
     for subject in ("$JS.API.CONSUMER.CREATE.TICKS.lander.ticks.norm.>", "$JS.ACK.TICKS.lander.1.2.3.4.5.6",
-                    "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander", "ticks.norm.a.b"):
+                    "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander", "ticks.norm.a.b", raw_subject("binance")):
         assert not may_publish(fanout, subject), f"fanout may publish {subject}"
-    assert not any(may_publish(dagster, s) for s in ("$JS.ACK.TICKS.lander.1.2.3.4.5.6", *management))
+    assert may_publish(lander, dlq_subject("x")) and may_publish(dagster, "$JS.API.DIRECT.GET.TICKS_DLQ")
+    assert not any(may_publish(dagster, s) for s in ("$JS.ACK.TICKS.lander.1.2.3.4.5.6", "$JS.FC.TICKS_DLQ.x",
+                                                     *management))
+    # Only admin declares consumers: a push consumer's deliver_subject is not checked against its creator's publish
+    # rights, so anyone else who may create one could make the server deliver into ticks.raw.<other source>.
+    creates = ["$JS.API.CONSUMER.CREATE.TICKS", "$JS.API.CONSUMER.CREATE.TICKS.fanout_research",
+               "$JS.API.CONSUMER.CREATE.TICKS.fanout_research.ticks.norm.>", "$JS.API.CONSUMER.CREATE.TICKS_DLQ",
+               "$JS.API.CONSUMER.CREATE.TICKS_DLQ.x.ticks.dlq.>", "$JS.API.CONSUMER.DURABLE.CREATE.TICKS.x",
+               "$JS.API.CONSUMER.DURABLE.CREATE.TICKS_RAW.x", "$JS.API.CONSUMER.DELETE.TICKS_DLQ.x"]
     for name, user in users.items():
         if name != "admin":
             assert not may_publish(user, "$JS.API.STREAM.CREATE.TICKS"), f"{name} may create streams"
-        assert user["permissions"]["subscribe"]["allow"] == ["_INBOX.>"], name
+            assert not any(may_publish(user, c) for c in creates), f"{name} may create or delete consumers"
+        # Each user its own reply inboxes (connection.inbox_prefix derives the prefix from the user).
+        assert user["permissions"]["subscribe"]["allow"] == [f"_INBOX_{name}.>"], name
+        assert set(user["permissions"]["subscribe"]) == {"allow"}
 
 
 def test_nats_server_settings_and_passwords_come_from_compose_env():
+    from quant_platform.market.streams import parse_size
+
     conf = _nats_conf()
     assert conf["jetstream"]["store_dir"].startswith("/data")
     assert conf["jetstream"]["sync_interval"] == "always", "one node: fsync before ack (NATS_NOTES.md)"
+    # Bounded store, with room for every stream's max_bytes (else the server refuses to create the streams).
+    stream_env = _env(_services()["streams-init"])
+    limits = sum(parse_size(stream_env[k]) for k in ("QP_TICKS_RAW_MAX_BYTES", "QP_TICKS_MAX_BYTES",
+                                                     "QP_TICKS_DLQ_MAX_BYTES"))
+    assert limits <= parse_size(conf["jetstream"]["max_file_store"]) <= 2 * limits
     assert conf["http"].endswith(":8222") and conf["listen"].endswith(":4222")
     nats = _services()["nats"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in nats["volumes"]}
@@ -656,9 +683,15 @@ def test_nats_permissions_let_each_role_run_and_nothing_more(tmp_path, monkeypat
     and each user is refused what belongs to another."""
     binary = _nats_binary()
     for var in ("QP_NATS_URL", "QP_STREAM_REPLICAS", "QP_TICKS_RAW_MAX_AGE_HOURS", "QP_TICKS_MAX_AGE_HOURS",
-                "QP_TICKS_DLQ_MAX_AGE_HOURS", "QP_FANOUT_FILE"):
+                "QP_TICKS_DLQ_MAX_AGE_HOURS", "QP_FANOUT_FILE", "QP_TICKS_RAW_MAX_BYTES", "QP_TICKS_MAX_BYTES",
+                "QP_TICKS_DLQ_MAX_BYTES", "QP_NATS_MAX_DELIVER", "QP_NATS_INBOX_PREFIX"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("QP_NATS_REPLICAS", "1")
+    # The admin declares the fan-out destination's consumer at deploy time (declare_streams.py reads this file).
+    fan_file = tmp_path / "fanout.yaml"
+    fan_file.write_text(yaml.safe_dump({"destinations": [
+        {"name": "research", "kind": "files", "format": "parquet", "path": str(tmp_path / "fanout")}]}))
+    monkeypatch.setenv("QP_FANOUT_FILE", str(fan_file))
     passwords = _password_env()
     conf = re.sub(r'store_dir: "[^"]*"', f'store_dir: "{tmp_path / "js"}"', NATS_CONF.read_text())
     assert conf != NATS_CONF.read_text()
@@ -696,7 +729,6 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
     from quant_platform.market.lander import LanderStats, run_lander
     from quant_platform.market.normalizer import NormalizerStats, run_normalizer
     from quant_platform.market.publisher import publish_frames
-    from quant_platform.market.streams import ensure_streams, fanout_consumer
     from quant_platform_tests.market_helpers import sim_frames, wait_for
 
     report = await _load_declare_streams().declare(url("admin"))
@@ -719,23 +751,20 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
         await asyncio.gather(*tasks)
     assert lstats.rows >= 60 and nstats.ticks >= 60
 
-    # Fan-out: the calls of fanout.run_destination (its own consumer, declared and read as `fanout`).
-    fan_file = tmp_path / "fanout.yaml"
-    fan_file.write_text(yaml.safe_dump({"destinations": [
-        {"name": "research", "kind": "files", "format": "parquet", "path": str(tmp_path / "fanout")}]}))
-    dest = load_destinations(fan_file)[0]
-    nc = await nats.connect(url("fanout"), max_reconnect_attempts=0)
+    # Fan-out: the real run_destination as `fanout`, on the consumer the admin declared (it may not create one).
+    from quant_platform.market.fanout import FanoutStats, run_destination  # noqa: I001
+
+    dest = load_destinations()[0]
+    assert report["consumers"][f"{STREAM_NORM}.{dest.consumer}"] == "created"
+    fstats = FanoutStats()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_destination(url("fanout"), dest, stop, stats=fstats))
     try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        assert await fanout_consumer(js, dest.consumer, dest.filter_subject) == "created"
-        sub = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
-        msgs = await sub.fetch(256, timeout=5)
-        assert msgs
-        for m in msgs:
-            await m.ack()
+        await wait_for(lambda: fstats.delivered_rows >= 60 or task.done(), timeout_s=30)
     finally:
-        await nc.close()
+        stop.set()
+        await asyncio.gather(task)
+    assert fstats.delivered_rows >= 60 and list((tmp_path / "fanout").glob("*.parquet"))
 
     # Dagster's observer reads stream state and the DLQ with the read-only user.
     state = await observe.read_stream_state(url("dagster"))
@@ -745,12 +774,15 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
 
     # What each user must not do: the server refuses it (an asynchronous permissions violation).
     refused = {
-        "binance": ["ticks.raw.polygon.batch", "ticks.norm.binance.x", "$JS.API.STREAM.DELETE.TICKS_RAW"],
+        "binance": ["ticks.raw.polygon.batch", "ticks.raw.binance.other", "ticks.norm.binance.x",
+                    "$JS.API.STREAM.DELETE.TICKS_RAW"],
         "simulator": ["ticks.raw.binance.batch", "$JS.API.CONSUMER.CREATE.TICKS_RAW.evil"],
         "normalizer": ["ticks.raw.simulator.batch", "$JS.API.CONSUMER.MSG.NEXT.TICKS.lander"],
         "lander": ["ticks.norm.x.y", "$JS.API.STREAM.PURGE.TICKS"],
-        "fanout": ["$JS.API.CONSUMER.CREATE.TICKS.lander.ticks.norm.>", "$JS.ACK.TICKS.lander.1.1.1.1.1.1"],
-        "dagster": ["$JS.ACK.TICKS.lander.1.1.1.1.1.1", "$JS.API.STREAM.UPDATE.TICKS"],
+        "fanout": ["$JS.API.CONSUMER.CREATE.TICKS.lander.ticks.norm.>", "$JS.ACK.TICKS.lander.1.1.1.1.1.1",
+                   "$JS.API.CONSUMER.CREATE.TICKS.fanout_research.ticks.norm.>", "$JS.API.CONSUMER.CREATE.TICKS"],
+        "dagster": ["$JS.ACK.TICKS.lander.1.1.1.1.1.1", "$JS.API.STREAM.UPDATE.TICKS",
+                    "$JS.API.CONSUMER.CREATE.TICKS_DLQ", "$JS.API.CONSUMER.DURABLE.CREATE.TICKS_DLQ.x"],
     }
     for user, subjects in refused.items():
         errors: list[str] = []
@@ -833,9 +865,15 @@ def test_k8s_workers_run_r3_streams_with_credentials_from_secrets():
             env = _container_env(c)
             assert env["QP_NATS_REPLICAS"]["value"] == "3", f"{name}: streams must be R3 on the cluster"
             assert int(env["QP_NATS_REPLICAS"]["value"]) <= cluster["replicas"]
-            m = re.match(r"nats://(\w+):\$\((\w+)\)@[\w.-]+:4222$", env["QP_NATS_URL"]["value"])
-            assert m, f"{name}: QP_NATS_URL must take its password from a Secret"
-            user, pw_var = m.groups()
+            # TLS to the servers, verified against the private CA of nats-values.yaml (a Secret key, as PEM text).
+            m = re.match(r"tls://(\w+):\$\((\w+)\)@([\w.-]+):4222$", env["QP_NATS_URL"]["value"])
+            assert m, f"{name}: QP_NATS_URL must be tls:// and take its password from a Secret"
+            assert m.group(3) in _server_cert()["spec"]["dnsNames"], f"{name}: host not in the server certificate"
+            ca = env["QP_NATS_CA_PEM"]["valueFrom"]["secretKeyRef"]
+            assert (ca["name"], ca["key"]) == ("qp-nats-ca", "ca.crt"), name
+            assert w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "quant-platform-ingest", (
+                f"{name}: networkpolicies.yaml admits ingest pods by this label")
+            user, pw_var, _host = m.groups()
             assert user in users
             ref = env[pw_var]["valueFrom"]["secretKeyRef"]
             assert (ref["name"], ref["key"]) == ("qp-nats-users", user), name
@@ -865,6 +903,88 @@ def test_k8s_workers_run_r3_streams_with_credentials_from_secrets():
     lander_claims = {v["persistentVolumeClaim"]["claimName"]
                      for v in _k8s_manifests("Deployment")["qp-lander"]["spec"]["template"]["spec"]["volumes"]}
     assert lander_claims and lander_claims <= claims
+
+
+def _nats_extra(kind: str) -> dict[str, dict]:
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    return {r["metadata"]["name"]: r for r in values.get("extraResources") or [] if r["kind"] == kind}
+
+
+def _server_cert() -> dict:
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    secret = values["config"]["nats"]["tls"]["secretName"]
+    return next(c for c in _nats_extra("Certificate").values() if c["spec"]["secretName"] == secret)
+
+
+def test_nats_helm_values_encrypt_clients_and_routes_and_authorise_routes():
+    """Structure only (no helm or kubeconform binary can be installed here): the chart's TLS blocks point at
+    Secrets that cert-manager Certificates of the same values create, issued by one private CA the chart trusts,
+    and a route is admitted only with the route certificate (verify_and_map on its subject)."""
+    from quant_platform.market.streams import parse_size
+
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    cfg = values["config"]
+    certs, issuers = _nats_extra("Certificate"), _nats_extra("Issuer")
+    assert all(r["apiVersion"] == "cert-manager.io/v1" and r["metadata"]["namespace"] == "nats"
+               for r in [*certs.values(), *issuers.values()])
+    ca = next(c for c in certs.values() if c["spec"].get("isCA"))
+    assert issuers[ca["spec"]["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}
+    ca_issuer = next(n for n, i in issuers.items() if i["spec"].get("ca", {}).get("secretName") == ca["spec"]["secretName"])
+    assert values["tlsCA"] == {"enabled": True, "secretName": ca["spec"]["secretName"], "key": "ca.crt"}
+    # Clients.
+    assert cfg["nats"]["tls"]["enabled"] is True
+    server = _server_cert()
+    assert server["spec"]["issuerRef"]["name"] == ca_issuer and "server auth" in server["spec"]["usages"]
+    assert "nats.nats.svc.cluster.local" in server["spec"]["dnsNames"]
+    # Routes: TLS with the route certificate, mapped to the one user the cluster authorization admits.
+    cluster = cfg["cluster"]
+    assert cluster["tls"]["enabled"] is True and cluster["tls"]["merge"]["verify_and_map"] is True
+    route = next(c for c in certs.values() if c["spec"]["secretName"] == cluster["tls"]["secretName"])
+    assert route["spec"]["issuerRef"]["name"] == ca_issuer
+    assert {"server auth", "client auth"} <= set(route["spec"]["usages"])
+    assert cluster["merge"]["authorization"]["user"] == f"CN={route['spec']['commonName']}"
+    assert "password" not in cluster["merge"]["authorization"] and not cluster.get("routeURLs", {}).get("password")
+    assert cluster["routeURLs"]["useFQDN"] is True
+    assert "*.nats-headless.nats.svc.cluster.local" in route["spec"]["dnsNames"]
+    # Bounded JetStream store with room for the streams' limits of qp-stream-settings.
+    settings = _k8s_manifests("ConfigMap")["qp-stream-settings"]["data"]
+    limits = sum(parse_size(settings[k]) for k in ("QP_TICKS_RAW_MAX_BYTES", "QP_TICKS_MAX_BYTES",
+                                                   "QP_TICKS_DLQ_MAX_BYTES"))
+    store = cfg["jetstream"]["fileStore"]
+    assert limits <= parse_size(store["maxSize"]) <= parse_size(store["pvc"]["size"])
+
+
+def test_network_policy_admits_only_ingest_dagster_monitoring_and_routes_to_nats():
+    """Structure only (see above): the policy selects the chart's server pods and every rule names who and which
+    ports; the workers' and the Job's pods carry the label it admits."""
+    docs = [d for d in yaml.safe_load_all((K8S / "networkpolicies.yaml").read_text()) if d]
+    assert docs and all(d["apiVersion"] == "networking.k8s.io/v1" and d["kind"] == "NetworkPolicy" for d in docs)
+    (policy,) = [d for d in docs if d["metadata"]["namespace"] == "nats"]
+    nats_pods = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats",
+                 "app.kubernetes.io/component": "nats"}
+    assert policy["spec"]["podSelector"]["matchLabels"] == nats_pods and policy["spec"]["policyTypes"] == ["Ingress"]
+    admitted: dict[int, list[tuple[str | None, dict]]] = {}
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from") and rule.get("ports"), f"a rule without peers or ports admits everyone: {rule}"
+        for peer in rule["from"]:
+            assert set(peer) <= {"namespaceSelector", "podSelector"} and "ipBlock" not in peer
+            ns = (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+            for port in rule["ports"]:
+                admitted.setdefault(int(port["port"]), []).append((ns, (peer.get("podSelector") or {}).get("matchLabels", {})))
+    assert set(admitted) == {4222, 6222, 7777, 8222}
+    assert admitted[4222] == [("quant-platform", {"app.kubernetes.io/name": "quant-platform-ingest"}),
+                              ("quant-platform", {"app.kubernetes.io/name": "dagster"})]
+    assert admitted[6222] == [(None, nats_pods)]
+    assert {ns for ns, _ in admitted[8222]} == {"monitoring", "keda"} and {ns for ns, _ in admitted[7777]} == {"monitoring"}
+    nats_values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    assert nats_values["config"]["monitor"]["port"] == 8222 and nats_values["promExporter"]["port"] == 7777
+    for so in _k8s_manifests("ScaledObject").values():
+        assert so["spec"]["triggers"][0]["metadata"]["natsServerMonitoringEndpoint"].endswith(":8222")
+    workloads = {**_k8s_manifests("Deployment"), **_k8s_manifests("Job")}
+    for name, w in workloads.items():
+        if w["metadata"]["namespace"] == "quant-platform":
+            labels = w["spec"]["template"]["metadata"]["labels"]
+            assert labels.get("app.kubernetes.io/name") == "quant-platform-ingest", name
 
 
 def test_nats_helm_values_have_the_same_users_as_the_compose_server():
@@ -910,7 +1030,7 @@ def test_k8s_readme_installs_every_manifest():
     readme = (K8S / "README.md").read_text()
     for f in ("nats-values.yaml", "dagster-values.yaml"):
         assert re.search(rf"helm upgrade --install .+-f docker/k8s/{f}", readme, flags=re.S), f
-    for f in ("ingest-workers.yaml", "keda-scaledobjects.yaml"):
+    for f in ("ingest-workers.yaml", "keda-scaledobjects.yaml", "networkpolicies.yaml"):
         assert f"kubectl apply -f docker/k8s/{f}" in readme, f
     secrets = {ref["name"] for _, doc in _k8s_docs() for ref in _find_key(doc, "secretKeyRef")}
     values = yaml.safe_load((K8S / "dagster-values.yaml").read_text())

@@ -8,6 +8,9 @@ password.
 Inbox prefix: QP_NATS_INBOX_PREFIX when set, else `_INBOX_<user>` for a URL with a user
 (nats://normalizer:...@host -> `_INBOX_normalizer`), else nats-py's `_INBOX`. The production servers
 (docker/nats/nats-server.conf) let each user subscribe only to `_INBOX_<user>.>`.
+
+TLS: a `tls://` URL (or a server that requires TLS) is verified against the system's CAs, or against a private CA
+given as QP_NATS_CA_FILE (a PEM file) or QP_NATS_CA_PEM (the PEM text, e.g. from a Kubernetes Secret key).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import ssl
 from urllib.parse import unquote, urlsplit
 
 from quant_platform.errors import ConfigError
@@ -23,6 +27,8 @@ from quant_platform.market.contracts import server_list
 log = logging.getLogger("quant_platform.market.connection")
 _connected_once = False
 INBOX_PREFIX_ENV = "QP_NATS_INBOX_PREFIX"
+CA_FILE_ENV = "QP_NATS_CA_FILE"
+CA_PEM_ENV = "QP_NATS_CA_PEM"
 DEFAULT_INBOX_PREFIX = "_INBOX"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -54,9 +60,27 @@ def inbox_prefix(url: str) -> str:
     return prefix
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """A client TLS context trusting QP_NATS_CA_FILE / QP_NATS_CA_PEM, None when neither is set (nats-py then uses
+    the system's CAs for a tls:// URL)."""
+    cafile = os.environ.get(CA_FILE_ENV, "").strip() or None
+    cadata = os.environ.get(CA_PEM_ENV, "").strip() or None
+    if not cafile and not cadata:
+        return None
+    try:
+        return ssl.create_default_context(cafile=cafile, cadata=cadata)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"NATS CA from {CA_FILE_ENV if cafile else CA_PEM_ENV} is unusable: {exc}") from None
+
+
 def connect_options(url: str) -> dict:
-    """Keyword arguments every quant_platform NATS client passes to nats.connect (the servers, the inbox prefix)."""
-    return {"servers": server_list(url), "inbox_prefix": inbox_prefix(url)}
+    """Keyword arguments every quant_platform NATS client passes to nats.connect: the servers, the inbox prefix
+    and, with a private CA configured, the TLS context."""
+    opts: dict = {"servers": server_list(url), "inbox_prefix": inbox_prefix(url)}
+    ctx = tls_context()
+    if ctx is not None:
+        opts["tls"] = ctx
+    return opts
 
 
 async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):

@@ -12,7 +12,7 @@ the argument nor the variable is given, a stream that already exists keeps its r
 started without the variable never scales a cluster's R3 streams down to R1); new streams get one replica.
 
 Bounds: every stream has a `max_bytes` besides its `max_age` (QP_TICKS_RAW_MAX_BYTES, QP_TICKS_MAX_BYTES,
-QP_TICKS_DLQ_MAX_BYTES: bytes, or a number with KiB/MiB/GiB/TiB, K/M/G/T or KB/MB/GB/TB, all powers of 1024).
+QP_TICKS_DLQ_MAX_BYTES: bytes, or a number with KiB/MiB/GiB/TiB, Ki/Mi/Gi/Ti, K/M/G/T or KB/MB/GB/TB, all powers of 1024).
 What happens at the limit is decided per stream (DISCARD below): TICKS_RAW refuses new messages (`discard: new`:
 the connector's publisher gets an error ack and keeps its batch, so nothing a connector sent is dropped);
 TICKS and TICKS_DLQ drop their oldest messages (`discard: old`). The sum of the limits (times the replica count)
@@ -99,7 +99,7 @@ def stream_replicas() -> int:
     return configured_replicas() or 1
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B|I)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
