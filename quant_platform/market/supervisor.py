@@ -73,6 +73,7 @@ class Supervisor:
     decisions: list[Decision] = field(default_factory=list)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
     _ports: list = field(default_factory=list)  # (process, metrics port) of every worker started
+    _fill_logged: dict = field(default_factory=dict)  # stream -> when its fill was last logged
 
     # ----------------------------------------------------------------------------------- processes
     def _spawn(self, role: str) -> subprocess.Popen:
@@ -130,6 +131,7 @@ class Supervisor:
         from quant_platform.market.streams import stream_state
 
         state = await stream_state(js)
+        self._warn_full_streams(state)
         lags = {}
         for stream in state.values():
             for name, c in stream.get("consumers", {}).items():
@@ -137,6 +139,17 @@ class Supervisor:
         for name, lag in lags.items():
             metrics.CONSUMER_LAG.labels(consumer=name).set(lag)
         return lags
+
+    def _warn_full_streams(self, state: dict) -> None:
+        """One log line a minute per stream above QP_STREAM_FILL_ALERT_PCT of its max_bytes (the alert sensor
+        posts the same signal from Dagster)."""
+        from quant_platform.market.observe import stream_fill
+
+        now = time.monotonic()
+        for f in stream_fill(state):
+            if now - self._fill_logged.get(f["stream"], -1e9) >= 60:
+                self._fill_logged[f["stream"]] = now
+                log.warning(json.dumps({"event": "stream_fill", **f}))
 
     def decide(self, role: str, policy: ScalePolicy, lag: int, streaks: dict[str, int]) -> None:
         current = self.count(role)
