@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pandas as pd
+import pytest
 
 from quant_platform_tests.release_helpers import check_results, evaluate_sensor
 
@@ -141,3 +142,106 @@ def test_extract_sensor_does_a_full_first_load_then_increments(qp_home, warehous
     # After midnight the previous day is extracted once more, then today.
     reqs, _, _ = evaluate_sensor(defs, "internal_extract_sensor", instance, "2026-01-01")
     assert [r.partition_key for r in reqs][0] == "2026-01-01" and reqs[0].run_key == "internal:2026-01-01:final"
+
+
+# ------------------------------------------------------------------------------------------ row hash keying
+KEY_A = "a" * 16 + "0123456789abcdef0123456789abcdef"
+KEY_B = "b" * 16 + "fedcba9876543210fedcba9876543210"
+
+
+def _merge(warehouse, changes: pd.DataFrame, at: datetime, secret: str):
+    from quant_platform.internal import scd2
+    from quant_platform.internal.tables import DIM_EMPLOYEE, HR_EMPLOYEES
+    from quant_platform.platform.settings import RowHashKey
+
+    with warehouse.transaction() as con:
+        scd2.lock_dimension(warehouse, con, DIM_EMPLOYEE)
+        counts = scd2.stage_changes(warehouse, con, HR_EMPLOYEES, DIM_EMPLOYEE, changes, loaded_at=at,
+                                    key=RowHashKey(secret.encode(), "test"))
+        scd2.publish(warehouse, con, HR_EMPLOYEES, DIM_EMPLOYEE)
+    return counts
+
+
+def test_row_hash_is_keyed_and_names_its_key(qp_home, monkeypatch):
+    from quant_platform.internal.scd2 import business_columns, keyed_row_hashes, row_hashes
+    from quant_platform.internal.sources import read_changes, seed_sources
+    from quant_platform.internal.tables import HR_EMPLOYEES
+    from quant_platform.platform.settings import RowHashKey
+
+    seed_sources(clients=5, employees=20, suppliers=5, seed=2, now=T0)
+    df = read_changes(HR_EMPLOYEES, None, None)
+    biz = business_columns(HR_EMPLOYEES)
+    a, b = RowHashKey(KEY_A.encode(), "a"), RowHashKey(KEY_B.encode(), "b")
+    ha, hb, plain = keyed_row_hashes(df, biz, a), keyed_row_hashes(df, biz, b), row_hashes(df, biz)
+    assert ha.str.fullmatch(a.key_id + r":[0-9a-f]{64}").all() and a.key_id != b.key_id
+    assert list(ha) == list(keyed_row_hashes(df.copy(), biz, a))  # deterministic for one key
+    assert not set(ha.str[9:]) & set(hb.str[9:]) and not set(ha.str[9:]) & set(plain)
+    assert KEY_A not in repr(a) and KEY_A.encode() not in repr(a).encode()
+
+
+def test_a_new_key_or_legacy_hashes_create_no_versions_and_changes_still_do(warehouse, qp_home):
+    """Rotation: the same source rows under a new key (or over hashes written before keying) are unchanged;
+    their current versions are re-hashed in place under the new key; a real change still makes a version."""
+    from quant_platform.internal.scd2 import business_columns, row_hashes
+    from quant_platform.internal.sources import read_changes, seed_sources
+    from quant_platform.internal.tables import HR_EMPLOYEES
+    from quant_platform.platform.settings import RowHashKey
+
+    seed_sources(clients=5, employees=25, suppliers=5, seed=2, now=T0)
+    df = read_changes(HR_EMPLOYEES, None, None)
+    first = _merge(warehouse, df, T0, KEY_A)
+    assert first.new_versions == 25
+    before = _dim(warehouse, "dim_employee")
+    a_id, b_id = RowHashKey(KEY_A.encode(), "a").key_id, RowHashKey(KEY_B.encode(), "b").key_id
+    assert before["row_hash"].str.startswith(a_id + ":").all()
+
+    rotated = _merge(warehouse, df, T1, KEY_B)
+    assert (rotated.new_versions, rotated.closed_versions, rotated.unchanged, rotated.rekeyed) == (0, 0, 25, 25)
+    after = _dim(warehouse, "dim_employee")
+    assert after["row_hash"].str.startswith(b_id + ":").all() and len(after) == 25
+    pd.testing.assert_frame_equal(after.drop(columns="row_hash"), before.drop(columns="row_hash"))
+    again = _merge(warehouse, df, T1, KEY_B)  # nothing left to re-key
+    assert (again.new_versions, again.rekeyed, again.unchanged) == (0, 0, 25)
+
+    # Hashes written before keying (plain sha256, no key id) compare the same way.
+    legacy = dict(zip(df["employee_id"], row_hashes(df, business_columns(HR_EMPLOYEES)), strict=True))
+    for emp, digest in legacy.items():
+        warehouse.execute("UPDATE core.dim_employee SET row_hash = :h WHERE employee_id = :k",
+                          {"h": digest, "k": int(emp)})
+    upgraded = _merge(warehouse, df, T1, KEY_B)
+    assert (upgraded.new_versions, upgraded.rekeyed) == (0, 25)
+
+    # A real change under a key the current version was not hashed with still closes it and makes version 2.
+    changed = df.copy()
+    emp = int(changed["employee_id"].iloc[0])
+    changed.loc[changed.index[0], ["salary_usd", "updated_at"]] = [123456.0, pd.Timestamp(T1)]
+    moved = _merge(warehouse, changed, T1, KEY_A)
+    assert (moved.new_versions, moved.closed_versions, moved.rekeyed) == (1, 1, 24)
+    versions = _dim(warehouse, "dim_employee").query("employee_id == @emp").sort_values("version")
+    assert list(versions["version"]) == [1, 2] and versions["row_hash"].iloc[1].startswith(a_id + ":")
+    assert versions["row_hash"].iloc[0].startswith(b_id + ":")  # the closed version is never touched
+
+
+def test_row_hash_key_from_the_environment_or_a_private_file(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from quant_platform.platform.settings import RowHashKeyError, row_hash_key
+
+    monkeypatch.setenv("QP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("QP_ROW_HASH_KEY", raising=False)
+    made = row_hash_key()  # the embedded demo: made once, kept under QP_HOME, owner-only
+    path = tmp_path / "home" / "row_hash.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and made.origin == str(path)
+    assert row_hash_key().secret == made.secret and len(made.secret) == 64
+    assert not [p for p in path.parent.iterdir() if p.name != "row_hash.key"]  # no temporary file left
+    os.chmod(path, 0o644)
+    with pytest.raises(RowHashKeyError, match="chmod 600"):
+        row_hash_key()
+    monkeypatch.setenv("QP_ROW_HASH_KEY", "short")
+    with pytest.raises(RowHashKeyError, match="at least 32") as err:
+        row_hash_key()
+    assert "short" not in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setenv("QP_ROW_HASH_KEY", KEY_B)
+    env_key = row_hash_key()  # production: the environment wins, and no file is read
+    assert env_key.secret == KEY_B.encode() and env_key.origin == "QP_ROW_HASH_KEY"

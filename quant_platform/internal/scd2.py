@@ -8,6 +8,8 @@ the same extraction twice must change nothing.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +19,7 @@ import pandas as pd
 
 from quant_platform.errors import WarehouseError
 from quant_platform.internal.tables import SourceTable
+from quant_platform.platform.settings import RowHashKey, row_hash_key
 from quant_platform.platform.tables import Column, TableSpec
 from quant_platform.platform.warehouse import Warehouse, vetted
 
@@ -44,6 +47,7 @@ class MergeCounts:
     unchanged: int
     stale: int  # changes older than the version we hold (an earlier window re-run)
     extracted: int
+    rekeyed: int = 0  # unchanged current versions whose stored hash was made under another key (or none)
 
 
 def business_columns(source: SourceTable) -> list[str]:
@@ -88,15 +92,46 @@ def _canonical(s: pd.Series) -> pd.Series:
     return text.where(~missing, _NULL).astype(object)
 
 
-def row_hashes(df: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """sha256 of the business columns' canonical text joined by \\x1f: the same values give the same hash on
-    any backend and pandas version. The text is built column by column; only the digest is per row."""
-    if not len(df):
-        return pd.Series([], dtype=object, index=df.index)
+def _canonical_rows(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Each row's canonical text: its columns' canonical values joined by \\x1f, built column by column."""
     joined = _canonical(df[columns[0]])
     for c in columns[1:]:
         joined = joined + _SEP + _canonical(df[c])
-    digests = [hashlib.sha256(t.encode()).hexdigest() for t in joined.to_numpy()]
+    return joined.to_numpy()
+
+
+def row_hashes(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Unkeyed sha256 of the canonical text: the row hash as first defined, never stored any more (anyone
+    could confirm a guess of a PII value with it). It pins the canonical text, and it is what hashes written
+    before keying hold; the merge stores keyed_row_hashes."""
+    if not len(df):
+        return pd.Series([], dtype=object, index=df.index)
+    digests = [hashlib.sha256(t.encode()).hexdigest() for t in _canonical_rows(df, columns)]
+    return pd.Series(digests, index=df.index, dtype=object)
+
+
+_KEY_ID = re.compile(r"^[0-9a-f]{8}$")
+
+
+def hash_prefix(key: RowHashKey) -> str:
+    """What every hash made under `key` starts with: its key id and a colon (unkeyed hashes have no colon)."""
+    if not _KEY_ID.match(key.key_id):
+        raise WarehouseError(f"row-hash key id {key.key_id!r} is not 8 hex digits")
+    return key.key_id + ":"
+
+
+def keyed_row_hashes(df: pd.DataFrame, columns: list[str], key: RowHashKey) -> pd.Series:
+    """`<key id>:<HMAC-SHA256 of the canonical text under the key>`: the same values give the same hash on
+    any backend and pandas version for one key, and nothing can be confirmed from it without the key."""
+    if not len(df):
+        return pd.Series([], dtype=object, index=df.index)
+    prefix = hash_prefix(key)
+    base = hmac.new(key.secret, digestmod=hashlib.sha256)  # keyed once; copied per row
+    digests = []
+    for t in _canonical_rows(df, columns):
+        h = base.copy()
+        h.update(t.encode())
+        digests.append(prefix + h.hexdigest())
     return pd.Series(digests, index=df.index, dtype=object)
 
 
@@ -133,36 +168,43 @@ def _spec_columns(spec: TableSpec, source: SourceTable) -> tuple[list[Column], l
 
 
 def stage_changes(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec, changes: pd.DataFrame,
-                  loaded_at: datetime) -> MergeCounts:
+                  loaded_at: datetime, key: RowHashKey | None = None) -> MergeCounts:
     """Load `changes` (source rows, declared columns) and stage the versions they imply in VERSIONS.
 
-    Per key, against the dimension's current version: same row_hash -> unchanged; older than or as old as
-    the current version's valid_from -> stale (an earlier window re-run); otherwise the current version is
-    closed at the change's updated_at and version max+1 starts there. A key without a current version gets
-    a new version; a key that was deleted and came back starts no earlier than its deletion was recorded, so
-    versions never overlap.
+    Per key, against the dimension's current version: same row_hash -> unchanged; a current version whose
+    hash was made under another row-hash key (or none: written before keying) and whose business columns
+    all equal the change's -> unchanged too ('rekey': publish() rewrites its hash under the current key);
+    older than or as old as the current version's valid_from -> stale (an earlier window re-run); otherwise
+    the current version is closed at the change's updated_at and version max+1 starts there. A key without a
+    current version gets a new version; a key that was deleted and came back starts no earlier than its
+    deletion was recorded, so versions never overlap. `key`: the row-hash key (default: row_hash_key()).
     """
+    hash_key = key or row_hash_key()
     key = vetted(source.key)
     dim = vetted(spec.qualified_name)
     biz = business_columns(source)
     staged_cols, all_cols = _spec_columns(spec, source)
     changes = changes.sort_values([source.key, "updated_at"]).drop_duplicates(source.key, keep="last")
-    frame = changes[biz].assign(source_updated_at=changes["updated_at"], row_hash=row_hashes(changes, biz))
+    frame = changes[biz].assign(source_updated_at=changes["updated_at"],
+                                row_hash=keyed_row_hashes(changes, biz, hash_key))
     load_staging(wh, con, CHANGES, staged_cols, frame)
 
     chg = ", ".join(f"c.{vetted(c.name)}" for c in staged_cols)
+    same_values = " AND ".join(f"cur.{vetted(c)} IS NOT DISTINCT FROM c.{vetted(c)}" for c in biz)
+    prefix = hash_prefix(hash_key)
     wh.run(con, f"""
         CREATE TEMP TABLE {PLAN}{' ON COMMIT DROP' if wh.backend == 'postgres' else ''} AS
         SELECT {chg}, cur.valid_from AS cur_valid_from, h.max_version, h.last_valid_to,
                CASE WHEN cur.{key} IS NULL THEN 'new'
                     WHEN cur.row_hash = c.row_hash THEN 'unchanged'
+                    WHEN substr(cur.row_hash, 1, {len(prefix)}) <> '{prefix}' AND {same_values} THEN 'rekey'
                     WHEN c.source_updated_at <= cur.valid_from THEN 'stale'
                     ELSE 'changed' END AS status
         FROM {CHANGES} c
         LEFT JOIN {dim} cur ON cur.{key} = c.{key} AND cur.is_current
         LEFT JOIN (SELECT d.{key}, max(d.version) AS max_version, max(d.valid_to) AS last_valid_to
                    FROM {dim} d JOIN {CHANGES} k ON k.{key} = d.{key} GROUP BY d.{key}) h ON h.{key} = c.{key}
-    """)  # noqa: S608 - vetted identifiers only
+    """)  # noqa: S608 - vetted identifiers; the prefix is 8 hex digits and a colon (hash_prefix checks it)
     create_staging(wh, con, VERSIONS, all_cols, extra=f"{ACTION} TEXT NOT NULL")
     names = [vetted(c.name) for c in all_cols]
     col_list = ", ".join(names)
@@ -187,9 +229,10 @@ def stage_changes(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec,
     """, {"loaded_at": loaded_at})  # noqa: S608
     counts = dict(wh.run(con, f"SELECT status, count(*) FROM {PLAN} GROUP BY status") or [])  # noqa: S608
     new = int(counts.get("new", 0)) + int(counts.get("changed", 0))
+    rekeyed = int(counts.get("rekey", 0))
     return MergeCounts(new_versions=new, closed_versions=int(counts.get("changed", 0)),
-                       unchanged=int(counts.get("unchanged", 0)), stale=int(counts.get("stale", 0)),
-                       extracted=len(frame))
+                       unchanged=int(counts.get("unchanged", 0)) + rekeyed, stale=int(counts.get("stale", 0)),
+                       extracted=len(frame), rekeyed=rekeyed)
 
 
 def would_be_key_aggregates(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec) -> tuple[int, int, int]:
@@ -245,10 +288,12 @@ def would_be_sql(spec: TableSpec, key: str) -> str:
 
 
 def publish(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec) -> int:
-    """Apply the staged versions to the dimension: close current versions in place, insert new ones.
+    """Apply the staged versions to the dimension: close current versions in place, insert new ones, and
+    rewrite under the current key the hash of unchanged current versions that were hashed under another.
 
     Only rows that are current can be updated, so a closed version is never modified; if fewer rows were
-    closed than staged (someone else changed the dimension meanwhile) the transaction is refused.
+    closed than staged (someone else changed the dimension meanwhile) the transaction is refused. Re-keyed
+    hashes are not new versions: they are not counted, and loaded_at stays.
     """
     key = vetted(source.key)
     dim = vetted(spec.qualified_name)
@@ -265,6 +310,11 @@ def publish(wh: Warehouse, con: Any, source: SourceTable, spec: TableSpec) -> in
     cols = ", ".join(vetted(c) for c in spec.column_names)
     inserted = _count(wh, con, f"INSERT INTO {dim} ({cols}) SELECT {cols} FROM {VERSIONS} "  # noqa: S608
                       f"WHERE {ACTION} = 'insert'")
+    if int(wh.run(con, f"SELECT count(*) FROM {PLAN} WHERE status = 'rekey'")[0][0]):  # noqa: S608
+        wh.run(con, f"""
+            UPDATE {dim} AS d SET row_hash = p.row_hash FROM {PLAN} p
+            WHERE p.status = 'rekey' AND d.{key} = p.{key} AND d.is_current
+        """)  # noqa: S608 - vetted identifiers
     return closed + inserted
 
 

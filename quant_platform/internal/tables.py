@@ -84,7 +84,8 @@ SCD2_COLUMNS = (
     Column("is_deleted", "bool", "True when this version was closed because the source row was deleted.",
            nullable=False),
     Column("version", "int", "1 for the first version of a key, then 2, 3, ...", nullable=False, min_value=1),
-    Column("row_hash", "text", "sha256 of the business columns, to detect changes.", nullable=False),
+    Column("row_hash", "text", "Key id and HMAC-SHA256 (keyed by QP_ROW_HASH_KEY) of the business columns, to "
+           "detect changes; digests PII, so only PII readers may read it.", nullable=False),
     Column("loaded_at", "timestamptz", "When this version row was last written (UTC).", nullable=False),
 )
 

@@ -40,6 +40,10 @@ MASKS = {
 
 TEAM_SCHEMAS = {"crude": "team_crude"}  # analyst team -> the one schema its members may write
 
+# Columns computed from PII columns (row_hash digests every business column): whoever may not read the PII
+# itself gets neither these (the masked views leave them out, the column grants too).
+PII_DERIVED = frozenset({"row_hash"})
+
 
 def mask_expression(column) -> str:
     from quant_platform.platform.warehouse import vetted
@@ -55,28 +59,59 @@ def render_analyst_views(tables: list[TableSpec]) -> str:
     for t in tables:
         if not any(c.pii for c in t.columns):
             continue
-        # row_hash digests PII columns too: analysts get no handle on it.
-        shown = [c for c in t.columns if c.name != "row_hash"]
+        shown = [c for c in t.columns if c.name not in PII_DERIVED]
         cols = ",\n    ".join(f"{mask_expression(c)} AS {c.name}" if c.pii else c.name for c in shown)
         out.append(f"CREATE OR REPLACE VIEW analyst.{t.name} AS SELECT\n    {cols}\nFROM {t.qualified_name};\n")  # noqa: S608
     return "\n".join(out)
 
 
-ROLES = ("qp_loader", "qp_engineer", "qp_analyst", "qp_auditor", "qp_pii_reader",
+OWNER = "qp_owner"  # owns the warehouse database, its schemas, tables, views and functions; nobody logs in as it
+ROLES = (OWNER, "qp_loader", "qp_engineer", "qp_analyst", "qp_auditor", "qp_pii_reader",
          *(f"qp_team_{team}" for team in TEAM_SCHEMAS))
+WRITTEN_SCHEMAS = ("macro", "core", "market", "marts", "governance")  # the loader's: rows only
+READ_SCHEMAS = ("macro", "market", "marts", "analyst")  # analysts, engineers and auditors read every table
+
+
+def _ticks_history_partitions() -> list[str]:
+    """PostgreSQL's market.ticks_history (DuckDB's is a view over the lake): a table partitioned by day, and
+    the one function through which the loader, which may not create tables, gets a day's partition."""
+    from quant_platform.market.tables import TICKS_HISTORY
+    from quant_platform.platform.warehouse import vetted
+
+    cols = ",\n  ".join(f"{vetted(c.name)} {c.ddl_type}{'' if c.nullable else ' NOT NULL'}"
+                        for c in TICKS_HISTORY.columns)
+    return [
+        "-- market.ticks_history: one partition per trade_date. The partitions are made by this function, which",
+        "-- runs as its owner (SECURITY DEFINER) and does nothing else: a date in, the partition's name out.",
+        f"CREATE TABLE IF NOT EXISTS market.ticks_history (\n  {cols}\n) PARTITION BY RANGE (trade_date);",
+        "CREATE OR REPLACE FUNCTION market.ticks_history_partition(day date) RETURNS text",
+        "  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$",
+        "DECLARE",
+        "  part text := 'ticks_history_' || to_char(day, 'YYYYMMDD');",
+        "BEGIN",
+        "  EXECUTE format('CREATE TABLE IF NOT EXISTS market.%I PARTITION OF market.ticks_history '",
+        "                 'FOR VALUES FROM (%L) TO (%L)', part, day, day + 1);",
+        "  RETURN 'market.' || part;",
+        "END $fn$;",
+        "REVOKE ALL ON FUNCTION market.ticks_history_partition(date) FROM PUBLIC;",
+        "GRANT EXECUTE ON FUNCTION market.ticks_history_partition(date) TO qp_loader;",
+    ]
 
 
 def render_roles(tables: list[TableSpec]) -> str:
     """PostgreSQL grants to the platform's roles (who can do what: see the README). Idempotent.
 
-    Runs as `warehouse init`'s login: in production the loader, which owns every object here but may not
-    create roles. The roles are cluster-wide and made once by the superuser (docker/postgres-init.sh); missing
-    ones stop init with one line naming them, unless the login may create roles (a developer's or a test's
-    own server as superuser), which then creates them.
+    Runs as qp_owner, which owns every object here: `warehouse init` logs in as the migration login, whose
+    sessions in the warehouse act as qp_owner (docker/postgres-init.sh); or as a superuser (a developer's or
+    a test's own server). The roles are cluster-wide and made once by the superuser; missing ones stop init
+    with one line naming them, unless the login may create roles, which then creates them. Default
+    privileges are those of qp_owner, so a table it creates later is granted like the ones here.
     """
     from quant_platform.platform.warehouse import vetted
 
     team_schemas = ", ".join(TEAM_SCHEMAS.values())
+    written = ", ".join(WRITTEN_SCHEMAS)
+    read = ", ".join(READ_SCHEMAS)
     names = ", ".join(f"'{vetted(r)}'" for r in ROLES)
     lines = [HEADER, "-- Roles are cluster-wide and NOLOGIN: people and services log in as members of them.",
              "DO $$", "DECLARE", "  missing text[];", "  r text;", "BEGIN",
@@ -91,41 +126,62 @@ def render_roles(tables: list[TableSpec]) -> str:
              "  END IF;",
              "  FOREACH r IN ARRAY missing LOOP",
              "    EXECUTE format('CREATE ROLE %I NOLOGIN', r);",
-             "  END LOOP;"]
-    lines += ["END $$;", "",
-              "-- loader: the platform's writer (assets, warehouse init)",
-              "GRANT USAGE, CREATE ON SCHEMA macro, core, market, marts, governance, analyst TO qp_loader;",
-              "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA macro, core, market, marts, "
-              "governance TO qp_loader;",
-              "",
-              "-- readers of the non-PII schemas",
-              "GRANT USAGE ON SCHEMA macro, market, marts, analyst TO qp_analyst, qp_engineer, qp_auditor;",
-              "GRANT SELECT ON ALL TABLES IN SCHEMA macro, market, marts, analyst TO qp_analyst, qp_engineer, "
-              "qp_auditor;",
-              "ALTER DEFAULT PRIVILEGES IN SCHEMA macro, market, marts, analyst GRANT SELECT ON TABLES TO "
-              "qp_analyst, qp_engineer, qp_auditor;",
-              "",
-              "-- governance: engineers and auditors",
-              "GRANT USAGE ON SCHEMA governance TO qp_engineer, qp_auditor;",
-              "GRANT SELECT ON ALL TABLES IN SCHEMA governance TO qp_engineer, qp_auditor;",
-              "ALTER DEFAULT PRIVILEGES IN SCHEMA governance GRANT SELECT ON TABLES TO qp_engineer, qp_auditor;",
-              "",
-              "-- core: engineers and auditors see every column but the PII ones; qp_pii_reader sees all",
-              "GRANT USAGE ON SCHEMA core TO qp_engineer, qp_auditor, qp_pii_reader;",
-              "GRANT SELECT ON ALL TABLES IN SCHEMA core TO qp_pii_reader;"]
+             "  END LOOP;",
+             "END $$;",
+             "",
+             f"-- The objects belong to {OWNER} (or, on a developer's server, to the superuser): a login that owned",
+             "-- them could drop them, and its grants would not bind it.",
+             "DO $$",
+             "BEGIN",
+             f"  IF current_user <> '{vetted(OWNER)}' AND NOT (SELECT rolsuper FROM pg_roles "  # noqa: S608 - vetted
+             "WHERE rolname = current_user) THEN",
+             f"    RAISE EXCEPTION 'warehouse init runs as {OWNER} (the migration login; docker/README.md), not as %',",
+             "      current_user;",
+             "  END IF;",
+             "END $$;",
+             "",
+             *_ticks_history_partitions(),
+             "",
+             "-- loader: the platform's writer (assets, sensors): rows only. It owns nothing, so it can neither drop",
+             "-- nor alter a table; CREATE is revoked from releases that granted it.",
+             f"REVOKE CREATE ON SCHEMA {written}, analyst, {team_schemas} FROM qp_loader;",
+             f"GRANT USAGE ON SCHEMA {written} TO qp_loader;",
+             f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA {written} TO qp_loader;",
+             f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA {written} GRANT SELECT, INSERT, UPDATE, DELETE, "
+             "TRUNCATE ON TABLES TO qp_loader;",
+             "",
+             "-- readers of the non-PII schemas",
+             f"GRANT USAGE ON SCHEMA {read} TO qp_analyst, qp_engineer, qp_auditor;",
+             f"GRANT SELECT ON ALL TABLES IN SCHEMA {read} TO qp_analyst, qp_engineer, qp_auditor;",
+             f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA {read} GRANT SELECT ON TABLES TO "
+             "qp_analyst, qp_engineer, qp_auditor;",
+             "",
+             "-- governance: engineers and auditors",
+             "GRANT USAGE ON SCHEMA governance TO qp_engineer, qp_auditor;",
+             "GRANT SELECT ON ALL TABLES IN SCHEMA governance TO qp_engineer, qp_auditor;",
+             f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA governance GRANT SELECT ON TABLES TO "
+             "qp_engineer, qp_auditor;",
+             "",
+             "-- core: engineers and auditors see every column but the PII ones and row_hash (a digest of them);",
+             "-- qp_pii_reader sees all. A core table created later is the PII readers' only, until the next init",
+             "-- grants its columns.",
+             "GRANT USAGE ON SCHEMA core TO qp_engineer, qp_auditor, qp_pii_reader;",
+             "GRANT SELECT ON ALL TABLES IN SCHEMA core TO qp_pii_reader;",
+             f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA core GRANT SELECT ON TABLES TO qp_pii_reader;"]
     for t in tables:
         if t.schema != "core":
             continue
-        plain = [c.name for c in t.columns if not c.pii]
+        plain = [c.name for c in t.columns if not c.pii and c.name not in PII_DERIVED]
         lines.append(f"REVOKE SELECT ON {t.qualified_name} FROM qp_engineer, qp_auditor;")  # noqa: S608
         lines.append(f"GRANT SELECT ({', '.join(plain)}) ON {t.qualified_name} TO qp_engineer, qp_auditor;")  # noqa: S608
-    lines += ["", "-- analyst teams: each writes its own schema only"]
+    lines += ["", "-- analyst teams: each writes its own schema only. A table belongs to the member who creates it;",
+              "-- to share one with the team, create it after SET ROLE qp_team_<team>."]
     for team, schema in TEAM_SCHEMAS.items():
-        # No "ON ALL TABLES IN SCHEMA" here: members create the tables, and the loader may not grant on
-        # tables it does not own (a second init would fail). Its own, if any, get the default privileges.
+        # No "ON ALL TABLES IN SCHEMA" here: members create the tables, and the owner may not grant on
+        # tables it does not own (a second init would fail).
         lines += [f"GRANT USAGE, CREATE ON SCHEMA {schema} TO qp_team_{team};",
-                  f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES "
-                  f"TO qp_team_{team};",
+                  f"ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, "
+                  f"DELETE ON TABLES TO qp_team_{team};",
                   f"GRANT USAGE ON SCHEMA {team_schemas} TO qp_engineer, qp_auditor;"]
     return "\n".join(lines) + "\n"
 

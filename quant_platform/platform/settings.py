@@ -5,8 +5,11 @@ Secrets are read here from the environment only; never from files in the reposit
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_platform.errors import ConfigError
@@ -93,3 +96,65 @@ def load_settings() -> Settings:
         http_timeout_s=_float_env("QP_HTTP_TIMEOUT", 20.0),
         http_retries=int(_float_env("QP_HTTP_RETRIES", 4)),
     )
+
+
+# ------------------------------------------------------------------------------------------ row-hash key
+ROW_HASH_KEY_ENV = "QP_ROW_HASH_KEY"
+ROW_HASH_KEY_FILE = "row_hash.key"  # under $QP_HOME: the embedded demo's own key, made once
+ROW_HASH_KEY_MIN_CHARS = 32
+
+
+class RowHashKeyError(ConfigError):
+    """The row-hash key is too short, or kept in a file others may read."""
+
+
+@dataclass(frozen=True)
+class RowHashKey:
+    """The secret the SCD2 row hashes are keyed with (HMAC-SHA256), and its public id, stored with each hash
+    so that a hash made under another key is recognised as such (internal/scd2.py)."""
+
+    secret: bytes = field(repr=False)
+    origin: str  # where it came from: the variable's name or the file's path, never the value
+
+    @property
+    def key_id(self) -> str:
+        """8 hex digits that name the key without revealing it (an HMAC of a constant under the key)."""
+        return hmac.new(self.secret, b"quant_platform row_hash key id", hashlib.sha256).hexdigest()[:8]
+
+
+def _checked_key(value: str, origin: str) -> RowHashKey:
+    if len(value) < ROW_HASH_KEY_MIN_CHARS:
+        raise RowHashKeyError(f"{origin}: the row-hash key must have at least {ROW_HASH_KEY_MIN_CHARS} characters "
+                              f"(got {len(value)}; make one with `openssl rand -hex 32`)")
+    return RowHashKey(value.encode(), origin)
+
+
+def row_hash_key(home: Path | None = None) -> RowHashKey:
+    """$QP_ROW_HASH_KEY (production sets it: compose and the Helm values require it); without it, the key kept
+    in $QP_HOME/row_hash.key, made on first use with mode 0600 (the embedded demo). A key file others may read
+    is refused. Read on every call: nothing is cached, so a rotated key applies to the next merge."""
+    value = _env(ROW_HASH_KEY_ENV)
+    if value is not None:
+        return _checked_key(value, ROW_HASH_KEY_ENV)
+    home = home or load_settings().home
+    path = home / ROW_HASH_KEY_FILE
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private temporary file, then linked into place: two processes starting at once
+        # both end up with the first one's key, and nobody ever reads a half-written file.
+        tmp = home / f".{ROW_HASH_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise RowHashKeyError(f"{path} may be read by others (mode {mode:o}): chmod 600 it, or set "
+                              f"{ROW_HASH_KEY_ENV}")
+    return _checked_key(path.read_text().strip(), str(path))
