@@ -18,6 +18,7 @@ def all_table_groups() -> dict[str, tuple[TableSpec, ...]]:
     from quant_platform.macro.tables import MACRO_TABLES
     from quant_platform.market.tables import MARKET_TABLES
     from quant_platform.marts.tables import MART_TABLES
+    from quant_platform.reports.tables import REPORTS_TABLES
 
     return {
         "010_tables_macro.sql": MACRO_TABLES,
@@ -25,6 +26,7 @@ def all_table_groups() -> dict[str, tuple[TableSpec, ...]]:
         "020_tables_marts.sql": MART_TABLES,
         "025_tables_market.sql": MARKET_TABLES,
         "030_tables_governance.sql": GOVERNANCE_TABLES,
+        "035_tables_reports.sql": REPORTS_TABLES,
     }
 
 
@@ -68,8 +70,8 @@ def render_analyst_views(tables: list[TableSpec]) -> str:
 OWNER = "qp_owner"  # owns the warehouse database, its schemas, tables, views and functions; nobody logs in as it
 ROLES = (OWNER, "qp_loader", "qp_engineer", "qp_analyst", "qp_auditor", "qp_pii_reader",
          *(f"qp_team_{team}" for team in TEAM_SCHEMAS))
-WRITTEN_SCHEMAS = ("macro", "core", "market", "marts", "governance")  # the loader's: rows only
-READ_SCHEMAS = ("macro", "market", "marts", "analyst")  # analysts, engineers and auditors read every table
+WRITTEN_SCHEMAS = ("macro", "core", "market", "marts", "governance", "reports")  # the loader's: rows only
+READ_SCHEMAS = ("macro", "market", "marts", "reports", "analyst")  # analysts, engineers and auditors read every table
 
 
 def _ticks_history_partitions() -> list[str]:

@@ -64,15 +64,15 @@ GRANT EXECUTE ON FUNCTION market.ticks_history_partition(date) TO qp_loader;
 
 -- loader: the platform's writer (assets, sensors): rows only. It owns nothing, so it can neither drop
 -- nor alter a table; CREATE is revoked from releases that granted it.
-REVOKE CREATE ON SCHEMA macro, core, market, marts, governance, analyst, team_crude FROM qp_loader;
-GRANT USAGE ON SCHEMA macro, core, market, marts, governance TO qp_loader;
-GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA macro, core, market, marts, governance TO qp_loader;
-ALTER DEFAULT PRIVILEGES FOR ROLE qp_owner IN SCHEMA macro, core, market, marts, governance GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON TABLES TO qp_loader;
+REVOKE CREATE ON SCHEMA macro, core, market, marts, governance, reports, analyst, team_crude FROM qp_loader;
+GRANT USAGE ON SCHEMA macro, core, market, marts, governance, reports TO qp_loader;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA macro, core, market, marts, governance, reports TO qp_loader;
+ALTER DEFAULT PRIVILEGES FOR ROLE qp_owner IN SCHEMA macro, core, market, marts, governance, reports GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON TABLES TO qp_loader;
 
 -- readers of the non-PII schemas
-GRANT USAGE ON SCHEMA macro, market, marts, analyst TO qp_analyst, qp_engineer, qp_auditor;
-GRANT SELECT ON ALL TABLES IN SCHEMA macro, market, marts, analyst TO qp_analyst, qp_engineer, qp_auditor;
-ALTER DEFAULT PRIVILEGES FOR ROLE qp_owner IN SCHEMA macro, market, marts, analyst GRANT SELECT ON TABLES TO qp_analyst, qp_engineer, qp_auditor;
+GRANT USAGE ON SCHEMA macro, market, marts, reports, analyst TO qp_analyst, qp_engineer, qp_auditor;
+GRANT SELECT ON ALL TABLES IN SCHEMA macro, market, marts, reports, analyst TO qp_analyst, qp_engineer, qp_auditor;
+ALTER DEFAULT PRIVILEGES FOR ROLE qp_owner IN SCHEMA macro, market, marts, reports, analyst GRANT SELECT ON TABLES TO qp_analyst, qp_engineer, qp_auditor;
 
 -- governance: engineers and auditors
 GRANT USAGE ON SCHEMA governance TO qp_engineer, qp_auditor;
