@@ -34,6 +34,7 @@ class DetectorParams:
     confirm_horizon: int = 15  # ... and last judged when it has this many
     location_slack: int = 1  # the change may sit this many observations either side of t
     change_threshold: float = 0.90  # posterior probability of a change near t that makes a finding
+    min_change_sd: float = 1.0  # ... if the level moved by at least this many noise sd
     level_precision: float = 0.01  # prior precision of a new run's level (x noise variance)
     slope_precision: float = 100.0  # prior precision of a new run's slope (x noise variance)
     prior_shape: float = 1.0  # inverse-gamma prior of the noise variance: shape
@@ -382,6 +383,8 @@ class DetectorBank:
             mu2_i = self.a12[j] * (P.level_precision * lm[i] + nsx[i, j]) + self.a22[j] * nstx[i, j]
             after = mu1_i + mu2_i * j
             noise = max(math.sqrt(max(b0v[i] / P.prior_shape, 1e-12)), 1e-12)
+            if abs(after - before) < P.min_change_sd * noise:
+                continue
             self._add(found, r, CHANGE_POINT, ring["ring_t"][i, ls], t[i], float(q[i]),
                       -math.log10(max(float(ring["ring_tail"][i, ls]), 1e-300)), before, after,
                       (after - before) / noise)
