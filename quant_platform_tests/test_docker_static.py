@@ -607,8 +607,10 @@ def test_nats_users_cover_every_source_and_limit_it_to_its_raw_subject():
         if name != "admin":
             assert not may_publish(user, "$JS.API.STREAM.CREATE.TICKS"), f"{name} may create streams"
             assert not any(may_publish(user, c) for c in creates), f"{name} may create or delete consumers"
-        # Each user its own reply inboxes (connection.inbox_prefix derives the prefix from the user).
-        assert user["permissions"]["subscribe"]["allow"] == [f"_INBOX_{name}.>"], name
+        # Each user its own reply inboxes (connection.inbox_prefix derives the prefix from the user); admin also
+        # the default prefix, for operator tools, which no other user may read.
+        assert user["permissions"]["subscribe"]["allow"] == [f"_INBOX_{name}.>"] + (["_INBOX.>"] if name == "admin"
+                                                                                    else []), name
         assert set(user["permissions"]["subscribe"]) == {"allow"}
 
 
@@ -1044,6 +1046,7 @@ def test_k8s_readme_installs_every_manifest():
 def test_docker_readme_exists():
     text = (DOCKER / "README.md").read_text()
     assert "compose" in text and "k8s/" in text
+
 
 # ----------------------------------------------------------------------------------- exposure and warehouse roles
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}

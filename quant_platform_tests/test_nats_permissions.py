@@ -80,7 +80,7 @@ def stack_server(tmp_path_factory):
 
 async def _connect(user: str, url: str, errors: list[str]):
     """A client of `user` with the inbox prefix its permissions allow (as connection.inbox_prefix derives it)."""
-    (inbox,) = _nats_users()[user]["permissions"]["subscribe"]["allow"]
+    inbox = _nats_users()[user]["permissions"]["subscribe"]["allow"][0]
 
     async def on_error(exc):
         errors.append(str(exc).lower())
