@@ -101,8 +101,11 @@ async def _land(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
         written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks)
     except OSError as exc:
         raise LakeUnavailableError(str(exc)) from exc
-    for m in batch.msgs:
-        await m.ack()
+    try:
+        for m in batch.msgs:
+            await m.ack()
+    except Exception as exc:  # the connection, not the data: the files are in place, redelivery rewrites them
+        log.warning("acking %d landed TICKS messages failed (%s); they will be redelivered", len(batch.msgs), exc)
     stats.batches += 1
     stats.files += len(written)
     stats.rows += table.num_rows
