@@ -31,6 +31,7 @@ from quant_platform.market.assets import (
 )
 from quant_platform.marts.assets import cot_positioning, us_crude_balance_weekly
 from quant_platform.ops.alerts import alert_sensor
+from quant_platform.reports.assets import REPORTING_ASSETS, REPORTING_JOBS, reports_sensor
 from quant_platform.resources import platform_resources
 
 marts_automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -42,7 +43,7 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 ASSETS = [eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crude_balance_weekly, cot_positioning,
-          *INTERNAL_ASSETS, *MARKET_ASSETS]
+          *INTERNAL_ASSETS, *MARKET_ASSETS, *REPORTING_ASSETS]
 
 
 @functools.cache
@@ -65,10 +66,10 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=[*RELEASE_CHECKS, stream_progressing],
     jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job,
-          ticks_daily_job, market_retention_job],
+          ticks_daily_job, market_retention_job, *REPORTING_JOBS],
     sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor,
              governance_audit_sensor, internal_extract_sensor, market_ingest_sensor,
-             alert_sensor],
+             alert_sensor, reports_sensor],
     schedules=[release_watch_schedule, market_retention_schedule],
     resources=platform_resources(),
     # Each run is already its own process (the run launcher's). The default multiprocess executor started
