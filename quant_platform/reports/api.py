@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
@@ -107,7 +107,7 @@ def create_app(warehouse, lake_root: Path) -> FastAPI:
         return Health(status="ok", warehouse=warehouse.backend, reports=n_rep, findings=n_find)
 
     @app.get("/reports", response_model=list[ReportEntry], summary="The daily reports, newest first")
-    def list_reports(limit: int = Query(60, ge=1, le=MAX_LIMIT)) -> list[ReportEntry]:
+    def list_reports(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 60) -> list[ReportEntry]:
         df = warehouse.query_df(f"SELECT {report_cols} FROM reports.daily_reports "  # noqa: S608
                                 "ORDER BY report_date DESC LIMIT :limit", {"limit": limit})
         return [_entry(r) for r in _records(df)]
@@ -133,15 +133,15 @@ def create_app(warehouse, lake_root: Path) -> FastAPI:
 
     @app.get("/findings", response_model=list[Finding], summary="Findings, best first, filtered")
     def findings(
-        metric: str | None = Query(None, description="metric name, e.g. volume"),
-        series_id: str | None = Query(None, description="exact series, e.g. CRYPTO:BTC-USDT|volume"),
-        entity: str | None = Query(None, description="instrument or series, e.g. EQ:AAPL"),
+        metric: Annotated[str | None, Query(description="metric name, e.g. volume")] = None,
+        series_id: Annotated[str | None, Query(description="exact series, e.g. CRYPTO:BTC-USDT|volume")] = None,
+        entity: Annotated[str | None, Query(description="instrument or series, e.g. EQ:AAPL")] = None,
         kind: Literal["change_point", "outlier", "trend"] | None = None,
         desk: Literal[DESKS] | None = None,  # type: ignore[valid-type]
-        since: datetime | None = Query(None, description="detected at or after (ISO 8601)"),
-        until: datetime | None = Query(None, description="detected before (ISO 8601)"),
-        min_probability: float = Query(0.0, ge=0.0, le=1.0),
-        limit: int = Query(100, ge=1, le=MAX_LIMIT),
+        since: Annotated[datetime | None, Query(description="detected at or after (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Query(description="detected before (ISO 8601)")] = None,
+        min_probability: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     ) -> list[Finding]:
         where, params = ["probability >= :p"], {"p": min_probability, "limit": limit}
         for col, value in (("metric", metric), ("series_id", series_id), ("entity", entity), ("kind", kind),
