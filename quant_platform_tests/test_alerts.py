@@ -350,3 +350,48 @@ def test_freshness_violation_is_posted_escalated_and_resolved(receiver, instance
         tick(instance, cursor)
         assert len(receiver.posts) == 4
         assert receiver.posts[3]["blocks"][0]["text"]["text"].startswith("Freshness FAIL: asset is stale")
+
+
+def test_a_webhook_answering_302_to_another_host_is_not_followed(qp_home):
+    from quant_platform.ops.webhook import Delivery, WebhookPoster
+
+    hits: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):  # an internal address the webhook must never be steered to
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Redirector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.2:{other.server_address[1]}/internal/admin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.2", 0), Elsewhere)
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    for server in (other, hook):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        poster = WebhookPoster(f"http://127.0.0.1:{hook.server_address[1]}{SECRET_PATH}", attempts=3, backoff_s=0.01)
+        outcome = poster.post({"text": "hello"})
+    finally:
+        for server in (other, hook):
+            server.shutdown()
+            server.server_close()
+    assert hits == [], "the redirect to another host was followed"
+    assert outcome.result is Delivery.UNAVAILABLE and outcome.attempts == 1
+    assert "302" in outcome.reason and "redirect" in outcome.reason
+    assert "127.0.0.2" not in outcome.reason and SECRET_PATH not in outcome.reason

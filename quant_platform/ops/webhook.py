@@ -1,19 +1,28 @@
 """Slack-compatible webhook messages for alert incidents, and their delivery with a timeout and retries.
+Never log, raise or return the webhook URL (Slack puts the token in its path), nor follow it to another host.
 
-Never log, raise or return the webhook URL: it is a secret (Slack puts the token in the path), so every
-failure is described by its HTTP status or exception type only.
+Every failure is described by its HTTP status or exception type only; the URL and its path are registered
+with platform/redaction.py so no log line (urllib3's included) shows them. Delivery goes through
+vendor_http.bounded_request: an answer is capped (QP_HTTP_MAX_BYTES_WEBHOOK), a try ends within twice the
+timeout however slowly the server answers, and a redirect to another host is not followed.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import requests
+from quant_platform.errors import (
+    DeadlineExceededError,
+    HttpTransportError,
+    RedirectRefusedError,
+    ResponseTooLargeError,
+)
+from quant_platform.platform.redaction import register_webhook_url
+from quant_platform.platform.vendor_http import bounded_request, hardened_session, webhook_cap
 
 # Slack's limits: a header holds 150 characters, a section 3000; longer text is refused with a 400.
 HEADER_MAX = 150
@@ -132,28 +141,6 @@ class DeliveryOutcome:
     attempts: int
 
 
-class _RedactSecretPaths(logging.Filter):
-    """urllib3 logs the path of every request at DEBUG, and a webhook's path holds its token."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets and isinstance(record.args, tuple):
-            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-    def _redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "/<webhook path redacted>")
-        return text
-
-
-_URLLIB3_REDACTION = _RedactSecretPaths()
-logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_REDACTION)
-
-
 @dataclass
 class WebhookPoster:
     """POSTs JSON to one webhook URL. `attempts` counts every try of one message, the first included."""
@@ -165,11 +152,8 @@ class WebhookPoster:
     backoff_max_s: float = 4.0
 
     def __post_init__(self) -> None:
-        self._session = requests.Session()
-        parts = urlsplit(self.url)
-        secret = parts.path + (f"?{parts.query}" if parts.query else "")
-        if len(secret) > 1:
-            _URLLIB3_REDACTION.secrets.add(secret)
+        self._session = hardened_session()
+        register_webhook_url(self.url)  # the whole URL, and its path as urllib3 logs it, are secrets
 
     def __repr__(self) -> str:  # the URL must not end up in a log through a repr
         return f"WebhookPoster(timeout_s={self.timeout_s}, attempts={self.attempts})"
@@ -183,13 +167,19 @@ class WebhookPoster:
         reason = "not tried"
         tries = max(1, self.attempts)
         for attempt in range(1, tries + 1):
+            cap, cap_setting = webhook_cap()
             try:
-                resp = self._session.post(self.url, json=payload, timeout=self.timeout_s)
-            except requests.RequestException as exc:  # str(exc) names the URL: keep only the type
+                resp = bounded_request("POST", self.url, session=self._session, json=payload,
+                                       timeout_s=self.timeout_s, deadline_s=self.timeout_s * 2, max_bytes=cap,
+                                       cap_setting=cap_setting)
+            except HttpTransportError as exc:  # its text names the (redacted) URL: keep only the type
+                reason = exc.kind
+            except RedirectRefusedError as exc:  # steered elsewhere (another host): a setup problem, no retry
+                return DeliveryOutcome(Delivery.UNAVAILABLE, f"HTTP {exc.status} redirect not followed", attempt)
+            except (DeadlineExceededError, ResponseTooLargeError) as exc:
                 reason = type(exc).__name__
             else:
-                status = resp.status_code
-                resp.close()
+                status = resp.status
                 if 200 <= status < 300:
                     return DeliveryOutcome(Delivery.DELIVERED, f"HTTP {status}", attempt)
                 reason = f"HTTP {status}"

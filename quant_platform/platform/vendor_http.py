@@ -1,19 +1,32 @@
-"""The one HTTP client every vendor call goes through: timeouts, retries with exponential backoff and
-jitter (tenacity), conditional requests (ETag / Last-Modified) and a sha256 of every body.
+"""Every outgoing HTTP call of the platform: `bounded_request` (byte cap, overall deadline, redirect policy)
+and, on top of it, the vendor client (retries with backoff and jitter, conditional GETs, a sha256 per body).
+Never call `requests` directly from domain code, never read a body without a cap, never retry a 4xx.
 
-Never call `requests` directly from domain code, and never retry a 4xx (it will not get better).
+Limits (environment, read at each call):
+- QP_HTTP_MAX_BYTES (default 128 MiB) caps a body, counted after decompression while it is read; a vendor
+  route has its own QP_HTTP_MAX_BYTES_<ROUTE> (ROUTE_CAPS), a webhook answer QP_HTTP_MAX_BYTES_WEBHOOK (1 MiB).
+- QP_HTTP_DEADLINE (default 300 s) bounds a whole vendor call, retries included, however slowly bytes drip;
+  QP_HTTP_TIMEOUT stays the limit of each socket read.
+- Redirects are followed only to the same host (same scheme and port, or an upgrade from http to https),
+  at most MAX_REDIRECTS; a POST follows only 307/308 (never re-sent as a GET).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
+import socket
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -21,16 +34,295 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from quant_platform.errors import VendorError
+from quant_platform.errors import (
+    DeadlineExceededError,
+    HttpTransportError,
+    RedirectRefusedError,
+    ResponseTooLargeError,
+    VendorError,
+)
+from quant_platform.platform.redaction import install_log_redaction, redact, redact_exception
+from quant_platform.platform.settings import bounded_env
 
 log = logging.getLogger(__name__)
+install_log_redaction()  # urllib3 logs request paths (query strings with keys) at DEBUG
 
 USER_AGENT = "quant-platform/0.1 (data platform; contact: data-engineering)"
 
+MIB = 1024 * 1024
+DEFAULT_MAX_BYTES = 128 * MIB  # the largest real vendor file (a CFTC history zip) is a few MB
+WEBHOOK_MAX_BYTES = 1 * MIB  # a webhook answers "ok"
+DEFAULT_DEADLINE_S = 300.0
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024  # bytes read (and inflated) at a time
+# Vendor routes by URL path prefix -> the suffix of their cap's variable, QP_HTTP_MAX_BYTES_<suffix>.
+ROUTE_CAPS: tuple[tuple[str, str], ...] = (
+    ("/wpsr/", "EIA_WPSR"),
+    ("/dnav/", "EIA_DNAV"),
+    ("/v2/", "EIA_API"),
+    ("/dea/newcot/", "CFTC_WEEKLY"),
+    ("/files/dea/history/", "CFTC_HISTORY"),
+)
+
+
+def body_cap(url: str) -> tuple[int, str]:
+    """The byte cap of a vendor URL and the setting that sets it (named in the error when it is hit)."""
+    path = urlsplit(url).path
+    for prefix, route in ROUTE_CAPS:
+        if path.startswith(prefix):
+            var = f"QP_HTTP_MAX_BYTES_{route}"
+            fallback = int(bounded_env("QP_HTTP_MAX_BYTES", DEFAULT_MAX_BYTES, 1, 2**40, integer=True))
+            return int(bounded_env(var, fallback, 1, 2**40, integer=True)), var
+    return int(bounded_env("QP_HTTP_MAX_BYTES", DEFAULT_MAX_BYTES, 1, 2**40, integer=True)), "QP_HTTP_MAX_BYTES"
+
+
+def webhook_cap() -> tuple[int, str]:
+    var = "QP_HTTP_MAX_BYTES_WEBHOOK"
+    return int(bounded_env(var, WEBHOOK_MAX_BYTES, 1, 2**40, integer=True)), var
+
+
+def http_deadline_s() -> float:
+    return float(bounded_env("QP_HTTP_DEADLINE", DEFAULT_DEADLINE_S, 0.1, 86_400))
+
+
+# ------------------------------------------------------------------------------------- the deadline watchdog
+# A read timeout applies to each socket read: a server dripping a byte a second never trips it, even while
+# the status line and headers arrive. A watchdog shuts the request's socket down at the deadline instead.
+
+_current = threading.local()
+
+
+class _Watchdog:
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        _current.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.watchdog = None
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if self.fired:
+                _shutdown(sock)
+            else:
+                self._socks.append(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a blocked recv() in the requesting thread returns at once
+    except OSError:
+        pass
+
+
+class _WatchedMixin:
+    sock: socket.socket | None
+
+    def getresponse(self, *args: Any, **kwargs: Any):  # the socket reads of this response are watched
+        dog = getattr(_current, "watchdog", None)
+        if dog is not None:
+            dog.watch(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOL_CLASSES = {"http": _WatchedPool, "https": _WatchedHTTPSPool}
+
+
+class _BoundedAdapter(HTTPAdapter):
+    """requests' adapter whose connections let the deadline watchdog reach their sockets."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any):
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is urllib3.ProxyManager:  # SOCKS managers keep their own pools
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+def hardened_session(session: requests.Session | None = None) -> requests.Session:
+    """A requests Session (a new one, or `session`) whose requests `bounded_request` can bound in time."""
+    session = session or requests.Session()
+    adapter = _BoundedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.setdefault("User-Agent", USER_AGENT)
+    return session
+
+
+# -------------------------------------------------------------------------------------- bounded_request
+
+
+@dataclass(frozen=True)
+class BoundedResponse:
+    url: str  # the URL finally answered (after same-host redirects); redact before showing it
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def same_host(origin: str, target: str) -> bool:
+    """The redirect policy: the same host, and the same scheme and port or an upgrade from http to https."""
+    a, b = urlsplit(origin), urlsplit(target)
+    if not a.hostname or (a.hostname or "").lower() != (b.hostname or "").lower():
+        return False
+    if a.scheme == b.scheme:
+        return a.port == b.port
+    return a.scheme == "http" and b.scheme == "https"
+
+
+def bounded_request(
+    method: str,
+    url: str,
+    *,
+    session: requests.Session | None = None,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    data: bytes | str | None = None,
+    timeout_s: float = 20.0,
+    deadline_s: float | None = None,
+    max_bytes: int | None = None,
+    cap_setting: str = "QP_HTTP_MAX_BYTES",
+    deadline_setting: str = "QP_HTTP_DEADLINE",
+) -> BoundedResponse:
+    """One HTTP request, whatever the server does: the body is read in chunks and refused past `max_bytes`
+    (after decompression, before it is held whole), everything ends by `deadline_s` (connect, headers and
+    body together), and only same-host redirects are followed. Any status is returned; transport failures
+    raise HttpTransportError (retryable), limits an HttpLimitError subclass. Messages are redacted.
+
+    This is the function to reuse for any other outgoing HTTP (webhooks, fan-out destinations)."""
+    own_session = session is None
+    session = hardened_session() if session is None else session
+    deadline_s = http_deadline_s() if deadline_s is None else deadline_s
+    cap = body_cap(url)[0] if max_bytes is None else max_bytes
+    ends_at = time.monotonic() + deadline_s
+    shown = _shown_url(url, params)
+    current, current_params = url, params
+    try:
+        with _Watchdog(deadline_s) as dog:
+            for _hop in range(MAX_REDIRECTS + 1):
+                resp = _send(session, dog, method, current, current_params, headers, json, data, timeout_s,
+                             shown, deadline_s, deadline_setting)
+                try:
+                    if not resp.is_redirect:
+                        body = _read_body(resp, dog, cap, ends_at, shown, cap_setting, deadline_s,
+                                          deadline_setting)
+                        return BoundedResponse(resp.url, resp.status_code, resp.headers, body)
+                    target = urljoin(resp.url, resp.headers["Location"])
+                    status = resp.status_code
+                finally:
+                    resp.close()
+                if not same_host(resp.url, target):
+                    where = urlsplit(target).hostname or "?"
+                    raise RedirectRefusedError(shown, f"HTTP {status} redirect to another host ({where}) "
+                                               "not followed", status)
+                if method.upper() != "GET" and status not in (307, 308):
+                    raise RedirectRefusedError(shown, f"HTTP {status} redirect of a {method.upper()} not "
+                                               "followed (it would be re-sent as a GET)", status)
+                current, current_params = target, None
+            raise RedirectRefusedError(shown, f"more than {MAX_REDIRECTS} redirects", status)
+    finally:
+        if own_session:
+            session.close()
+
+
+def _send(session, dog, method, url, params, headers, json, data, timeout_s, shown, deadline_s,
+          deadline_setting) -> requests.Response:
+    try:
+        return session.request(method, url, params=params, headers=dict(headers or {}), json=json, data=data,
+                               timeout=timeout_s, stream=True, allow_redirects=False)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _transport_error(exc, dog, shown, deadline_s, deadline_setting) from None
+
+
+def _read_body(resp: requests.Response, dog: _Watchdog, cap: int, ends_at: float, shown: str, cap_setting: str,
+               deadline_s: float, deadline_setting: str) -> bytes:
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and not resp.headers.get("Content-Encoding") and int(declared) > cap:
+        raise ResponseTooLargeError(shown, f"the answer declares {int(declared)} bytes, more than the cap of "
+                                    f"{cap} ({cap_setting}); not read")
+    body = bytearray()
+    try:
+        for chunk in resp.iter_content(CHUNK):  # inflated CHUNK bytes at a time (urllib3 bounds each inflate)
+            if len(body) + len(chunk) > cap:
+                raise ResponseTooLargeError(shown, f"the answer is larger than the cap of {cap} bytes after "
+                                            f"decompression ({cap_setting}); refused while reading")
+            body += chunk
+            if time.monotonic() > ends_at:
+                raise DeadlineExceededError(shown, _deadline_reason(deadline_s, deadline_setting))
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _transport_error(exc, dog, shown, deadline_s, deadline_setting) from None
+    return bytes(body)
+
+
+def _transport_error(exc: BaseException, dog: _Watchdog, shown: str, deadline_s: float,
+                     deadline_setting: str) -> VendorError:
+    if dog.fired:
+        return DeadlineExceededError(shown, _deadline_reason(deadline_s, deadline_setting))
+    # str(exc) names the URL with its query (urllib3's "Max retries exceeded with url: ..."): redacted here,
+    # and raised `from None` by the callers so the original exception is not carried along.
+    return HttpTransportError(shown, redact_exception(exc), type(exc).__name__)
+
+
+def _deadline_reason(deadline_s: float, setting: str) -> str:
+    return f"no complete answer within the request's deadline of {deadline_s:g} s ({setting})"
+
+
+def _shown_url(url: str, params: Mapping[str, Any] | None) -> str:
+    """The URL as sent (query included) and redacted: what errors name."""
+    if not params:
+        return redact(url)
+    try:
+        return redact(requests.Request("GET", url, params=params).prepare().url or url)
+    except requests.RequestException:
+        return redact(url)
+
+
+# ----------------------------------------------------------------------------------------- vendor client
+
 
 class TransientVendorError(Exception):
-    """A failure worth retrying: 5xx, 429, connection reset, timeout, body cut short."""
+    """A failure worth retrying: 5xx, 429, connection reset, read timeout, body cut short."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +345,20 @@ class VendorResponse:
 
 @dataclass
 class VendorClient:
-    """Fetches vendor URLs. `attempts` counts the total tries per call (first try included)."""
+    """Fetches vendor URLs. `attempts` counts the total tries per call (first try included); `deadline_s`
+    (default QP_HTTP_DEADLINE) bounds the whole call, retries included; `max_bytes` (default: the route's cap)
+    bounds each body."""
 
     timeout_s: float = 20.0
     attempts: int = 4
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    deadline_s: float | None = None
+    max_bytes: int | None = None
     session: requests.Session = field(default_factory=requests.Session)
 
     def __post_init__(self) -> None:
+        hardened_session(self.session)
         self.session.headers["User-Agent"] = USER_AGENT
 
     def get(
@@ -79,8 +376,18 @@ class VendorClient:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         started = time.monotonic()
+        deadline = self.deadline_s if self.deadline_s is not None else http_deadline_s()
+        cap, cap_setting = body_cap(url)
+        if self.max_bytes is not None:
+            cap, cap_setting = self.max_bytes, "VendorClient.max_bytes"
+        shown = _shown_url(url, params)
+
+        def out_of_time(state: RetryCallState) -> bool:
+            upcoming = state.upcoming_sleep or 0.0
+            return time.monotonic() + upcoming >= started + deadline
+
         retrying = Retrying(
-            stop=stop_after_attempt(max(1, self.attempts)),
+            stop=stop_after_attempt(max(1, self.attempts)) | out_of_time,
             wait=wait_random_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s),
             retry=retry_if_exception(lambda e: isinstance(e, TransientVendorError)),
             before_sleep=self._log_retry,
@@ -91,13 +398,16 @@ class VendorClient:
             for attempt in retrying:
                 with attempt:
                     attempt_no = attempt.retry_state.attempt_number
-                    resp = self._once(url, params, headers)
+                    left = deadline - (time.monotonic() - started)
+                    if left <= 0:
+                        raise DeadlineExceededError(shown, _deadline_reason(deadline, "QP_HTTP_DEADLINE"))
+                    resp = self._once(url, params, headers, shown, left, cap, cap_setting)
         except TransientVendorError as exc:
-            raise VendorError(_redact(url), f"{exc} (gave up after {attempt_no} attempts)") from exc
-        body = resp.content if resp.status_code != 304 else b""
+            raise VendorError(shown, f"{exc} (gave up after {attempt_no} attempts)") from None
+        body = resp.body if resp.status != 304 else b""
         return VendorResponse(
-            url=_redact(resp.url),
-            status=resp.status_code,
+            url=redact(resp.url),
+            status=resp.status,
             body=body,
             sha256=hashlib.sha256(body).hexdigest(),
             etag=resp.headers.get("ETag"),
@@ -108,24 +418,27 @@ class VendorClient:
             elapsed_s=time.monotonic() - started,
         )
 
-    def _once(self, url: str, params: dict | None, headers: dict) -> requests.Response:
+    def _once(self, url: str, params: dict | None, headers: dict, shown: str, left: float, cap: int,
+              cap_setting: str) -> BoundedResponse:
         try:
-            resp = self.session.get(url, params=params, headers=headers, timeout=self.timeout_s)
-            # Reading .content forces the whole body; urllib3 2 raises if it is shorter than Content-Length.
-            _ = resp.content
-        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientVendorError(f"{type(exc).__name__}: {_redact(_first_line(exc))}") from exc
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise TransientVendorError(f"HTTP {resp.status_code}")
-        if resp.status_code >= 400:
-            raise VendorError(_redact(url), f"HTTP {resp.status_code}: {_redact(_first_line(resp.text))[:200]}")
+            resp = bounded_request("GET", url, session=self.session, params=params, headers=headers,
+                                   timeout_s=self.timeout_s, deadline_s=left, max_bytes=cap,
+                                   cap_setting=cap_setting)
+        except HttpTransportError as exc:
+            raise TransientVendorError(exc.reason) from None
+        if resp.status >= 500 or resp.status == 429:
+            raise TransientVendorError(f"HTTP {resp.status}")
+        if resp.status >= 400:
+            text = resp.body[:2000].decode("utf-8", "replace")
+            raise VendorError(shown, f"HTTP {resp.status}: {redact(_first_line(text))[:200]}")
         return resp
 
     @staticmethod
     def _log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("vendor call failed (%s), attempt %d; retrying in %.1fs", exc, state.attempt_number, wait)
+        log.warning("vendor call failed (%s), attempt %d; retrying in %.1fs", redact(str(exc)),
+                    state.attempt_number, wait)
 
 
 def _first_line(value: object) -> str:
@@ -133,9 +446,6 @@ def _first_line(value: object) -> str:
     return text.splitlines()[0] if text else ""
 
 
-_SECRET_PARAM = re.compile(r"((?:api_key|apikey|token|access_token)=)[^&\s'\")]*", re.IGNORECASE)
-
-
 def _redact(text: str) -> str:
-    """Hide secrets passed as query parameters (the EIA API key) from logs, errors and metadata."""
-    return _SECRET_PARAM.sub(r"\1***", text)
+    """Kept for older callers: the platform's one redaction rule (platform/redaction.py)."""
+    return redact(text)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from quant_platform.errors import ReportParseError
+from quant_platform.errors import ArchiveLimitError, ReportParseError
 from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY, LOAD_COLUMNS
 
 COT_ZIP_REPORT = "cftc_cot_zip"
@@ -258,8 +258,25 @@ _LEGACY = _CotLayout(
 )
 
 
+# Limits of a history zip's member, checked from its header before a byte is inflated (and the read bounded):
+# the real yearly files are some tens of MB of text compressing about 5-10 to 1.
+ZIP_MAX_MEMBER_BYTES = 512 * 1024 * 1024
+ZIP_MAX_RATIO = 100.0
+_ZIP_READ_CHUNK = 1024 * 1024
+
+
+def _zip_limits() -> tuple[int, float]:
+    from quant_platform.platform.settings import bounded_env
+
+    size = int(bounded_env("QP_ZIP_MAX_MEMBER_BYTES", ZIP_MAX_MEMBER_BYTES, 1, 2**40, integer=True))
+    return size, float(bounded_env("QP_ZIP_MAX_RATIO", ZIP_MAX_RATIO, 1, 1_000_000))
+
+
 def extract_cot_zip(content: bytes) -> bytes:
-    """The single .txt member of a CFTC history zip (f_year.txt, annual.txt, ...)."""
+    """The single .txt member of a CFTC history zip (f_year.txt, annual.txt, ...), refused unread when its
+    declared size or compression ratio is beyond any real file (QP_ZIP_MAX_MEMBER_BYTES, QP_ZIP_MAX_RATIO),
+    and read in bounded chunks that stop at the declared size (a member lying about it fails its CRC)."""
+    max_bytes, max_ratio = _zip_limits()
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(".txt")]
@@ -267,7 +284,24 @@ def extract_cot_zip(content: bytes) -> bytes:
                 names = ", ".join(m.filename for m in members) or "none"
                 raise ReportParseError(COT_ZIP_REPORT, None, f"expected exactly one .txt member, found "
                                        f"{len(members)} ({names})")
-            return archive.read(members[0])
+            member = members[0]
+            ratio = member.file_size / max(member.compress_size, 1)
+            if member.file_size > max_bytes:
+                raise ArchiveLimitError(COT_ZIP_REPORT, None, f"member {member.filename} declares "
+                                        f"{member.file_size} bytes, more than QP_ZIP_MAX_MEMBER_BYTES={max_bytes}; "
+                                        "refused before inflating")
+            if ratio > max_ratio:
+                raise ArchiveLimitError(COT_ZIP_REPORT, None, f"member {member.filename} declares a compression "
+                                        f"ratio of {ratio:.0f}:1, more than QP_ZIP_MAX_RATIO={max_ratio:g}; "
+                                        "refused before inflating")
+            out = bytearray()
+            with archive.open(member) as stream:
+                while chunk := stream.read(_ZIP_READ_CHUNK):  # each read inflates at most one chunk
+                    out += chunk
+                    if len(out) > min(member.file_size, max_bytes):
+                        raise ArchiveLimitError(COT_ZIP_REPORT, None, f"member {member.filename} inflates past "
+                                                "its declared size; refused")
+            return bytes(out)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise ReportParseError(COT_ZIP_REPORT, None, f"corrupt or unreadable zip: {exc}") from None
 
