@@ -1,11 +1,14 @@
-"""The one path every macro report takes into the warehouse: fetch (or reuse) the raw file, archive it
-content-addressed, parse, validate with blocking checks, then replace the partition atomically.
+"""The one path every macro report takes into the warehouse: fetch or reuse, archive, parse, check, publish.
+Never write a frame that failed a blocking check, nor trust a run tag's lake path or sha256 unchecked.
 
-Never write a frame that failed a blocking check: the previous good data must stay in place.
+The raw file is fetched (or reused from the lake) and archived content-addressed; the frame is validated with
+blocking checks, then the partition is replaced atomically. A tagged lake path must name a file of this
+dataset and partition inside the lake, whose bytes hash to the tagged sha256, before it becomes lineage.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,9 +16,10 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from quant_platform.errors import ReportParseError, VendorError
+from quant_platform.errors import LakeError, LakePathError, ReportParseError, VendorError
 from quant_platform.governance.tables import RAW_FILES
-from quant_platform.platform.lake import Lake
+from quant_platform.platform.lake import Lake, check_name, parse_raw_path
+from quant_platform.platform.redaction import redact
 from quant_platform.platform.tables import TableSpec
 from quant_platform.platform.vendor_http import VendorClient
 from quant_platform.platform.warehouse import Warehouse
@@ -74,19 +78,20 @@ def fetch_raw(
     """The raw file for a partition: the one the sensor archived (run tags), else a fresh download."""
     tags = context.run.tags if context.run else {}
     now = datetime.now(UTC)
-    if allow_tagged and tags.get(TAG_RAW_SHA) and tags.get(TAG_RAW_PATH) and lake.exists(tags[TAG_RAW_PATH]):
-        body = lake.read(tags[TAG_RAW_PATH])
-        first_seen = datetime.fromisoformat(tags.get(TAG_FIRST_SEEN, now.isoformat()))
-        return RawFile(vendor, dataset, partition, body, tags[TAG_RAW_SHA], tags[TAG_RAW_PATH],
-                       tags.get(TAG_URL, url), tags.get(TAG_ETAG), tags.get(TAG_LAST_MODIFIED), first_seen,
-                       first_seen, 0, reused=True)
+    tagged = _tagged_raw(lake, tags, vendor=vendor, dataset=dataset, partition=partition) if allow_tagged else None
+    if tagged is not None:
+        path, body = tagged
+        first_seen = _tag_time(tags.get(TAG_FIRST_SEEN), now)
+        return RawFile(vendor, dataset, partition, body, hashlib.sha256(body).hexdigest(), path,
+                       redact(tags.get(TAG_URL) or url)[:250], tags.get(TAG_ETAG), tags.get(TAG_LAST_MODIFIED),
+                       first_seen, first_seen, 0, reused=True)
     try:
         resp = client.get(url, params=params)
-    except VendorError as exc:
+    except VendorError as exc:  # its text is redacted and it carries no cause (which could name the key)
         raise dg.Failure(
             description=f"{dataset} {partition}: {exc}. Nothing was written; the previous data stays.",
-            metadata={"url": exc.url, "reason": exc.reason},
-        ) from exc
+            metadata={"url": exc.url, "reason": exc.reason, "error": type(exc).__name__},
+        ) from None
     archived = lake.archive_raw(vendor, dataset, partition, resp.body, ext)
     context.log.info(
         f"fetched {resp.url} ({len(resp.body)} bytes, sha256 {resp.sha256[:12]}, {resp.attempts} attempt(s)); "
@@ -96,16 +101,59 @@ def fetch_raw(
                    resp.last_modified, resp.fetched_at, resp.fetched_at, resp.attempts, reused=False)
 
 
+def _tagged_raw(lake: Lake, tags, *, vendor: str, dataset: str, partition: str) -> tuple[str, bytes] | None:
+    """The file a release sensor archived for this run (tags qp/raw_path and qp/raw_sha256), checked: a path
+    of this vendor, dataset and partition inside the lake, whose bytes hash to the tagged sha256. None when
+    the run has no such tags or the file is not in the lake (then the caller downloads)."""
+    path, sha = tags.get(TAG_RAW_PATH), tags.get(TAG_RAW_SHA)
+    if not path and not sha:
+        return None
+    try:
+        if not path or not sha:
+            raise LakePathError(f"{TAG_RAW_PATH} and {TAG_RAW_SHA} come together, got only one of them")
+        ref = parse_raw_path(path)
+        check_name("sha256", sha)
+        if (ref.vendor, ref.dataset, ref.partition) != (vendor, dataset, partition):
+            raise LakePathError(f"{ref.path} is a file of {ref.vendor}/{ref.dataset} partition {ref.partition}, "
+                                f"not of {vendor}/{dataset} partition {partition}")
+        if not lake.exists(ref.path):
+            return None
+        _, body = lake.read_raw(ref.path, expected_sha256=sha)
+    except LakeError as exc:
+        raise dg.Failure(
+            description=f"{dataset} {partition}: run tag {TAG_RAW_PATH}={str(path)[:120]!r} refused: {exc}. "
+            "Nothing was read or written.",
+            metadata={"tag_raw_path": str(path)[:250], "tag_raw_sha256": str(sha)[:80], "error": type(exc).__name__},
+        ) from None
+    return ref.path, body
+
+
+def _tag_time(value: str | None, default: datetime) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def archived_raw(lake: Lake, vendor: str, dataset: str, partition: str) -> RawFile | None:
-    """The newest archived revision of a partition (re-materializing an old week needs no download)."""
+    """The newest archived revision of a partition (re-materializing an old week needs no download), its
+    bytes checked against the sha256 it was archived under."""
     revisions = lake.revisions(vendor, dataset, partition)
     if not revisions:
         return None
     path = revisions[-1]
-    body = lake.read(path)
-    sha = path.rsplit("/", 1)[-1].split(".")[0]
+    try:
+        ref, body = lake.read_raw(path)
+    except LakeError as exc:
+        raise dg.Failure(
+            description=f"{dataset} {partition}: archived file refused: {exc}. Nothing was written; the previous "
+            "data stays.",
+            metadata={"raw_file": path, "error": type(exc).__name__},
+        ) from None
     now = datetime.now(UTC)
-    return RawFile(vendor, dataset, partition, body, sha, path, f"lake://{path}", None, None, now, now, 0, True)
+    return RawFile(vendor, dataset, partition, body, ref.sha256, path, f"lake://{path}", None, None, now, now, 0,
+                   True)
 
 
 def record_raw_files(warehouse: Warehouse, files: Sequence[RawFile], scheduled: dict[str, datetime],
