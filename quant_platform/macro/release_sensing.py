@@ -1,6 +1,5 @@
 """Polling a vendor URL for a new release: conditional GET, archive the new file, build the run request.
-
-Never load data in a sensor: it only notices a new file, archives it as evidence, and asks for a run.
+Never load data in a sensor (it notices, archives as evidence, asks for a run), nor keep a secret in its cursor.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from quant_platform.macro.loading import (
     TAG_URL,
 )
 from quant_platform.platform.calendars import release_window_open
-from quant_platform.platform.lake import Lake
+from quant_platform.platform.lake import Lake, check_name
+from quant_platform.platform.redaction import redact
 from quant_platform.platform.vendor_http import VendorClient
 
 TAG_SCHEDULED_RELEASE = "qp/scheduled_release_at"
@@ -81,14 +81,14 @@ def poll_release(
     try:
         resp = client.get(url, params=params, etag=state.get("etag"), last_modified=state.get("last_modified"))
     except VendorError as exc:
-        state["last_error"] = str(exc)
-        log.warning(f"{name}: {exc}")
+        state["last_error"] = redact(str(exc))  # the cursor is stored by Dagster: never a key in it
+        log.warning(f"{name}: {state['last_error']}")
         return None
     state.pop("last_error", None)
     if resp.not_modified or resp.sha256 == state.get("sha256"):
         return None
     try:
-        partition = partition_of(resp.body)
+        partition = check_name("partition", partition_of(resp.body))  # a name the lake accepts, or refused
         note = "new file"
     except QuantPlatformError as exc:
         # A malformed file still gets a run: its blocking checks fail with the reason, visibly.
@@ -145,4 +145,4 @@ def url_ext(url: str) -> str:
         return "csv"
     if tail.endswith("/") or "." not in tail:
         return "json"
-    return tail.rsplit(".", 1)[-1]
+    return tail.rsplit(".", 1)[-1].lower()
