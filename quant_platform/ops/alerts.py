@@ -103,6 +103,8 @@ class AlertCursor:
     open: dict[str, dict] = field(default_factory=dict)  # incident id -> incident
     pending: list[dict] = field(default_factory=list)  # alerts not delivered yet, oldest first
     dropped: int = 0  # alerts dropped to keep the cursor bounded, not reported yet
+    findings_after: int = 0  # reports/findings materializations up to here are read (reports/alerting.py)
+    posted_findings: list[str] = field(default_factory=list)  # finding ids already alerted (bounded)
 
     VERSION = 1
 
@@ -115,7 +117,9 @@ class AlertCursor:
             if data.get("v") != cls.VERSION:
                 raise ValueError(f"cursor version {data.get('v')!r}")
             return cls(after=int(data["after"]), caught_up=bool(data["caught_up"]), open=dict(data["open"]),
-                       pending=list(data["pending"]), dropped=int(data.get("dropped", 0)))
+                       pending=list(data["pending"]), dropped=int(data.get("dropped", 0)),
+                       findings_after=int(data.get("findings_after", 0)),
+                       posted_findings=list(data.get("posted_findings", [])))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning(f"alert cursor unreadable ({exc}); re-reading the event log from the start "
                         "(only the incidents still open are posted)")
@@ -123,7 +127,8 @@ class AlertCursor:
 
     def dump(self) -> str:
         return json.dumps({"v": self.VERSION, "after": self.after, "caught_up": self.caught_up,
-                           "open": self.open, "pending": self.pending, "dropped": self.dropped},
+                           "open": self.open, "pending": self.pending, "dropped": self.dropped,
+                           "findings_after": self.findings_after, "posted_findings": self.posted_findings},
                           separators=(",", ":"), sort_keys=True)
 
     def queue(self, kind: str, incident: dict, **extra) -> None:
@@ -350,7 +355,13 @@ def deliver(cursor: AlertCursor, poster: WebhookPoster, dagster_url: str, log: l
         if time.monotonic() >= deadline:
             return posted, "out of time for this tick"
         alert = cursor.pending[0] if not cursor.dropped else {"kind": "dropped", "count": cursor.dropped}
-        outcome = poster.post(slack_payload(alert, dagster_url), deadline=deadline)
+        if alert["kind"] == "finding":
+            from quant_platform.reports.alerting import finding_payload
+
+            payload = finding_payload(alert, dagster_url)
+        else:
+            payload = slack_payload(alert, dagster_url)
+        outcome = poster.post(payload, deadline=deadline)
         if outcome.result is Delivery.UNAVAILABLE:
             log.warning(f"alert webhook unavailable ({outcome.reason}, {outcome.attempts} attempt(s)); "
                         f"{len(cursor.pending)} alert(s) kept for the next tick")
@@ -387,6 +398,9 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
             cursor.queue("opened", incident, at=incident["opened_at"])
     if stream_state is not None and cursor.caught_up:
         apply_stream_fill(cursor, stream_state, time.time())
+    from quant_platform.reports.alerting import apply_findings
+
+    apply_findings(cursor, instance)  # findings at or above QP_FINDING_ALERT_PROBABILITY, once each
     poster = WebhookPoster(settings.webhook_url or "", timeout_s=settings.timeout_s, attempts=settings.attempts)
     try:
         posted, problem = deliver(cursor, poster, settings.dagster_url, log)
