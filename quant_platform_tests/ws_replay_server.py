@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from quant_platform.market.connectors.replay import read_capture
 
-TICKS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ticks"
+TICKS_DIR = Path(__file__).resolve().parents[1] / "quant_platform" / "sample_data" / "ticks"  # packaged captures
 DEFAULT_CAPTURES = {
     "binance": TICKS_DIR / "binance_spot_combined_stream_2021-10-12.txt",
     "polygon": TICKS_DIR / "polygon_stocks_trades.jsonl",

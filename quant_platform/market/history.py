@@ -8,7 +8,7 @@ Never load a day that was not published (its blocking checks passed): the asset 
 from __future__ import annotations
 
 import io
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -36,11 +36,6 @@ def duckdb_history_view(wh: Warehouse, lake_root: Path) -> str:
     return "view over " + str(glob)
 
 
-def postgres_parent_ddl() -> str:
-    cols = ",\n    ".join(f"{c.name} {c.ddl_type}{'' if c.nullable else ' NOT NULL'}" for c in TICKS_HISTORY.columns)
-    return (f"CREATE TABLE IF NOT EXISTS market.ticks_history (\n    {cols}\n) PARTITION BY RANGE (trade_date)")
-
-
 def partition_name(day: str) -> str:
     return "ticks_history_" + date.fromisoformat(day).strftime("%Y%m%d")
 
@@ -54,10 +49,10 @@ def postgres_load_day(wh: Warehouse, day: str, daily_path: Path) -> int:
     pf = pq.ParquetFile(daily_path)
     rows = 0
     with wh.transaction() as con, con.cursor() as cur:
-        cur.execute("CREATE SCHEMA IF NOT EXISTS market")
-        cur.execute(postgres_parent_ddl())
-        cur.execute(f"CREATE TABLE IF NOT EXISTS market.{part} PARTITION OF market.ticks_history "
-                    "FOR VALUES FROM (%s) TO (%s)", (d.isoformat(), (d + timedelta(days=1)).isoformat()))
+        # The loader may not create tables: the owner's function makes the day's partition (090_roles.sql).
+        cur.execute("SELECT market.ticks_history_partition(%s)", (d,))
+        if cur.fetchone()[0] != f"market.{part}":
+            raise RuntimeError(f"market.ticks_history_partition({d}) did not name market.{part}")
         cur.execute(f"TRUNCATE market.{part}")
         for batch in pf.iter_batches(batch_size=COPY_CHUNK_ROWS):
             table = pa.Table.from_batches([batch])

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from quant_platform.market.contracts import server_list
-
 
 def render(state: dict, prev: dict | None, dt: float) -> str:
     lines = [f"{'stream':<10} {'messages':>12} {'last_seq':>12} {'msg/s':>10} {'bytes':>14}"]
@@ -32,9 +30,10 @@ def render(state: dict, prev: dict | None, dt: float) -> str:
 async def print_status(url: str, watch: bool = False, interval_s: float = 2.0) -> None:
     import nats
 
+    from quant_platform.market.connection import connect_options
     from quant_platform.market.streams import stream_state
 
-    nc = await nats.connect(server_list(url), connect_timeout=3, max_reconnect_attempts=1)
+    nc = await nats.connect(**connect_options(url), connect_timeout=3, max_reconnect_attempts=1)
     js = nc.jetstream()
     prev, t_prev = None, None
     try:
