@@ -5,7 +5,9 @@ Never raise a bare Exception for a user or vendor problem: the CLI turns these i
 
 from __future__ import annotations
 
-from quant_platform.platform.redaction import redact
+from quant_platform.platform.redaction import install_log_redaction, redact
+
+install_log_redaction()  # every process of the platform imports this module: its log records are redacted
 
 
 class QuantPlatformError(Exception):
