@@ -48,7 +48,7 @@ class DetectorParams:
     trend_discount: float = 0.98
     trend_z: float = 5.0  # |slope| / standard error to enter a trend
     trend_exit_z: float = 2.0  # ... and to leave it
-    trend_material_sd: float = 2.0  # the trend moves the level by this many noise sd over its window
+    trend_material_sd: float = 2.0  # the trend moves the level by this many noise scales over its window
     trend_persist: int = 5  # consecutive observations above both before a trend finding
     min_history: int = 4  # observations before the first finding of a series
     warmup: int = 8  # observations that fix the series' centre and noise scale
@@ -319,7 +319,9 @@ class DetectorBank:
         a0 = P.prior_shape
         logt0 = self.k0 - 0.5 * np.log(b0v) - (a0 + 0.5) * np.log1p(r0 * r0 / (2 * b0v * (1 + self.q0)))
         logpi0 = np.logaddexp(self.log_1eps + logt0, self.log_eps + log_g)
-        top = np.maximum(np.maximum(logt.max(axis=1) + self.log_1eps, self.log_eps + log_g), logpi0)
+        # normaliser from the run lengths that carry mass (the others hold partial sums, never used)
+        top = np.maximum(np.maximum(np.where(pr > 0, logt, -np.inf).max(axis=1) + self.log_1eps,
+                                    self.log_eps + log_g), logpi0)
         # each run's predictive is a mixture: (1 - outlier_rate) Student-t + outlier_rate broad outlier density
         logt -= (top - self.log_1eps)[:, None]
         grow = np.exp(logt, out=logt)
@@ -417,7 +419,7 @@ class DetectorBank:
             dof = t0 - 2
             sig2 = rss / dof
             zt = slope / np.sqrt(sig2 / stt)
-            move = np.abs(slope) * t0 / np.sqrt(np.maximum(sig2, 1e-12))
+            move = np.abs(slope) * t0  # over the window, in units of the series noise scale (fixed at warm-up)
         valid = (dof > 3) & np.isfinite(zt)
         tstate, trun = take("trend_state").copy(), take("trend_run").copy()
         strong = valid & (np.abs(zt) >= P.trend_z) & (move >= P.trend_material_sd) & ~reset
