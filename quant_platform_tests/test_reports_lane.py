@@ -39,9 +39,9 @@ def _observations(days: int = 70) -> dict[str, pd.DataFrame]:
         rows = []
         for sid, (desk, ent, metric) in spec.items():
             v = 100 + rng.normal()
-            if ent == "FUT:CL" and d >= days - 12:
+            if ent == "FUT:CL" and d >= days - 7:
                 v += 8
-            if ent == "CRYPTO:BTC-USDT" and d == days - 8:
+            if ent == "CRYPTO:BTC-USDT" and d == days - 5:
                 v += 15
             if ent == "EQ:AAPL" and d >= days - 35:
                 v += 0.4 * (d - (days - 35))
@@ -103,11 +103,13 @@ def test_findings_and_report_from_metric_chunks(lane):
     assert ("EQ:AAPL", "trend") in kinds or ("EQ:AAPL", "change_point") in kinds
     assert "FUT:NG" not in set(f["entity"])  # the flat series raises nothing
     cp = f[(f["entity"] == "FUT:CL") & (f["kind"] == "change_point")].iloc[0]
-    assert pd.Timestamp(cp["occurred_at"]).date().isoformat() in {"2024-02-18", "2024-02-19", "2024-02-20"}
+    assert pd.Timestamp(cp["occurred_at"]).date().isoformat() in {"2024-02-23", "2024-02-24", "2024-02-25"}
     assert cp["probability"] >= 0.9 and 6 < cp["magnitude"] < 10 and cp["source_asset"] == "market/daily_stats"
     assert cp["source_partition"] == pd.Timestamp(cp["occurred_at"]).date().isoformat()
     row = wh.query_df("SELECT * FROM reports.daily_reports").iloc[0]
-    assert str(row["report_date"])[:10] == DAY and row["findings_shown"] >= 2
+    in_window = f[pd.to_datetime(f["detected_at"], utc=True) >= pd.Timestamp(DAY, tz="UTC") - pd.Timedelta(days=6)]
+    assert str(row["report_date"])[:10] == DAY and row["findings_in_window"] == len(in_window)
+    assert row["findings_shown"] == in_window["series_id"].nunique() >= 2
     html = (lane["lake"] / row["html_path"]).read_text()
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="plot"') == row["findings_shown"]
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
