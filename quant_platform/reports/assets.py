@@ -103,7 +103,7 @@ def market_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         con = cp.duck()
         try:
             latency = con.execute(
-                "SELECT instrument_id, median(epoch_ms(received_at) - epoch_ms(ts)) AS latency_ms "
+                "SELECT instrument_id, median((epoch_ns(received_at) - epoch_ns(ts)) / 1e6) AS latency_ms "
                 "FROM read_parquet(?) GROUP BY instrument_id", [str(ticks)]).df()
         finally:
             con.close()
@@ -167,7 +167,7 @@ def platform_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         con = cp.duck()
         try:
             lag = con.execute(
-                "SELECT source, quantile_cont(epoch_ms(received_at) - epoch_ms(ts), 0.95) AS lag_p95_ms "
+                "SELECT source, quantile_cont((epoch_ns(received_at) - epoch_ns(ts)) / 1e6, 0.95) AS lag_p95_ms "
                 "FROM read_parquet(?) GROUP BY source ORDER BY source", [str(ticks)]).df()
         finally:
             con.close()
