@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -75,7 +76,8 @@ def body_cap(url: str) -> tuple[int, str]:
         if path.startswith(prefix):
             var = f"QP_HTTP_MAX_BYTES_{route}"
             fallback = int(bounded_env("QP_HTTP_MAX_BYTES", DEFAULT_MAX_BYTES, 1, 2**40, integer=True))
-            return int(bounded_env(var, fallback, 1, 2**40, integer=True)), var
+            named = var if os.environ.get(var, "").strip() else f"{var}, else QP_HTTP_MAX_BYTES"
+            return int(bounded_env(var, fallback, 1, 2**40, integer=True)), named
     return int(bounded_env("QP_HTTP_MAX_BYTES", DEFAULT_MAX_BYTES, 1, 2**40, integer=True)), "QP_HTTP_MAX_BYTES"
 
 
