@@ -186,6 +186,28 @@ def test_finding_alerts_are_queued_once_each(lane, monkeypatch):
     assert cursor.pending[0]["series_id"] in msg["text"] and msg["blocks"][0]["type"] == "header"
 
 
+def test_reports_sensor_requests_changed_families_and_the_latest_report_day(lane):
+    from quant_platform.reports import metrics as mt
+    from quant_platform.reports.assets import evaluate_reports_sensor, macro_metrics
+    from quant_platform.resources import WarehouseResource
+
+    requests_, cursor = evaluate_reports_sensor(lane["instance"], {}, lane["lake"])
+    keys = {r.run_key.rsplit(":", 1)[0] for r in requests_}
+    assert "findings:market_daily" in keys and f"daily_report:{DAY}" in keys
+    assert not any(k.startswith("macro_metrics") for k in keys)  # no mart or COT report has landed
+    again, cursor = evaluate_reports_sensor(lane["instance"], cursor, lane["lake"])
+    assert again == []  # nothing changed since
+    mt.write_chunk(lane["lake"], "platform", DAY, pd.DataFrame([{
+        "series_id": "feed:simulator|ingest_lag_p95_ms", "desk": "platform", "entity": "feed:simulator",
+        "metric": "ingest_lag_p95_ms", "unit": "ms", "time": pd.Timestamp(DAY, tz="UTC"), "value": 3.0,
+        "source_asset": "market/ticks_daily", "source_partition": DAY}]))
+    res = dg.materialize([macro_metrics], partition_key="cot_net_positioning", instance=lane["instance"],
+                         resources={"warehouse": WarehouseResource(url=lane["wh"].url)})
+    assert res.success
+    third, _ = evaluate_reports_sensor(lane["instance"], cursor, lane["lake"])
+    assert {r.partition_key for r in third} == {"platform"}  # COT tables empty: no macro chunk, no change
+
+
 def test_benchmark_commands_on_tiny_inputs():
     from quant_platform.bench.changepoints import run_changepoint_benchmark
     from quant_platform.bench.reports import run_reports_benchmark

@@ -342,8 +342,8 @@ def family_signature(root: Path, family: str) -> str:
 
 
 def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int:
-    rec = instance.get_latest_materialization_event(key)
-    return int(rec.storage_id) if rec is not None and getattr(rec, "storage_id", None) else 0
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1, ascending=False).records
+    return int(records[0].storage_id) if records else 0
 
 
 def evaluate_reports_sensor(instance: dg.DagsterInstance, cursor: dict, root: Path) -> tuple[list, dict]:
