@@ -51,7 +51,7 @@ OBS_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("metric", "text", "Metric name (see the asset description)."),
     dg.TableColumn("unit", "text", "Unit of value."),
     dg.TableColumn("time", "timestamp", "Observation time (UTC): the day, minute, week or release."),
-    dg.TableColumn("value", "double", "The observation, in unit."),
+    dg.TableColumn("value", "double", "The observation. Unit: see the unit column.", tags={"unit": "see unit column"}),
     dg.TableColumn("source_asset", "text", "Asset it was computed from."),
     dg.TableColumn("source_partition", "text", "That asset's partition."),
 ])

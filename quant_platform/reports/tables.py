@@ -54,7 +54,7 @@ FINDINGS = TableSpec(
                unit="see unit column"),
         Column("estimate_after", "double", "Level after (outlier: the observed value).", unit="see unit column"),
         Column("score", "double", "Ranking score used by the daily report: probability x min(|magnitude_sd|, "
-               "10) / 10, higher first.", nullable=False, min_value=0),
+               "10) / 10, higher first.", unit="score from 0 to 1", nullable=False, min_value=0, max_value=1),
         Column("source_asset", "text", "Asset whose partition holds the observation, e.g. 'market/daily_stats'.",
                nullable=False),
         Column("source_partition", "text", "That asset's partition (day, week or source), the finding's lineage.",
