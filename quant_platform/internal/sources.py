@@ -29,6 +29,7 @@ from quant_platform.internal.tables import (
     SOURCE_TABLES,
     SourceTable,
 )
+from quant_platform.platform.redaction import redact
 from quant_platform.platform.settings import load_settings
 from quant_platform.platform.warehouse import vetted
 
@@ -41,9 +42,7 @@ class SourceDatabaseError(QuantPlatformError):
 _SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+_redact = redact  # the one redaction rule (platform/redaction.py): no password of a URL in a message
 
 
 def source_url(source: SourceTable) -> str:

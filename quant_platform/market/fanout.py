@@ -199,14 +199,23 @@ class WebhookSink(Sink):
         self.timeout = float(dest.options.get("timeout_s", 5))
 
     def _post(self, body: bytes, first_seq: int, last_seq: int) -> None:
-        import requests
+        """One POST through the platform's bounded client: a capped answer, a deadline for the whole request,
+        no redirect to another host. A refused redirect or an oversized answer is permanent (parked), like a 4xx."""
+        from quant_platform.errors import HttpLimitError
+        from quant_platform.platform.vendor_http import bounded_request, webhook_cap
 
-        r = requests.post(self.url, data=body, timeout=self.timeout, headers={
-            "Content-Type": "application/x-ndjson", "Qp-First-Seq": str(first_seq), "Qp-Last-Seq": str(last_seq)})
-        if 400 <= r.status_code < 500 and r.status_code not in RETRYABLE_4XX:
-            raise PermanentDeliveryError(f"webhook answered HTTP {r.status_code}: {r.text[:200]}", r.status_code)
-        if not 200 <= r.status_code < 300:
-            raise RuntimeError(f"webhook answered HTTP {r.status_code}")
+        try:
+            r = bounded_request("POST", self.url, data=body, timeout_s=self.timeout, deadline_s=4 * self.timeout,
+                                max_bytes=webhook_cap()[0], cap_setting="QP_HTTP_MAX_BYTES_WEBHOOK", headers={
+                                    "Content-Type": "application/x-ndjson", "Qp-First-Seq": str(first_seq),
+                                    "Qp-Last-Seq": str(last_seq)})
+        except HttpLimitError as exc:
+            raise PermanentDeliveryError(f"webhook refused: {exc}") from None
+        if 400 <= r.status < 500 and r.status not in RETRYABLE_4XX:
+            text = r.body[:200].decode("utf-8", "replace")
+            raise PermanentDeliveryError(f"webhook answered HTTP {r.status}: {text}", r.status)
+        if not 200 <= r.status < 300:
+            raise RuntimeError(f"webhook answered HTTP {r.status}")
 
     async def deliver(self, table, first_seq, last_seq):
         rows = table.to_pylist()
