@@ -194,17 +194,22 @@ def ticks_daily(context: dg.AssetExecutionContext):
     url = observe.running_nats_url(load_settings().home)
     drained = context.run.tags.get(RAW_DRAINED_TAG)
     first_seq = None
+    state = None
     if url:
         state = observe.stream_state_now(url)
         first_seq = int(state[STREAM_RAW]["first_seq"]) or None
         if drained is None:
             drained = observe.ack_floor(state, STREAM_RAW)
-        dlq = observe.dlq_raw_seqs_now(url)
+    window = cp.sequence_window(root, day, staged.seqs_path, stream_first_seq=first_seq,
+                                drained_raw_seq=int(drained) if drained is not None else None)
+    dlq_read = None
+    if state is not None:
+        # from where an earlier published day left off: the DLQ records of D's window, not the whole DLQ
+        dlq_read = observe.dlq_now(url, start_seq=cp.dlq_resume_seq(root, day, window.start))
     else:
         context.log.warning("no NATS server reachable: the completeness check counts only the lake's sequences")
-        dlq = {}
-    acc = cp.account_sequences(root, day, staged.seqs_path, set(dlq), stream_first_seq=first_seq,
-                               drained_raw_seq=int(drained) if drained is not None else None)
+    acc = cp.account_sequences(root, day, staged.seqs_path, set(dlq_read.raw if dlq_read else ()),
+                               stream_first_seq=first_seq, drained_raw_seq=None, window=window)
     master = InstrumentMaster.load()
     classes = {i.instrument_id: i.asset_class for i in master.instruments()}
     con = cp.duck()
@@ -229,9 +234,11 @@ def ticks_daily(context: dg.AssetExecutionContext):
     t_checks = time.monotonic() - t0 - t_compact
     published_path = None
     if ok:
-        published_path = cp.publish_staged(root, staged, {
-            "published": True, "published_at": datetime.now(UTC).isoformat(), "run_id": context.run_id,
-            "raw_seq_window": list(acc.window)})
+        manifest = {"published": True, "published_at": datetime.now(UTC).isoformat(), "run_id": context.run.run_id,
+                    "raw_seq_window": list(acc.window)}
+        if dlq_read is not None and window.lo is not None:
+            manifest["dlq_resume"] = {"raw_above": window.lo, "dlq_seq": dlq_read.resume_after(window.lo)}
+        published_path = cp.publish_staged(root, staged, manifest)
     else:
         context.log.error("ticks_daily %s not published: blocking checks failed (%s); staged files kept in %s",
                           day, ", ".join(r.name for r in results if not r.passed and r.name in dc.BLOCKING),
@@ -254,6 +261,9 @@ def ticks_daily(context: dg.AssetExecutionContext):
             "file_sha256": staged.file_sha256,
             "unchanged_since_last_publish": bool(staged.extra.get("unchanged", False)),
             "bytes": staged.bytes,
+            "lake_days_read": json.dumps(acc.days_read),
+            "dlq_records_read": dlq_read.records if dlq_read else 0,
+            "dlq_read_from": dlq_read.read_from if dlq_read else 0,
             "compaction_seconds": round(t_compact, 3),
             "checks_seconds": round(t_checks, 3),
             "dagster/uri": target.resolve().as_uri() if ok else staged.ticks_path.resolve().as_uri(),
@@ -384,8 +394,8 @@ ticks_daily_job = dg.define_asset_job(
 
 
 # ------------------------------------------------------------------------------------------- the sensor
-def closed_days(landing: dict[str, list[Path]], drained_at: datetime | None) -> list[str]:
-    """Days whose midnight + lateness is before the last completed drain barrier."""
+def closed_days(landing, drained_at: datetime | None) -> list[str]:
+    """Days (of the iterable `landing`) whose midnight + lateness is before the last completed drain barrier."""
     if drained_at is None:
         return []
     out = []
@@ -394,6 +404,47 @@ def closed_days(landing: dict[str, list[Path]], drained_at: datetime | None) -> 
         if end + lateness() <= drained_at:
             out.append(day)
     return out
+
+
+# A folder changed this recently is listed again on the next tick: a file renamed into it within the file
+# system's timestamp granularity of the listing could leave its mtime unchanged.
+LANDING_SETTLE_S = 5.0
+
+
+def _landing_requests(context, cursor: dict, drained_at: datetime | None, now: float) -> list[dg.RunRequest]:
+    """Run requests for closed landing days that are new or changed since the sensor last listed them.
+
+    The cursor keeps, per landing day, its signature, its source folders and their mtimes: a known day whose
+    folders are unchanged is not listed again (a few stats instead of a glob), so a tick costs the days that
+    changed, not the lake's history. Days gone from the landing area (retention, quarantine) are forgotten."""
+    root = lake_root()
+    names = cp.landing_day_names(root)  # one directory read: folder names only
+    present = set(names)
+    known = {d: e for d, e in cursor.get("landing", {}).items() if d in present}
+    requests, listed = [], 0
+    first_partition = TICK_DAILY_PARTITIONS.get_first_partition_key()
+    for day in closed_days(names, drained_at):
+        entry = known.get(day)
+        day_dir = root / cp.LANDING / f"date={day}"
+        if entry and entry.get("fp") and cp.dir_fingerprint(day_dir, entry["src"]) == entry["fp"]:
+            continue
+        listed += 1
+        files = cp.landing_files(root, day)
+        sources = sorted({f.parent.name for f in files})
+        sig = cp.landing_signature(files)
+        known[day] = {"sig": sig, "src": sources,
+                      "fp": cp.dir_fingerprint(day_dir, sources, settled_before=now - LANDING_SETTLE_S)}
+        if not files or (entry is not None and entry.get("sig") == sig):
+            continue
+        if day < first_partition:
+            context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
+            continue
+        requests.append(dg.RunRequest(
+            run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
+            tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
+    cursor["landing"] = known
+    cursor["landing_listed"] = listed
+    return requests
 
 
 @dg.sensor(
@@ -443,30 +494,60 @@ def market_ingest_sensor(context: dg.SensorEvaluationContext):
         cursor["drained_at"] = done["at"]
         cursor["drained_raw"] = done["raw"]
     drained_at = datetime.fromisoformat(cursor["drained_at"]) if cursor.get("drained_at") else None
-    landing = cp.landing_days(lake_root())
-    requests = []
-    first_partition = TICK_DAILY_PARTITIONS.get_first_partition_key()
-    for day in closed_days(landing, drained_at):
-        if day < first_partition:
-            context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
-            continue
-        sig = cp.landing_signature(landing[day])
-        requests.append(dg.RunRequest(
-            run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
-            tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
+    requests = _landing_requests(context, cursor, drained_at, now)
     return dg.SensorResult(run_requests=requests, asset_events=events, cursor=json.dumps(cursor))
 
 
 # ------------------------------------------------------------------------------------------- retention
-@dg.op(description="Delete landing folders older than QP_OLAP_RETENTION_DAYS whose day is published and checked.")
+LANDING_ABANDONED = "landing_not_abandoned"
+QUARANTINE_AFTER_ENV = "QP_TICK_QUARANTINE_AFTER_DAYS"
+QUARANTINE_KEEP_ENV = "QP_TICK_QUARANTINE_KEEP_DAYS"
+
+
+def _retention_settings() -> tuple[int, int, int]:
+    """(QP_OLAP_RETENTION_DAYS, QP_TICK_QUARANTINE_AFTER_DAYS, QP_TICK_QUARANTINE_KEEP_DAYS)."""
+    from quant_platform.platform.settings import SettingError, bounded_env
+
+    try:
+        return (int(bounded_env("QP_OLAP_RETENTION_DAYS", 3, 0, 3650, integer=True)),
+                int(bounded_env(QUARANTINE_AFTER_ENV, 7, 1, 3650, integer=True)),
+                int(bounded_env(QUARANTINE_KEEP_ENV, 30, 0, 3650, integer=True)))
+    except SettingError as exc:
+        raise dg.Failure(str(exc)) from None
+
+
+@dg.op(description="Delete landing folders older than QP_OLAP_RETENTION_DAYS whose day is published and checked; "
+                   "move abandoned landing days (older than QP_TICK_QUARANTINE_AFTER_DAYS, never published or not "
+                   "covered by the published compaction) to ticks/quarantine/ with a WARN check per day; delete "
+                   "quarantine older than QP_TICK_QUARANTINE_KEEP_DAYS.")
 def delete_expired_landing(context: dg.OpExecutionContext) -> list:
-    days = int(os.environ.get("QP_OLAP_RETENTION_DAYS", "3"))
-    removed = cp.apply_landing_retention(lake_root(), days, datetime.now(UTC).date())
+    days, after, keep = _retention_settings()
+    root, now = lake_root(), datetime.now(UTC)
+    removed = cp.apply_landing_retention(root, days, now.date())
     context.log.info(f"removed landing folders of {removed or 'no day'} (retention {days} days)")
+    for rec in cp.quarantine_abandoned_landing(root, after, keep, now):
+        context.log.warning(f"landing day {rec['day']} quarantined to {rec['path']} ({rec['reason']}; "
+                            f"{rec['rows']} rows, {len(rec['files'])} files); deleted after {rec['delete_after']}")
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=TICKS_DAILY_KEY, check_name=LANDING_ABANDONED, passed=False, partition=rec["day"],
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"Landing ticks of {rec['day']} never reached a published compaction and were moved to "
+                        f"quarantine after {after} days; they are deleted after {keep} more unless restored.",
+            metadata={k: rec[k] for k in ("reason", "rows", "bytes", "path", "delete_after", "restore")}
+            | {"files": len(rec["files"])}))
+    for rec in cp.expire_quarantine(root, keep, now):
+        context.log.warning(f"quarantined landing ticks of {rec['day']} deleted ({rec['rows']} rows, kept since "
+                            f"{rec['quarantined_at']})")
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=TICKS_DAILY_KEY, check_name=LANDING_ABANDONED, passed=True, partition=rec["day"],
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"resolved_by": f"quarantine deleted after {keep} days", "rows_deleted": rec["rows"],
+                      "path": rec["path"]}))
     return removed
 
 
-@dg.job(description="Landing retention: the OLAP views keep the last few days; history lives in ticks_daily.")
+@dg.job(description="Landing retention: the OLAP views keep the last few days; history lives in ticks_daily. "
+                    "Abandoned landing days go to quarantine (with a WARN check) before they are deleted.")
 def market_retention_job():
     delete_expired_landing()
 

@@ -3,7 +3,8 @@ day's earlier compacted file, if any) are deduplicated by event_id, sorted by (i
 to a staging folder; the checks run on the staged file; only when every blocking check passes is it renamed
 to ticks/daily/date=D/. A failed day leaves the previous good version in place.
 
-Never delete a landing file here (retention does that, after a published and checked compaction), and never
+Never delete a landing file here (retention does that, after a published and checked compaction; a day that
+never published goes to quarantine first), never read another day's files when its manifest answers, and never
 let the completeness ledger lose a raw sequence number: raw_seqs.parquet keeps every one seen, before dedup.
 """
 
@@ -16,7 +17,7 @@ import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
@@ -61,6 +62,40 @@ def landing_days(lake_root: Path) -> dict[str, list[Path]]:
         files = landing_files(lake_root, day)
         if files:
             out[day] = files
+    return out
+
+
+def _date_names(root: Path) -> list[str]:
+    """The D of every date=D folder directly under `root`: one directory read, nothing inside is listed."""
+    if not root.is_dir():
+        return []
+    with os.scandir(root) as entries:
+        return sorted(e.name[5:] for e in entries if e.name.startswith("date=") and e.is_dir())
+
+
+def landing_day_names(lake_root: Path) -> list[str]:
+    """Days with a landing folder (their files are not listed; the schema anchor's day excluded)."""
+    return [d for d in _date_names(Path(lake_root) / LANDING) if d != ANCHOR_DAY]
+
+
+def lake_day_names(lake_root: Path) -> list[str]:
+    """Days with a landing or a compacted folder, by name only."""
+    return sorted(set(landing_day_names(lake_root)) | set(_date_names(Path(lake_root) / DAILY)))
+
+
+def dir_fingerprint(day_dir: Path, sources: Iterable[str], settled_before: float | None = None) -> list[int] | None:
+    """mtime_ns of a landing day's folder and of its source folders (a file renamed into a source folder, or a
+    new source folder, changes one of them): stats only, no listing. None when a folder is gone or, given
+    `settled_before` (epoch seconds), changed after it: a change within the file system's timestamp
+    granularity of the read could then go unseen, so such a fingerprint is not trusted."""
+    out = []
+    try:
+        for path in (day_dir, *(day_dir / s for s in sources)):
+            out.append(os.stat(path).st_mtime_ns)
+    except FileNotFoundError:
+        return None
+    if settled_before is not None and max(out) > settled_before * 1e9:
+        return None
     return out
 
 
@@ -290,21 +325,6 @@ def _landed_counts(con, lake_root: Path, day: str, lo: int, hi: int) -> dict[int
     return out
 
 
-def _day_seq_files(lake_root: Path, day: str) -> list[Path]:
-    files = list(landing_files(lake_root, day))
-    ledger = daily_dir(lake_root, day) / SEQS_FILE
-    if ledger.exists():
-        files.append(ledger)
-    return files
-
-
-def _neighbour(days: list[str], day: str, before: bool) -> str | None:
-    cands = [d for d in days if (d < day if before else d > day)]
-    if not cands:
-        return None
-    return max(cands) if before else min(cands)
-
-
 def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for s in sorted(seqs):
@@ -332,6 +352,7 @@ class Accounting:
     missing: list[tuple[int, int]]
     partial: list[tuple[int, int]] = field(default_factory=list)
     ticks_missing: int = 0
+    days_read: list[str] = field(default_factory=list)  # other days whose ledger or landing files were opened
 
     @property
     def missing_count(self) -> int:
@@ -342,56 +363,183 @@ class Accounting:
         return not self.missing and not self.partial
 
 
-def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: set[int], *,
-                      stream_first_seq: int | None, drained_raw_seq: int | None) -> Accounting:
-    """Every raw message accepted by TICKS_RAW in day D's window must be in D's ticks (all of its ticks: the
-    ledger knows how many the normalizer made), in the DLQ, or carry ticks of another day (a message
-    straddling midnight, a late tick).
+@dataclass
+class DayView:
+    """What the lake holds for one day, found without reading a Parquet file: its landing files, its published
+    ledger and manifest. When the manifest's raw sequence range covers everything there (`summarized`), the
+    range answers questions about the day's sequences and its files stay closed."""
 
-    The window runs from just after the previous day's last raw sequence (or the stream's first) to just
-    before the next day's first (or the sequence the pipeline had drained when the day was closed), so a lost
-    file at either edge of the day is caught too."""
+    day: str
+    landing: list[Path]
+    ledger: Path | None
+    manifest: dict | None
+
+    @classmethod
+    def of(cls, lake_root: Path, day: str) -> DayView:
+        ledger = daily_dir(lake_root, day) / SEQS_FILE
+        has_ledger = ledger.exists() and daily_file(lake_root, day).exists()
+        return cls(day, landing_files(lake_root, day), ledger if has_ledger else None,
+                   read_manifest(lake_root, day) if has_ledger else None)
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.landing) or self.ledger is not None
+
+    @property
+    def files(self) -> list[Path]:
+        return self.landing + ([self.ledger] if self.ledger is not None else [])
+
+    def seq_range(self, lake_root: Path) -> tuple[int, int] | None:
+        """(first, last) raw sequence of the day from its manifest, when that covers every file there."""
+        m = self.manifest
+        if not m or not m.get("published") or m.get("raw_seq_min") is None or m.get("raw_seq_max") is None:
+            return None
+        covered = set(m.get("inputs", []))
+        if any(str(f.relative_to(lake_root)) not in covered for f in self.landing):
+            return None
+        return int(m["raw_seq_min"]), int(m["raw_seq_max"])
+
+
+@dataclass
+class SequenceWindow:
+    """Day D's window of raw sequences and the neighbouring days it was taken from."""
+
+    day: str
+    start: int
+    end: int
+    own: dict[int, tuple[int, int | None]]  # raw seq -> (distinct ticks landed, ticks the normalizer made)
+    prev: DayView | None
+    next: DayView | None
+    days_read: set[str] = field(default_factory=set)
+
+    @property
+    def lo(self) -> int | None:
+        return min(self.own) if self.own else None
+
+
+def _neighbour_view(lake_root: Path, names: list[str], day: str, before: bool) -> DayView | None:
+    """The nearest earlier (later) day holding landing files or a compaction: only folder names are listed."""
+    for other in (sorted((d for d in names if d < day), reverse=True) if before
+                  else sorted(d for d in names if d > day)):
+        view = DayView.of(lake_root, other)
+        if view.has_data:
+            return view
+    return None
+
+
+def sequence_window(lake_root: Path, day: str, ledger_file: Path, *, stream_first_seq: int | None,
+                    drained_raw_seq: int | None) -> SequenceWindow:
+    """D's window of TICKS_RAW sequences: from just after the previous day's last raw sequence (or the stream's
+    first) to just before the next day's first (or the sequence the pipeline had drained when the day was
+    closed). The neighbours' manifests answer when their sequence range lies on one side of D's first
+    sequence; otherwise their files are read, never any other day's."""
     lake_root = Path(lake_root)
     con = duck()
     try:
         rows = con.execute(f"SELECT stream_seq, landed, expected FROM read_parquet('{sql_path(ledger_file)}')"  # noqa: S608
                            ).fetchall()
-        if not rows:
-            return Accounting((0, -1), 0, 0, 0, 0, [])
         own = {int(r[0]): (int(r[1]), r[2]) for r in rows}
+        if not own:
+            return SequenceWindow(day, 0, -1, {}, None, None)
         lo, hi = min(own), max(own)
-        days = sorted(set(landing_days(lake_root)) | set(compacted_days(lake_root)))
-        prev_day, next_day = _neighbour(days, day, True), _neighbour(days, day, False)
+        names = lake_day_names(lake_root)
+        prev, nxt = _neighbour_view(lake_root, names, day, True), _neighbour_view(lake_root, names, day, False)
+        read: set[str] = set()
         start = lo
-        if prev_day:
-            row = con.execute("SELECT max(stream_seq) FROM read_parquet(?, union_by_name = true) WHERE stream_seq < ?",
-                              [[str(f) for f in _day_seq_files(lake_root, prev_day)], lo]).fetchone()
-            if row[0] is not None:
-                start = int(row[0]) + 1
+        if prev is not None:
+            rng = prev.seq_range(lake_root)
+            if rng is not None and rng[1] < lo:
+                last = rng[1]
+            elif rng is not None and rng[0] >= lo:
+                last = None
+            else:
+                read.add(prev.day)
+                last = con.execute("SELECT max(stream_seq) FROM read_parquet(?, union_by_name = true) "
+                                   "WHERE stream_seq < ?", [[str(f) for f in prev.files], lo]).fetchone()[0]
+            if last is not None:
+                start = int(last) + 1
         elif stream_first_seq and stream_first_seq <= lo:
             start = stream_first_seq
         end = hi
-        nxt = None
-        if next_day:
-            # after D's first sequence, not its last: a late tick of D carries a sequence from the next day
-            row = con.execute("SELECT min(stream_seq) FROM read_parquet(?, union_by_name = true) WHERE stream_seq > ?",
-                              [[str(f) for f in _day_seq_files(lake_root, next_day)], lo]).fetchone()
-            nxt = row[0]
+        first_next = None
         if nxt is not None:
-            end = int(nxt) - 1
+            # after D's first sequence, not its last: a late tick of D carries a sequence from the next day
+            rng = nxt.seq_range(lake_root)
+            if rng is not None and rng[0] > lo:
+                first_next = rng[0]
+            elif rng is None or rng[1] > lo:
+                read.add(nxt.day)
+                first_next = con.execute("SELECT min(stream_seq) FROM read_parquet(?, union_by_name = true) "
+                                         "WHERE stream_seq > ?", [[str(f) for f in nxt.files], lo]).fetchone()[0]
+        if first_next is not None:
+            end = int(first_next) - 1
         elif drained_raw_seq and drained_raw_seq >= lo:
             end = drained_raw_seq
-        others: dict[int, int] = {}
-        for other in days:
-            if other != day:
-                for seq, n in _landed_counts(con, lake_root, other, start, max(end, hi)).items():
+    finally:
+        con.close()
+    return SequenceWindow(day, start, end, own, prev, nxt, read)
+
+
+def _counts_on(con, lake_root: Path, view: DayView, lo: int, hi: int, read: set[str]) -> dict[int, int]:
+    """{raw seq: distinct ticks} of another day in [lo, hi]; its files stay closed when its manifest's
+    range lies outside."""
+    rng = view.seq_range(lake_root)
+    if not view.has_data or (rng is not None and (rng[1] < lo or rng[0] > hi)):
+        return {}
+    read.add(view.day)
+    return _landed_counts(con, lake_root, view.day, lo, hi)
+
+
+def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: set[int], *,
+                      stream_first_seq: int | None, drained_raw_seq: int | None,
+                      window: SequenceWindow | None = None) -> Accounting:
+    """Every raw message accepted by TICKS_RAW in day D's window (sequence_window) must be in D's ticks (all of
+    its ticks: the ledger knows how many the normalizer made), in the DLQ, or carry ticks of another day (a
+    message straddling midnight, a late tick).
+
+    Work is bounded by D and its two neighbours: other days are searched only for the sequences these leave
+    unaccounted for, and only the days whose manifest range holds them (or that have no manifest) are read."""
+    lake_root = Path(lake_root)
+    w = window or sequence_window(lake_root, day, ledger_file, stream_first_seq=stream_first_seq,
+                                  drained_raw_seq=drained_raw_seq)
+    if not w.own:
+        return Accounting((0, -1), 0, 0, 0, 0, [])
+    start, end, own = w.start, w.end, w.own
+    read = set(w.days_read)
+    top = max(end, max(own))
+    window_seqs = sorted(set(range(start, end + 1)) | set(own))  # D's late ticks may lie past the window
+
+    def unaccounted(others: dict[int, int]) -> list[int]:
+        out = []
+        for seq in window_seqs:
+            if seq in own:
+                landed, expected = own[seq]
+                if expected is not None and landed + others.get(seq, 0) < expected:
+                    out.append(seq)
+            elif seq not in dlq_seqs and seq not in others:
+                out.append(seq)
+        return out
+
+    others: dict[int, int] = {}
+    con = duck()
+    try:
+        for view in (w.prev, w.next):
+            if view is not None:
+                for seq, n in _counts_on(con, lake_root, view, start, top, read).items():
                     others[seq] = others.get(seq, 0) + n
+        open_seqs = unaccounted(others)
+        if open_seqs:  # rare: a late tick of an older day, or a loss; search the days whose range holds them
+            a, b = open_seqs[0], open_seqs[-1]
+            near = {v.day for v in (w.prev, w.next) if v is not None}
+            for other in lake_day_names(lake_root):
+                if other != day and other not in near:
+                    for seq, n in _counts_on(con, lake_root, DayView.of(lake_root, other), a, b, read).items():
+                        others[seq] = others.get(seq, 0) + n
     finally:
         con.close()
     in_ticks = in_dlq = elsewhere = ticks_missing = 0
     missing, partial = [], []
-    window = sorted(set(range(start, end + 1)) | set(own))  # D's late ticks may lie past the window
-    for seq in window:
+    for seq in window_seqs:
         if seq in own:
             landed, expected = own[seq]
             total = landed + others.get(seq, 0)
@@ -406,8 +554,26 @@ def account_sequences(lake_root: Path, day: str, ledger_file: Path, dlq_seqs: se
             elsewhere += 1
         else:
             missing.append(seq)
-    return Accounting((start, end), len(window), in_ticks, in_dlq, elsewhere, ranges(missing),
-                      ranges(partial), ticks_missing)
+    return Accounting((start, end), len(window_seqs), in_ticks, in_dlq, elsewhere, ranges(missing),
+                      ranges(partial), ticks_missing, sorted(read))
+
+
+def dlq_resume_seq(lake_root: Path, day: str, window_start: int, lookback: int = 7) -> int | None:
+    """The TICKS_DLQ sequence from which D's DLQ records must be read: the position an earlier published day
+    recorded (`dlq_resume` in its manifest: every DLQ record of a raw sequence above `raw_above` is at or after
+    `dlq_seq`), when its `raw_above` lies before D's window. None: read from the stream's first message."""
+    looked = 0
+    for other in sorted((d for d in lake_day_names(lake_root) if d < day), reverse=True):
+        manifest = read_manifest(lake_root, other)
+        if manifest is None:
+            continue
+        resume = manifest.get("dlq_resume")
+        if resume and int(resume.get("raw_above", window_start)) < window_start:
+            return int(resume["dlq_seq"])
+        looked += 1
+        if looked >= lookback:
+            break
+    return None
 
 
 # ------------------------------------------------------------------------------------------- retention
@@ -416,15 +582,101 @@ def apply_landing_retention(lake_root: Path, retention_days: int, today: date) -
     blocking checks passed) and covered every landing file now there. Returns the days removed."""
     removed = []
     cutoff = (today - timedelta(days=retention_days)).isoformat()
-    for day, files in landing_days(lake_root).items():
+    for day in landing_day_names(lake_root):
         if day >= cutoff:
             continue
-        manifest = read_manifest(lake_root, day)
-        if not manifest or not manifest.get("published"):
-            continue
-        covered = set(manifest.get("inputs", []))
-        if any(str(f.relative_to(lake_root)) not in covered for f in files):
-            continue  # a late file arrived after the compaction: compact again first
+        files = landing_files(lake_root, day)
+        if not files or abandoned_reason(lake_root, day, files) is not None:
+            continue  # unpublished, or a late file arrived after the compaction: compact again first
         shutil.rmtree(Path(lake_root) / LANDING / f"date={day}")
         removed.append(day)
     return removed
+
+
+QUARANTINE = "ticks/quarantine"
+QUARANTINE_RECORD = "_quarantine.json"
+NOT_PUBLISHED = "not published"
+NOT_COVERED = "landing files not covered by the published compaction"
+
+
+class QuarantineError(QuantPlatformError):
+    """A landing day could not be moved to (or removed from) quarantine."""
+
+    def __init__(self, day: str, reason: str):
+        self.day = day
+        super().__init__(f"quarantine of landing day {day}: {reason}")
+
+
+def abandoned_reason(lake_root: Path, day: str, files: list[Path]) -> str | None:
+    """Why a landing day's files are not in a published compaction (None: they all are)."""
+    manifest = read_manifest(lake_root, day)
+    if not manifest or not manifest.get("published"):
+        return NOT_PUBLISHED
+    covered = set(manifest.get("inputs", []))
+    if any(str(f.relative_to(lake_root)) not in covered for f in files):
+        return NOT_COVERED
+    return None
+
+
+def quarantine_abandoned_landing(lake_root: Path, after_days: int, keep_days: int, now: datetime) -> list[dict]:
+    """Move the landing folders of days older than `after_days` that never published (their compaction failed
+    or never ran), or hold files their published compaction does not cover, to
+    ticks/quarantine/date=D/at=<UTC time>/ with a _quarantine.json record (reason, files, rows, bytes, when it
+    will be deleted). One rename per day, the record inside the moved folder: never a half-moved day.
+    Returns the records written."""
+    import pyarrow.parquet as pq
+
+    lake_root = Path(lake_root)
+    cutoff = (now.date() - timedelta(days=after_days)).isoformat()
+    out = []
+    for day in landing_day_names(lake_root):
+        if day >= cutoff:
+            continue
+        src = lake_root / LANDING / f"date={day}"
+        files = landing_files(lake_root, day)
+        if not files:
+            continue  # nothing landed (a lander's leftover temp file at most): left alone
+        reason = abandoned_reason(lake_root, day, files)
+        if reason is None:
+            continue  # published and covered: retention deletes it
+        at = now.astimezone(UTC)
+        target = lake_root / QUARANTINE / f"date={day}" / f"at={at:%Y%m%dT%H%M%S%fZ}"
+        record = {"day": day, "reason": reason, "quarantined_at": at.isoformat(),
+                  "delete_after": (at + timedelta(days=keep_days)).isoformat(),
+                  "files": [str(f.relative_to(src)) for f in files],
+                  "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
+                  "bytes": sum(f.stat().st_size for f in files), "landing_signature": landing_signature(files),
+                  "path": str(target.relative_to(lake_root)),
+                  "restore": f"move {target.relative_to(lake_root)}/source=* back to {LANDING}/date={day}/"}
+        try:
+            tmp = src / f".{QUARANTINE_RECORD}.tmp"
+            tmp.write_text(json.dumps(record, indent=2))
+            os.replace(tmp, src / QUARANTINE_RECORD)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise QuarantineError(day, f"{type(exc).__name__}: {exc}") from exc
+        out.append(record)
+    return out
+
+
+def expire_quarantine(lake_root: Path, keep_days: int, now: datetime) -> list[dict]:
+    """Delete quarantined landing days kept `keep_days` or longer (by their record's quarantined_at). Returns
+    the records of the deleted ones."""
+    root = Path(lake_root) / QUARANTINE
+    out = []
+    for day in _date_names(root):
+        day_dir = root / f"date={day}"
+        for batch in sorted(p for p in day_dir.glob("at=*") if p.is_dir()):
+            try:
+                record = json.loads((batch / QUARANTINE_RECORD).read_text())
+                at = datetime.fromisoformat(record["quarantined_at"])
+            except (OSError, ValueError, KeyError) as exc:
+                raise QuarantineError(day, f"unreadable record in {batch}: {exc}") from exc
+            if now - at >= timedelta(days=keep_days):
+                shutil.rmtree(batch)
+                out.append(record)
+        if day_dir.is_dir() and not any(day_dir.iterdir()):
+            day_dir.rmdir()
+    return out

@@ -1,5 +1,6 @@
 """What Dagster reads of the tick stream, always briefly: stream and consumer state with per-source counts,
-the drain barrier that closes a UTC day, the raw sequences the DLQ accounts for, and which streams are filling up.
+the drain barrier that closes a UTC day, the raw sequences the DLQ accounts for (from a starting sequence, so a
+day's compaction reads that day's records, not the whole DLQ), and which streams are filling up.
 
 Never consume, acknowledge or create anything here: reads are stream/consumer info and direct gets, all the
 read-only `dagster` NATS user may do.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_platform.errors import ConfigError, QuantPlatformError
@@ -138,28 +140,58 @@ async def read_headers_direct(nc, stream: str, first_seq: int, last_seq: int, ti
     return out
 
 
-async def read_dlq_raw_seqs(url: str, timeout: float = 5.0) -> dict[int, str]:
-    """{raw TICKS_RAW sequence: reason} of every DLQ message (rejects, control-only markers and raw messages
-    dead-lettered whole). Records of the lander and fan-out stages carry no raw sequence: they do not account
-    for a raw message (its ticks are missing from the lake, which the completeness check must see)."""
+@dataclass
+class DlqRead:
+    """The normalizer's DLQ records read from `read_from` to `last_seq` (the stream's last when read)."""
+
+    raw: dict[int, str] = field(default_factory=dict)  # raw TICKS_RAW sequence -> reason
+    dlq_seq: dict[int, int] = field(default_factory=dict)  # raw sequence -> the first DLQ sequence holding it
+    read_from: int = 0
+    last_seq: int = 0
+    records: int = 0  # DLQ messages fetched
+
+    def resume_after(self, raw_above: int) -> int:
+        """The DLQ sequence at or after which every record of a raw sequence above `raw_above` lies: the first
+        such record read, else the one after the last (a later record gets a later DLQ sequence)."""
+        return min((q for raw, q in self.dlq_seq.items() if raw > raw_above), default=self.last_seq + 1)
+
+
+async def read_dlq(url: str, timeout: float = 5.0, *, start_seq: int | None = None) -> DlqRead:
+    """The raw sequences TICKS_DLQ accounts for (rejects, control-only markers and raw messages dead-lettered
+    whole), reading from `start_seq` (None: the stream's first message) to its last. Records of the lander
+    and fan-out stages carry no raw sequence: they do not account for a raw message (its ticks are missing
+    from the lake, which the completeness check must see)."""
     nc = await _connect(url, timeout)
-    out: dict[int, str] = {}
+    out = DlqRead()
     try:
         js = nc.jetstream(timeout=timeout)
         info = await js.stream_info(STREAM_DLQ)
-        if not info.state.messages:
+        first, last = int(info.state.first_seq), int(info.state.last_seq)
+        out.read_from, out.last_seq = max(first, int(start_seq or 0)), last
+        if not info.state.messages or out.read_from > last:
             return out
-        for _, hdrs in await read_headers_direct(nc, STREAM_DLQ, info.state.first_seq, info.state.last_seq, timeout):
+        for seq, hdrs in await read_headers_direct(nc, STREAM_DLQ, out.read_from, last, timeout):
+            out.records += 1
             raw = hdrs.get(HDR_RAW_SEQ)
             if raw and raw.isdigit():
-                out[int(raw)] = hdrs.get("Qp-Reason", "")
+                out.raw[int(raw)] = hdrs.get("Qp-Reason", "")
+                out.dlq_seq.setdefault(int(raw), seq)
         return out
     finally:
         await nc.close()
 
 
-def dlq_raw_seqs_now(url: str, timeout: float = 5.0) -> dict[int, str]:
-    return asyncio.run(read_dlq_raw_seqs(url, timeout))
+async def read_dlq_raw_seqs(url: str, timeout: float = 5.0, *, start_seq: int | None = None) -> dict[int, str]:
+    """{raw TICKS_RAW sequence: reason} of the DLQ records from `start_seq` (None: all of them)."""
+    return (await read_dlq(url, timeout, start_seq=start_seq)).raw
+
+
+def dlq_raw_seqs_now(url: str, timeout: float = 5.0, *, start_seq: int | None = None) -> dict[int, str]:
+    return asyncio.run(read_dlq_raw_seqs(url, timeout, start_seq=start_seq))
+
+
+def dlq_now(url: str, timeout: float = 5.0, *, start_seq: int | None = None) -> DlqRead:
+    return asyncio.run(read_dlq(url, timeout, start_seq=start_seq))
 
 
 FILL_ALERT_ENV = "QP_STREAM_FILL_ALERT_PCT"
