@@ -297,6 +297,31 @@ def test_a_failing_sink_stops_the_connector_with_the_error(vendor_env, caplog):
     assert any(r.levelno == logging.ERROR and "NATS unavailable" in r.getMessage() for r in caplog.records)
 
 
+def test_a_fatal_stop_leaves_a_typed_record_for_the_supervisor(vendor_env, monkeypatch, tmp_path):
+    """Refused credentials are persistent (the supervisor backs off and alerts); a failing sink is not."""
+    record = tmp_path / "fatal.json"
+    monkeypatch.setenv("QP_CONNECTOR_FATAL_FILE", str(record))
+
+    async def scenario(server_kwargs, sink_fails: bool):
+        async with ReplayServer("polygon", **server_kwargs) as server:
+            connector = connector_for("polygon", server.url)
+
+            async def sink(frame: RawFrame) -> None:
+                if sink_fails:
+                    raise RuntimeError("NATS unavailable")
+
+            with pytest.raises((AuthenticationError, SinkError)):
+                await asyncio.wait_for(connector.run(sink, asyncio.Event()), 5)
+
+    asyncio.run(scenario({"refuse_auth": True}, False))
+    auth = json.loads(record.read_text())
+    assert (auth["source"], auth["error"], auth["persistent"]) == ("polygon", "AuthenticationError", True)
+    assert "QP_POLYGON_API_KEY" in auth["reason"] and POLYGON_KEY not in record.read_text()
+    asyncio.run(scenario({}, True))
+    sink = json.loads(record.read_text())
+    assert (sink["error"], sink["persistent"]) == ("SinkError", False)
+
+
 def test_frames_are_single_lines_and_empty_or_binary_frames_are_skipped(vendor_env):
     sent = ['{"a":1}\n', "", "\r\n", b"\x00\x01", '{"a":\n2}', '{"b":3}']
 

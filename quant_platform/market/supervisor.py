@@ -1,10 +1,12 @@
 """`quant-platform ingest run`: runs connectors, normalizers, landers and fan-out workers as processes,
-restarts the ones that die, and scales normalizers and landers between a min and a max on consumer lag
-(num_pending + num_ack_pending, the signal KEDA's JetStream scaler reads), logging every decision.
+restarts the ones that die (at once; a connector stopped by a persistent fatal error - refused credentials -
+only after an exponential backoff, with an alert), and scales normalizers and landers between a min and a max on
+consumer lag (num_pending + num_ack_pending, the signal KEDA's JetStream scaler reads), logging every decision.
 
 Never scale on anything the worker reports about itself: lag is read from JetStream, the source of truth. Never put
 the NATS URL on a worker's command line (it carries a password, and /proc/<pid>/cmdline is world-readable): the
-workers get it in QP_NATS_URL.
+workers get it in QP_NATS_URL. Never knock on a vendor's door every interval with credentials it refused (it can
+lock the account).
 """
 
 from __future__ import annotations
@@ -22,9 +24,84 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import Counter, Gauge
+
 from quant_platform.market import metrics
 
 log = logging.getLogger("quant_platform.market.supervisor")
+
+FATAL_BACKOFF_ENV = "QP_CONNECTOR_FATAL_BACKOFF_S"
+FATAL_BACKOFF_MAX_ENV = "QP_CONNECTOR_FATAL_BACKOFF_MAX_S"
+INCIDENTS_FILE = "connector_fatal.json"
+
+CONNECTOR_FATAL = Gauge("qp_connector_fatal", "1 while a worker is held back after a persistent fatal error "
+                        "(e.g. refused credentials)", ["role"], registry=metrics.REGISTRY)
+CONNECTOR_FATAL_STOPS = Counter("qp_connector_fatal_stops", "Worker stops on a persistent fatal error",
+                                ["role", "error"], registry=metrics.REGISTRY)
+
+
+@dataclass(frozen=True)
+class FatalBackoff:
+    """Restart delay after a persistent fatal stop: `initial_s` doubling per consecutive stop, at most `max_s`."""
+
+    initial_s: float = 30.0
+    max_s: float = 3600.0
+
+    def delay(self, stops: int) -> float:
+        return min(self.max_s, self.initial_s * 2 ** min(max(stops, 1) - 1, 32))
+
+    @classmethod
+    def from_env(cls) -> FatalBackoff:
+        """QP_CONNECTOR_FATAL_BACKOFF_S (default 30) and QP_CONNECTOR_FATAL_BACKOFF_MAX_S (default 3600)."""
+        from quant_platform.platform.settings import SettingError, bounded_env
+
+        try:
+            initial = bounded_env(FATAL_BACKOFF_ENV, 30.0, 1, 86_400)
+            most = bounded_env(FATAL_BACKOFF_MAX_ENV, 3600.0, 1, 7 * 86_400)
+        except SettingError as exc:
+            raise SystemExit(str(exc)) from None
+        return cls(initial, max(initial, most))
+
+
+@dataclass
+class FatalIncident:
+    """A role held back after persistent fatal stops; open until a restarted worker stays up."""
+
+    role: str
+    source: str
+    error: str
+    reason: str
+    since: float
+    stops: int = 1
+    restart_at: float = 0.0  # time.monotonic()
+    delay_s: float = 0.0
+    next_restart: float = 0.0  # epoch seconds, for people and the alert
+    waiting_pid: int | None = None  # the dead worker whose restart is held back
+
+    def as_dict(self) -> dict:
+        return {"role": self.role, "source": self.source, "error": self.error, "reason": self.reason,
+                "since": self.since, "stops": self.stops, "restart_in_s": self.delay_s,
+                "next_restart": self.next_restart}
+
+
+def _state_dir(state_dir: Path | None) -> Path:
+    if state_dir is not None:
+        return Path(state_dir)
+    from quant_platform.platform.settings import load_settings
+
+    return load_settings().home / "ingest"
+
+
+def read_connector_incidents(state_dir: Path | None = None) -> dict[str, dict]:
+    """{role: incident} the running supervisor reports (<QP_HOME>/ingest/connector_fatal.json); {} when none."""
+    path = _state_dir(state_dir) / INCIDENTS_FILE
+    try:
+        return dict(json.loads(path.read_text()).get("incidents", {}))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning(json.dumps({"event": "incidents_unreadable", "path": str(path), "error": str(exc)[:200]}))
+        return {}
 
 
 @dataclass
@@ -74,6 +151,13 @@ class Supervisor:
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
     _ports: list = field(default_factory=list)  # (process, metrics port) of every worker started
     _fill_logged: dict = field(default_factory=dict)  # stream -> when its fill was last logged
+    fatal_backoff: FatalBackoff = field(default_factory=FatalBackoff.from_env)
+    state_dir: Path | None = None  # default <QP_HOME>/ingest: fatal-stop records and the incidents file
+    healthy_after_s: float = 60.0  # a worker restarted after a fatal stop and up this long ends the incident
+    incidents: dict[str, FatalIncident] = field(default_factory=dict)
+    _reports: dict = field(default_factory=dict)  # pid -> the fatal-stop record file its worker may write
+    _started: dict = field(default_factory=dict)  # pid -> time.monotonic() at start
+    _spawned: int = 0
 
     # ----------------------------------------------------------------------------------- processes
     def _spawn(self, role: str) -> subprocess.Popen:
@@ -83,9 +167,19 @@ class Supervisor:
             # worker's port is reused, so Prometheus keeps scraping a bounded set of targets
             used = {pt for pr, pt in self._ports if pr.poll() is None}
             port = next(self.metrics_base_port + k for k in range(1, 10_000) if self.metrics_base_port + k not in used)
+        from quant_platform.market.connectors.base import FATAL_REPORT_ENV
+
         cmd = [sys.executable, "-m", "quant_platform.market.worker", "--role", role,
                "--lake", str(self.lake_root), "--metrics-port", str(port)]
-        proc = subprocess.Popen(cmd, env={**os.environ, "QP_NATS_URL": self.nats_url}, start_new_session=True)
+        self._spawned += 1
+        reports = _state_dir(self.state_dir) / "fatal-reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        report = reports / f"{os.getpid()}-{self._spawned}.json"
+        report.unlink(missing_ok=True)
+        proc = subprocess.Popen(cmd, env={**os.environ, "QP_NATS_URL": self.nats_url, FATAL_REPORT_ENV: str(report)},
+                                start_new_session=True)
+        self._reports[proc.pid] = report
+        self._started[proc.pid] = time.monotonic()
         if port:
             self._ports = [(pr, pt) for pr, pt in self._ports if pr.poll() is None] + [(proc, port)]
         log.info(json.dumps({"event": "start", "role": role, "pid": proc.pid, "metrics_port": port}))
@@ -106,13 +200,84 @@ class Supervisor:
         metrics.WORKERS.labels(role=role).set(len(alive))
 
     def restart_dead(self) -> None:
+        """Restart dead workers at once, except one that stopped on a persistent fatal error (its record says
+        so): that one waits FatalBackoff's delay, doubling per consecutive stop, and its incident is logged,
+        counted in qp_connector_fatal and written for the alert sensor."""
+        now = time.monotonic()
         for role, plist in self.procs.items():
             for i, p in enumerate(plist):
-                if p.poll() is not None:
-                    log.warning(json.dumps({"event": "restart", "role": role, "pid": p.pid, "exit": p.returncode}))
+                incident = self.incidents.get(role)
+                if p.poll() is None:
+                    if (incident is not None and incident.waiting_pid is None
+                            and now - self._started.get(p.pid, now) >= self.healthy_after_s):
+                        self._close_incident(role, "running again")
+                    continue
+                if incident is not None and incident.waiting_pid == p.pid:
+                    if now < incident.restart_at:
+                        continue  # held back
+                    incident.waiting_pid = None
+                    log.warning(json.dumps({"event": "restart", "role": role, "pid": p.pid, "exit": p.returncode,
+                                            "after_fatal_stops": incident.stops}))
                     plist[i] = self._spawn(role)
+                    continue
+                report = self._take_report(p.pid)
+                if report is not None and report.get("persistent"):
+                    self._hold_back(role, p, report, now)
+                    continue
+                log.warning(json.dumps({"event": "restart", "role": role, "pid": p.pid, "exit": p.returncode}))
+                plist[i] = self._spawn(role)
+
+    def _take_report(self, pid: int) -> dict | None:
+        self._started.pop(pid, None)
+        path = self._reports.pop(pid, None)
+        if path is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _hold_back(self, role: str, proc: subprocess.Popen, report: dict, now: float) -> None:
+        incident = self.incidents.get(role)
+        if incident is None:
+            incident = self.incidents[role] = FatalIncident(
+                role, str(report.get("source", role)), str(report.get("error", "")), str(report.get("reason", "")),
+                since=float(report.get("at") or time.time()), stops=0)
+        incident.stops += 1
+        incident.error, incident.reason = str(report.get("error", "")), str(report.get("reason", ""))
+        delay = self.fatal_backoff.delay(incident.stops)
+        incident.restart_at, incident.waiting_pid = now + delay, proc.pid
+        incident.delay_s, incident.next_restart = delay, time.time() + delay
+        CONNECTOR_FATAL.labels(role=role).set(1)
+        CONNECTOR_FATAL_STOPS.labels(role=role, error=incident.error).inc()
+        log.error(json.dumps({"event": "connector_fatal", "role": role, "source": incident.source,
+                              "error": incident.error, "reason": incident.reason, "pid": proc.pid,
+                              "exit": proc.returncode, "stops": incident.stops, "restart_in_s": delay}))
+        self._write_incidents()
+
+    def _close_incident(self, role: str, why: str) -> None:
+        incident = self.incidents.pop(role, None)
+        if incident is None:
+            return
+        CONNECTOR_FATAL.labels(role=role).set(0)
+        log.info(json.dumps({"event": "connector_fatal_resolved", "role": role, "stops": incident.stops,
+                             "why": why}))
+        self._write_incidents()
+
+    def _write_incidents(self) -> None:
+        """<state dir>/connector_fatal.json: the incidents open now (read by the alert sensor), atomically."""
+        path = _state_dir(self.state_dir) / INCIDENTS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{INCIDENTS_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"updated_at": time.time(), "supervisor_pid": os.getpid(),
+                                   "incidents": {r: i.as_dict() for r, i in self.incidents.items()}}))
+        os.replace(tmp, path)
 
     def stop_all(self, timeout_s: float = 20) -> None:
+        for role in list(self.incidents):  # nothing is held back once ingest stops
+            self._close_incident(role, "ingest stopped")
         for plist in self.procs.values():
             for p in plist:
                 if p.poll() is None:

@@ -1,6 +1,7 @@
-"""The alert sensor: turns failed asset checks, freshness violations and tick streams filling up (above
-QP_STREAM_FILL_ALERT_PCT, default 80%, of their max_bytes) into one webhook post per incident (Slack-compatible
-JSON with a link to the asset), and one more post when the incident is resolved.
+"""The alert sensor: turns failed asset checks, freshness violations, tick streams filling up (above
+QP_STREAM_FILL_ALERT_PCT, default 80%, of their max_bytes) and connectors held back after a fatal error (refused
+credentials) into one webhook post per incident (Slack-compatible JSON with a link to the asset), and one more
+post when the incident is resolved.
 
 Never post an incident twice and never drop one silently: open incidents and undelivered posts live in the
 sensor cursor, and the event-log position only moves past events whose alerts are already in it.
@@ -47,6 +48,9 @@ WEBHOOK_TIMEOUT_MAX_S = 10.0
 TICK_STREAM_PATH = ["market", "tick_stream"]
 STREAM_FILL_CHECK = "stream_fill"
 STREAM_STATE_TIMEOUT_S = 3.0
+# A connector held back after a persistent fatal error: one incident per connector role.
+CONNECTOR_FATAL_CHECK = "connector_fatal"
+FATAL_BACKOFF_HINT = "QP_CONNECTOR_FATAL_BACKOFF_MAX_S (1 h)"
 
 
 def _env(name: str) -> str | None:
@@ -331,6 +335,30 @@ def apply_stream_fill(cursor: AlertCursor, state: dict, now: float) -> None:
         })
 
 
+def apply_connector_fatal(cursor: AlertCursor, incidents: dict[str, dict], now: float) -> None:
+    """One incident per connector the supervisor holds back after a persistent fatal error (refused credentials,
+    a refused subscription: supervisor.read_connector_incidents()), resolved once it no longer reports it."""
+    prefix = f"{'/'.join(TICK_STREAM_PATH)}|{CONNECTOR_FATAL_CHECK}."
+    current = set()
+    for role, inc in sorted(incidents.items()):
+        iid = incident_id(TICK_STREAM_PATH, f"{CONNECTOR_FATAL_CHECK}.{role}", None)
+        current.add(iid)
+        if iid in cursor.open:
+            cursor.open[iid]["count"] = int(inc.get("stops", 1))
+            continue
+        cursor.open_incident(iid, {
+            "path": list(TICK_STREAM_PATH), "check": f"{CONNECTOR_FATAL_CHECK}.{role}", "partition": None,
+            "severity": "ERROR", "run_id": None, "owners": ["team:market-data"],
+            "opened_at": float(inc.get("since") or now), "count": int(inc.get("stops", 1)),
+            "summary": (f"{role} stopped on {inc.get('error')}: {inc.get('reason')}. Retrying cannot fix this (the "
+                        f"vendor may lock the account): restarts back off, next in {inc.get('restart_in_s')} s, "
+                        f"doubling up to {FATAL_BACKOFF_HINT}. Fix the credentials or subscription, then restart "
+                        "ingest.")[:SUMMARY_MAX],
+        })
+    for iid in [i for i in cursor.open if i.startswith(prefix) and i not in current]:
+        cursor.close_incident(iid, at=now, now="the connector is running again (or ingest stopped)")
+
+
 def read_stream_state_for_alerts(log: logging.Logger) -> dict | None:
     """The tick streams' state when a NATS server is known (QP_NATS_URL or a running `ingest run`), else None;
     an unreachable server is logged and skipped (its incidents stay as they are)."""
@@ -398,6 +426,10 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
             cursor.queue("opened", incident, at=incident["opened_at"])
     if stream_state is not None and cursor.caught_up:
         apply_stream_fill(cursor, stream_state, time.time())
+    if cursor.caught_up:
+        from quant_platform.market.supervisor import read_connector_incidents
+
+        apply_connector_fatal(cursor, read_connector_incidents(), time.time())
     from quant_platform.reports.alerting import apply_findings
 
     apply_findings(cursor, instance)  # findings at or above QP_FINDING_ALERT_PROBABILITY, once each
@@ -417,7 +449,8 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
     minimum_interval_seconds=alert_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Posts failed asset checks, freshness violations (FAIL or WARN, as recorded by the "
-    "freshness daemon) and tick streams above QP_STREAM_FILL_ALERT_PCT (default 80%) of their max_bytes to the "
+    "freshness daemon), tick streams above QP_STREAM_FILL_ALERT_PCT (default 80%) of their max_bytes and connectors "
+    "held back after a fatal error (refused credentials) to the "
     "webhook in QP_ALERT_WEBHOOK_URL, once per incident, and again when resolved.",
 )
 def alert_sensor(context: dg.SensorEvaluationContext):

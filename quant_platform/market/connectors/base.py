@@ -31,9 +31,12 @@ FrameSink = Callable[[RawFrame], Awaitable[None]]
 
 # ------------------------------------------------------------------------------------------------ errors
 class ConnectorError(QuantPlatformError):
-    """A vendor connection failed in a way the connector understands. `fatal` ones stop run(); others reconnect."""
+    """A vendor connection failed in a way the connector understands. `fatal` ones stop run(); others reconnect.
+    `persistent` ones fail the same way on every retry with the same configuration (credentials, plan, URL):
+    whoever restarts the connector must back off for long and tell a person (supervisor.FatalBackoff)."""
 
     fatal: ClassVar[bool] = False
+    persistent: ClassVar[bool] = False
 
     def __init__(self, source: str, reason: str):
         self.source = source
@@ -49,24 +52,53 @@ class AuthenticationError(ConnectorError):
     """The vendor rejected our credentials. Retrying cannot help, so run() stops instead of looping."""
 
     fatal = True
+    persistent = True
 
 
 class SubscriptionError(ConnectorError):
     """The vendor refused the subscription (symbol limit, plan, syntax). Fatal: fix the config, then restart."""
 
     fatal = True
+    persistent = True
 
 
 class VendorRejectedError(ConnectorError):
     """The websocket upgrade was refused with an HTTP 4xx (bad path, geo-block, ...). Fatal."""
 
     fatal = True
+    persistent = True
 
 
 class SinkError(ConnectorError):
-    """The sink raised. Fatal by design: see WebsocketConnector.run."""
+    """The sink raised. Fatal by design (see WebsocketConnector.run), not persistent: NATS comes back, so the
+    supervisor restarts the worker at once."""
 
     fatal = True
+
+
+# The supervisor names a file here per worker it starts; a connector that stops on a fatal error writes one JSON
+# record there ({"source", "error", "reason", "persistent", "at"}), so the supervisor can tell a refused key
+# (back off, alert) from a crash (restart at once) without parsing logs.
+FATAL_REPORT_ENV = "QP_CONNECTOR_FATAL_FILE"
+
+
+def report_fatal(source: str, error: str, reason: str, persistent: bool) -> None:
+    """Write the fatal-stop record to $QP_CONNECTOR_FATAL_FILE when it is set (atomically; the reason
+    redacted). A failure to write is logged, never raised: the error being reported matters more."""
+    from quant_platform.platform.redaction import redact
+
+    path = os.environ.get(FATAL_REPORT_ENV, "").strip()
+    if not path:
+        return
+    record = {"source": source, "error": error, "reason": redact(reason)[:500], "persistent": persistent,
+              "at": time.time()}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("%s: cannot write the fatal-stop record to %s: %s", source, path, exc)
 
 
 # ------------------------------------------------------------------------------------------------ backoff
@@ -259,6 +291,7 @@ class WebsocketConnector(abc.ABC):
             try:
                 ws = await connect(self.url, **self._connect_kwargs())
             except InvalidURI as exc:
+                report_fatal(self.source, "ConfigError", f"invalid websocket URL {self.base_url!r}", True)
                 raise ConfigError(f"{self.source} connector: invalid websocket URL {self.base_url!r}") from exc
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -323,6 +356,7 @@ class WebsocketConnector(abc.ABC):
     def _fail(self, exc: ConnectorError) -> None:
         self.last_error = exc.reason
         log.error("%s: stopping: %s", self.source, exc.reason)
+        report_fatal(self.source, type(exc).__name__, exc.reason, exc.persistent)
 
     async def _sleep_backoff(self, stop: asyncio.Event) -> bool:
         """Sleep the next backoff delay; True if `stop` was set meanwhile."""
