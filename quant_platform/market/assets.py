@@ -456,7 +456,8 @@ def _landing_requests(context, cursor: dict, drained_at: datetime | None, now: f
         "Reads the JetStream state of the tick pipeline (light: stream and consumer info only), records it as "
         "an observation of market/tick_stream, and requests market/ticks_daily for each closed UTC day: once "
         "the normalizer and lander have drained everything received up to midnight + QP_TICK_LATENESS_MINUTES. "
-        "The run key carries the day's landed sequence range, so a late tick requests the day again."
+        "The run key carries the day's landed sequence range, so a late tick requests the day again. Only new or "
+        "changed landing days are listed (their folders' mtimes are kept in the cursor)."
     ),
 )
 def market_ingest_sensor(context: dg.SensorEvaluationContext):
