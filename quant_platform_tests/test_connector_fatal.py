@@ -112,8 +112,8 @@ def test_refused_credentials_are_not_retried_every_interval_and_raise_one_alert(
     apply_connector_fatal(cursor, {}, time.time())
     assert [a["kind"] for a in cursor.pending] == ["opened", "resolved"]
 
-def test_fatal_backoff_doubles_to_its_cap_and_other_deaths_restart_at_once(polygon_env, monkeypatch, caplog,
-                                                                           tmp_path):
+def test_fatal_backoff_doubles_to_a_cap_ends_once_running_and_crashes_restart_at_once(polygon_env, monkeypatch,
+                                                                                     caplog, tmp_path):
     from quant_platform.market.nats_server import EmbeddedNats
     from quant_platform.market.supervisor import FatalBackoff, Supervisor
 
@@ -126,15 +126,20 @@ def test_fatal_backoff_doubles_to_its_cap_and_other_deaths_restart_at_once(polyg
         FatalBackoff.from_env()
     monkeypatch.setenv("QP_CONNECTOR_FATAL_BACKOFF_S", "1")
     monkeypatch.setenv("QP_CONNECTOR_FATAL_BACKOFF_MAX_S", "2")
+    assert [FatalBackoff.from_env().delay(n) for n in (1, 2, 3)] == [1, 2, 2]
 
-    # A connector with good credentials killed by a signal: restarted at the next step, no alert.
-    monkeypatch.setenv("QP_POLYGON_API_KEY", "pk_the_right_key")
+    # Refused, held back 1 s, restarted with the key fixed, up for a while: the incident ends. Then a kill -9 of
+    # the running connector: restarted at the next step, no new incident.
     with EmbeddedNats(tmp_path / "nats").start() as srv, ServerThread(api_key="pk_the_right_key") as vendor:
         monkeypatch.setenv("QP_POLYGON_WS_URL", vendor.url)
-        sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", connectors=[ROLE])
+        sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", connectors=[ROLE], healthy_after_s=1.0)
         try:
             sup.scale_to(ROLE, 1)
-            drive(sup, 30, until=lambda: vendor.connections >= 1)
+            drive(sup, 30, until=lambda: ROLE in sup.incidents)
+            assert sup.incidents[ROLE].delay_s == 1
+            monkeypatch.setenv("QP_POLYGON_API_KEY", "pk_the_right_key")
+            drive(sup, 30, until=lambda: ROLE not in sup.incidents)
+            assert ROLE not in sup.incidents and vendor.connections == 2
             victim = sup.procs[ROLE][0]
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait(10)
@@ -143,6 +148,8 @@ def test_fatal_backoff_doubles_to_its_cap_and_other_deaths_restart_at_once(polyg
             assert time.monotonic() - t0 < 1.0
         finally:
             sup.stop_all()
-    [restart] = events(caplog, "restart")
-    assert restart["role"] == ROLE and restart["exit"] == -signal.SIGKILL
-    assert events(caplog, "connector_fatal") == []
+    assert len(events(caplog, "connector_fatal")) == 1
+    assert [e["why"] for e in events(caplog, "connector_fatal_resolved")] == ["running again"]
+    after_fatal, killed = events(caplog, "restart")
+    assert after_fatal["after_fatal_stops"] == 1
+    assert killed["role"] == ROLE and killed["exit"] == -signal.SIGKILL and "after_fatal_stops" not in killed

@@ -195,6 +195,10 @@ class Supervisor:
         while len(alive) > n:
             p = alive.pop()
             p.send_signal(signal.SIGTERM)  # graceful: unacked messages are redelivered to the others
+            self._started.pop(p.pid, None)
+            report = self._reports.pop(p.pid, None)
+            if report is not None:
+                report.unlink(missing_ok=True)
             log.info(json.dumps({"event": "stop", "role": role, "pid": p.pid}))
         self.procs[role] = alive
         metrics.WORKERS.labels(role=role).set(len(alive))
