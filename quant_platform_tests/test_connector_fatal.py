@@ -85,12 +85,12 @@ def test_refused_credentials_are_not_retried_every_interval_and_raise_one_alert(
         sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", connectors=[ROLE])
         try:
             sup.scale_to(ROLE, 1)
-            drive(sup, 8)
+            drive(sup, 5)
             incidents = read_connector_incidents(polygon_env / "ingest")
             held = metrics.REGISTRY.get_sample_value("qp_connector_fatal", {"role": ROLE})
         finally:
             sup.stop_all()
-    assert vendor.connections == 1, f"the vendor was asked {vendor.connections} times in 8 s"
+    assert vendor.connections == 1, f"the vendor was asked {vendor.connections} times in 5 s"
     assert events(caplog, "restart") == []
     [fatal] = events(caplog, "connector_fatal")
     assert fatal["_level"] == logging.ERROR and fatal["role"] == ROLE and fatal["error"] == "AuthenticationError"
