@@ -91,9 +91,8 @@ def test_the_cli_prints_one_line_without_the_password(qp_home, monkeypatch, caps
 
 
 def test_the_rule(monkeypatch):
-    from quant_platform.platform.redaction import redact
-
     from quant_platform.errors import without_password
+    from quant_platform.platform.redaction import redact
 
     monkeypatch.setenv("QP_POLYGON_API_KEY", "polyKey123456")
     monkeypatch.setenv("QP_ALERT_WEBHOOK_URL", "https://hooks.example.com/T1/B2/hookSecret99")
