@@ -93,7 +93,7 @@ def read_contents(book: xlrd.book.Book, report: str = WORKBOOK_REPORT) -> Workbo
         raise ReportParseError(report, None, f"no Contents sheet (sheets: {', '.join(book.sheet_names())}); "
                                "EIA's workbooks always open with one: a re-saved copy?")
     sheet = book.sheet_by_name("Contents")
-    # Vendor quirk: Contents is laid out from column B; column A stays empty except on the last line.
+    # Vendor quirk: Contents is laid out from column B (column A of its table is empty).
     at = next((r for r in range(sheet.nrows) if _text(sheet, r, 1) == _CONTENTS_HEADER[0]), None)
     if at is None:
         raise ReportParseError(report, None, "Contents sheet has no 'Worksheet Name' header")
@@ -150,11 +150,6 @@ def _parse_sheet(book: xlrd.book.Book, entry: SheetEntry, report: str) -> pd.Dat
     if sheet.ncols < 2 or sheet.nrows < 4:
         raise ReportParseError(report, None, f"{where} has no data ({sheet.nrows} rows, {sheet.ncols} columns)")
     keys = [_text(sheet, 1, c) for c in range(1, sheet.ncols)]
-    # Vendor quirk: some sheets carry trailing formatted-but-empty columns; a key-less column must be empty.
-    width = len(keys)
-    while width and not keys[width - 1]:
-        width -= 1
-    keys = keys[:width]
     if not keys or "" in keys:
         raise ReportParseError(report, 2, f"{where}: a Sourcekey cell in row 2 is empty")
     if len(set(keys)) != len(keys):
