@@ -10,12 +10,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from quant_platform.errors import ConfigError
+from quant_platform.market import futures as fut
 
 ENV_INSTRUMENTS_FILE = "QP_INSTRUMENTS_FILE"
 PACKAGED_INSTRUMENTS_FILE = Path(__file__).with_name("instruments.yaml")
@@ -24,6 +26,7 @@ PACKAGED_INSTRUMENTS_FILE = Path(__file__).with_name("instruments.yaml")
 _SOURCE_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 _INSTRUMENT_KEYS = {"instrument_id", "asset_class", "description", "tick_size", "venues"}
 _REQUIRED_KEYS = ("instrument_id", "asset_class", "venues")
+_FUTURES_KEYS = {"root", "description", "tick_size", "sources"}
 
 
 class InstrumentMasterError(ConfigError):
@@ -46,12 +49,31 @@ class Instrument:
     venues: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
 
+@dataclass(frozen=True)
+class FuturesRoot:
+    """A futures product whose contracts the master knows by rule, not one by one: every listed month of `root`
+    sent by one of `sources` as an exchange symbol (CLZ6, CLZ26) is the instrument FUT:<root>:<YYYY-MM>."""
+
+    root: str
+    description: str = ""
+    tick_size: float | None = None
+    sources: tuple[str, ...] = ()
+
+
 class InstrumentMaster:
     """Resolves (source, venue symbol) to an instrument id; built once per process, read on the hot path."""
 
     def __init__(self, instruments: list[Instrument], origin: Path | str | None = None,
-                 source_formats: Mapping[str, str] | None = None):
+                 source_formats: Mapping[str, str] | None = None, futures: list[FuturesRoot] | None = None):
         self.origin = origin
+        self._futures: dict[str, FuturesRoot] = {}
+        self._futures_by_source: dict[str, set[str]] = {}
+        for fr in futures or ():
+            if fr.root in self._futures:
+                raise InstrumentMasterError(origin, f"futures root {fr.root!r} is listed twice")
+            self._futures[fr.root] = fr
+            for source in fr.sources:
+                self._futures_by_source.setdefault(source, set()).add(fr.root)
         # source -> frame format (adapter) when they differ, e.g. a second Binance-format feed.
         self._formats: dict[str, str] = dict(source_formats or {})
         self._instruments: list[Instrument] = []
@@ -97,32 +119,73 @@ class InstrumentMaster:
 
     @classmethod
     def from_dict(cls, doc: Any, origin: Path | str | None = None) -> InstrumentMaster:
-        if not isinstance(doc, dict) or "instruments" not in doc or not set(doc) <= {"instruments", "sources"}:
-            raise InstrumentMasterError(origin, "must be a mapping with key 'instruments' (and optionally 'sources')")
+        if not isinstance(doc, dict) or "instruments" not in doc \
+                or not set(doc) <= {"instruments", "sources", "futures"}:
+            raise InstrumentMasterError(
+                origin, "must be a mapping with key 'instruments' (and optionally 'sources' and 'futures')")
         entries = doc["instruments"]
         if not isinstance(entries, list) or not entries:
             raise InstrumentMasterError(origin, "'instruments' must be a non-empty list")
         formats = _parse_sources(doc.get("sources"), origin)
         return cls([_parse_instrument(e, n, origin) for n, e in enumerate(entries)], origin=origin,
-                   source_formats=formats)
+                   source_formats=formats, futures=_parse_futures(doc.get("futures"), origin))
 
     # ------------------------------------------------------------------------------------------- queries
     def resolve(self, source: str, venue_symbol: str) -> str | None:
         """The instrument id for a venue symbol (case-insensitive), or None when the master does not know it."""
         idx = self._index.get(source)
-        if idx is None:
+        if idx is not None:
+            # Venues mostly send the configured (upper) case, so try the symbol as sent before upper-casing it.
+            iid = idx.get(venue_symbol) or idx.get(venue_symbol.upper())
+            if iid is not None:
+                return iid
+        if source in self._futures_by_source:  # a contract symbol: its decade is the one from today on
+            from datetime import UTC, datetime
+
+            return self.resolve_contract(source, venue_symbol, datetime.now(UTC).date())
+        return None
+
+    def resolve_contract(self, source: str, venue_symbol: str, reference: date) -> str | None:
+        """The contract id (FUT:CL:2026-12) for an outright futures symbol of a root the master lists for
+        `source`; `reference` (the event's date) settles a one-digit year (futures.parse_symbol). Symbols
+        configured one by one in `instruments` win. None for spreads, options, unknown roots or unlisted months."""
+        idx = self._index.get(source)
+        if idx is not None:
+            iid = idx.get(venue_symbol) or idx.get(venue_symbol.upper())
+            if iid is not None:
+                return iid
+        roots = self._futures_by_source.get(source)
+        if not roots:
             return None
-        # Venues mostly send the configured (upper) case, so try the symbol as sent before upper-casing it.
-        return idx.get(venue_symbol) or idx.get(venue_symbol.upper())
+        contract = fut.parse_symbol(venue_symbol, reference)
+        if contract is None or contract.root not in roots \
+                or contract.month_code not in fut.rule_for(contract.root).months:
+            return None
+        return contract.instrument_id
+
+    def futures_roots(self, source: str | None = None) -> list[FuturesRoot]:
+        """The futures roots of the master (those a source sends, with `source`), in config order."""
+        return [fr for fr in self._futures.values() if source is None or source in fr.sources]
+
+    def contract(self, instrument_id: str) -> fut.Contract | None:
+        """The futures contract behind a contract id of a root the master lists (root, month, last trade
+        date), else None (generic ids such as FUT:CL are not contracts)."""
+        c = fut.parse_contract_id(instrument_id)
+        return c if c is not None and c.root in self._futures else None
 
     def instruments(self) -> list[Instrument]:
         return list(self._instruments)
 
     def get(self, instrument_id: str) -> Instrument | None:
-        return self._by_id.get(instrument_id)
+        ins = self._by_id.get(instrument_id)
+        if ins is None and (c := self.contract(instrument_id)) is not None:
+            fr = self._futures[c.root]
+            return Instrument(instrument_id, "future", f"{fr.description} {date(c.year, c.month, 1):%b %Y}".strip(),
+                              fr.tick_size, {s: (c.exchange_symbol,) for s in fr.sources})
+        return ins
 
     def sources(self) -> list[str]:
-        return sorted(set(self._index) | set(self._formats))
+        return sorted(set(self._index) | set(self._formats) | set(self._futures_by_source))
 
     def format_for(self, source: str) -> str:
         """The frame format (adapter) a source speaks: its `sources.<source>.format`, else the source name."""
@@ -201,3 +264,34 @@ def _parse_instrument(entry: Any, n: int, origin: Path | str | None) -> Instrume
                 seen.append(sym)
         venues[source] = tuple(seen)
     return Instrument(iid, asset_class.strip(), description, tick_size, venues)
+
+
+def _parse_futures(raw: Any, origin: Path | str | None) -> list[FuturesRoot]:
+    """Optional `futures: [{root: CL, description, tick_size, sources: [databento]}]`: the roots whose every
+    contract is an instrument; the root needs an expiry rule in futures.py (it is written by the exchange)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InstrumentMasterError(origin, "'futures' must be a list of {root, description, tick_size, sources}")
+    out = []
+    for n, entry in enumerate(raw):
+        label = f"futures[{n}]"
+        if not isinstance(entry, dict) or "root" not in entry or not set(entry) <= _FUTURES_KEYS:
+            raise InstrumentMasterError(origin, f"{label}: must be a mapping with 'root' and only {sorted(_FUTURES_KEYS)}")
+        root = entry["root"]
+        if not isinstance(root, str) or root not in fut.ROOT_RULES:
+            raise InstrumentMasterError(origin, f"{label}: root {root!r} has no expiry rule "
+                                                f"(known: {', '.join(sorted(fut.ROOT_RULES))})")
+        description = entry.get("description") or ""
+        if not isinstance(description, str):
+            raise InstrumentMasterError(origin, f"{label} ({root}): description must be a string")
+        tick_size = entry.get("tick_size")
+        if tick_size is not None and (isinstance(tick_size, bool) or not isinstance(tick_size, int | float)
+                                      or not math.isfinite(tick_size) or tick_size <= 0):
+            raise InstrumentMasterError(origin, f"{label} ({root}): tick_size must be a positive number")
+        sources = entry.get("sources", [])
+        if not isinstance(sources, list) or not all(isinstance(s, str) and _SOURCE_RE.match(s) for s in sources):
+            raise InstrumentMasterError(origin, f"{label} ({root}): sources must be a list of source names")
+        out.append(FuturesRoot(root, description, float(tick_size) if tick_size is not None else None,
+                               tuple(dict.fromkeys(sources))))
+    return out
