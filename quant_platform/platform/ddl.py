@@ -15,13 +15,13 @@ HEADER = "-- Generated from the TableSpecs by `quant-platform warehouse ddl --wr
 def all_table_groups() -> dict[str, tuple[TableSpec, ...]]:
     from quant_platform.governance.tables import GOVERNANCE_TABLES
     from quant_platform.internal.tables import INTERNAL_TABLES
-    from quant_platform.macro.tables import MACRO_TABLES
+    from quant_platform.macro.registry import registered_tables
     from quant_platform.market.tables import MARKET_TABLES
     from quant_platform.marts.tables import MART_TABLES
     from quant_platform.reports.tables import REPORTS_TABLES
 
     return {
-        "010_tables_macro.sql": MACRO_TABLES,
+        "010_tables_macro.sql": registered_tables(),  # one per report folder listed in macro/registry.py
         "015_tables_core.sql": INTERNAL_TABLES,
         "020_tables_marts.sql": MART_TABLES,
         "025_tables_market.sql": MARKET_TABLES,

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from quant_platform.errors import ArchiveLimitError, ReportParseError
-from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY, LOAD_COLUMNS
+from quant_platform.macro.columns import LOAD_COLUMNS
+from quant_platform.macro.reports.cftc_cot_disaggregated.table import TABLE as CFTC_COT_DISAGGREGATED
+from quant_platform.macro.reports.cftc_cot_legacy.table import TABLE as CFTC_COT_LEGACY
 
 COT_ZIP_REPORT = "cftc_cot_zip"
 DISAGGREGATED_REPORT = "cftc_cot_disaggregated"

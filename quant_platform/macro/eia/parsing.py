@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from quant_platform.errors import ReportParseError
-from quant_platform.macro.tables import EIA_SERIES, EIA_WPSR, LOAD_COLUMNS
+from quant_platform.macro.columns import LOAD_COLUMNS
+from quant_platform.macro.reports.eia_series.table import TABLE as EIA_SERIES
+from quant_platform.macro.reports.eia_wpsr.table import TABLE as EIA_WPSR
 
 WPSR_REPORT = "eia_wpsr_table1"
 DNAV_REPORT = "eia_dnav_history"

@@ -1,0 +1,4 @@
+"""CFTC Commitments of Traders, disaggregated futures-only: macro.cftc_cot_disaggregated, one as-of week per partition.
+
+Never import Dagster or pandas here: the vendor simulator imports this folder's routes.py without them.
+"""
