@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_ingest_run)
     rep = ings.add_parser("replay", help="publish a capture file as if live",
                           description="Publish the vendor frames of a capture file into TICKS_RAW.")
-    rep.add_argument("--source", required=True, choices=["binance", "polygon", "alpaca"])
+    rep.add_argument("--source", required=True, choices=["binance", "polygon", "alpaca", "databento"])
     rep.add_argument("file")
     rep.add_argument("--rate", type=float, default=None, help="frames per second (default: as fast as acked)")
     rep.set_defaults(func=cmd_ingest_replay)

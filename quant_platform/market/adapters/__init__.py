@@ -15,13 +15,14 @@ from quant_platform.errors import ConfigError
 from quant_platform.market.adapters.alpaca import AlpacaAdapter, rfc3339_to_ns
 from quant_platform.market.adapters.base import Adapter, NormalizeResult, TickRejected
 from quant_platform.market.adapters.binance import BinanceAdapter
+from quant_platform.market.adapters.databento import DatabentoAdapter
 from quant_platform.market.adapters.polygon import PolygonAdapter
 from quant_platform.market.adapters.simulator import SimulatorAdapter
 from quant_platform.market.contracts import TICK_SCHEMA, RawFrame, decode_batch
 from quant_platform.market.instruments import InstrumentMaster
 
 __all__ = [
-    "ADAPTERS", "ADAPTER_FORMATS", "Adapter", "AlpacaAdapter", "BinanceAdapter", "NormalizeResult",
+    "ADAPTERS", "ADAPTER_FORMATS", "Adapter", "AlpacaAdapter", "BinanceAdapter", "DatabentoAdapter", "NormalizeResult",
     "PolygonAdapter", "SimulatorAdapter", "TickRejected", "UnknownSourceError", "get_adapter",
     "FAST_MIN_LINES", "MessageResult", "NormalizedSet", "normalize_batch", "normalize_messages",
     "register_adapter", "rfc3339_to_ns", "ticks_to_table",
@@ -46,6 +47,7 @@ ADAPTER_FORMATS: dict[str, type[Adapter]] = {
     "polygon": PolygonAdapter,
     "alpaca": AlpacaAdapter,
     "simulator": SimulatorAdapter,
+    "databento": DatabentoAdapter,
 }
 ADAPTERS: dict[str, Adapter] = {}
 

@@ -20,6 +20,7 @@ from quant_platform.market.connectors.base import (
     register,
 )
 from quant_platform.market.connectors.binance import BinanceConnector
+from quant_platform.market.connectors.databento import DatabentoConnector
 from quant_platform.market.connectors.polygon import PolygonConnector
 from quant_platform.market.connectors.replay import read_capture, replay_capture
 from quant_platform.market.connectors.simulator import MarketSimulator
@@ -31,6 +32,7 @@ __all__ = [
     "Backoff",
     "BinanceConnector",
     "ConnectorError",
+    "DatabentoConnector",
     "FrameSink",
     "HandshakeError",
     "MarketSimulator",

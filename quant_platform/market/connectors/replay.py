@@ -50,7 +50,12 @@ CAPTURE_FORMATS: dict[str, Callable[[Path, list[bytes]], list[tuple[int, bytes]]
 
 
 def read_capture(source: str, path: Path) -> list[bytes]:
-    """The vendor frames of a capture, in order, byte for byte (line endings removed); each must be JSON."""
+    """The vendor frames of a capture, in order, byte for byte (line endings removed); each must be JSON.
+    A Databento capture is a DBN file (.dbn or .dbn.zst): its frames are base64 DBN (connectors/databento.py)."""
+    if source == "databento":
+        from quant_platform.market.connectors.databento import dbn_file_frames
+
+        return dbn_file_frames(Path(path))
     try:
         extract = CAPTURE_FORMATS[source]
     except KeyError:
