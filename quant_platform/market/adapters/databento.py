@@ -26,7 +26,9 @@ from quant_platform.market.adapters.base import (
 from quant_platform.market.contracts import RawFrame, event_id
 from quant_platform.market.instruments import InstrumentMaster
 
-PRICE_SCALE = 1e-9  # DBN prices are int64 fixed point, 1 unit = 1e-9 (databento_dbn.FIXED_PRICE_SCALE)
+# DBN prices are int64 fixed point, 1 unit = 1e-9. Divide by 1e9 (databento_dbn.FIXED_PRICE_SCALE), never multiply
+# by 1e-9: 3702750000000 * 1e-9 is 3702.7500000000005, 3702750000000 / 1e9 is 3702.75 (the correctly rounded value).
+PRICE_SCALE = float(dbn.FIXED_PRICE_SCALE)
 UNDEF_PRICE = dbn.UNDEF_PRICE  # int64 max: "no price" (an empty book side, a missing statistic)
 _HEADER = struct.Struct("<3sBI")  # b"DBN", version, metadata length
 
@@ -80,7 +82,7 @@ def _day(ns: int) -> date:
 def _px(value: int, name: str) -> float:
     if value == UNDEF_PRICE or value <= 0:
         raise TickRejected(f"field {name!r}: price must be > 0, got {value}")
-    return value * PRICE_SCALE
+    return value / PRICE_SCALE
 
 
 class _Symbols:

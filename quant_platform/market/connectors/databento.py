@@ -8,6 +8,7 @@ from anywhere but QP_DATABENTO_API_KEY, never log it, and never retry a refused 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import struct
@@ -65,27 +66,22 @@ def dbn_file_frames(path: Path, max_records: int = FRAME_RECORDS) -> list[bytes]
 
 
 # ------------------------------------------------------------------------------------------------ live
-class _Tap:
+class _Tap(io.RawIOBase):
     """The writable stream handed to Live.add_stream: the client writes the session's metadata, then every record
     as bytes, from its own thread; each write lands in an asyncio queue of the connector's loop with its receipt
     time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
+        super().__init__()
         self._loop, self._queue = loop, queue
         self.__name__ = "qp-databento-tap"
 
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:
+    def write(self, data) -> int:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, (time.time_ns(), bytes(data)))
         return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @register
