@@ -141,3 +141,87 @@ def test_front_month_rolls_on_the_stated_date_clz6_to_clf7():
     assert fut.front_contract("CL", date(2026, 11, 8)).exchange_symbol == "CLZ6"
     assert fut.front_contract("ES", date(2021, 3, 11)).exchange_symbol == "ESH1"
     assert fut.front_contract("ES", date(2021, 3, 12)).exchange_symbol == "ESM1"
+
+
+# ------------------------------------------------------------------------------------------------ continuous
+def _bar(instrument_id: str, minute: str, price: float, volume: float) -> dict:
+    return {"trade_date": date.fromisoformat(minute[:10]), "instrument_id": instrument_id,
+            "minute": datetime.fromisoformat(minute).replace(tzinfo=UTC), "open": price, "high": price,
+            "low": price, "close": price, "volume": volume, "vwap": price, "trades": 1}
+
+
+def _materialize(tmp_path, monkeypatch, day: str):
+    import dagster as dg
+    import pandas as pd
+
+    from quant_platform.market.continuous import futures_continuous_1m
+
+    monkeypatch.setenv("QP_LAKE_URL", str(tmp_path / "lake"))
+    result = dg.materialize([futures_continuous_1m], partition_key=day, raise_on_error=True)
+    out = pd.read_parquet(tmp_path / "lake" / "bars" / "continuous_1m" / f"date={day}" / "bars.parquet")
+    mat = result.asset_materializations_for_node("market__futures_continuous_1m")[0]
+    return out, mat.metadata
+
+
+def test_continuous_series_rolls_from_clz6_to_clf7_on_the_roll_date(tmp_path, monkeypatch):
+    """Both contracts trade on both days; the series takes CLZ6 on 2026-11-12 and CLF7 from 2026-11-13 on."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from quant_platform.market.lake_landing import write_parquet_atomic
+
+    for day in ("2026-11-12", "2026-11-13"):
+        bars = pd.DataFrame([_bar("FUT:CL:2026-12", f"{day}T15:00:00", 60.0, 10),
+                             _bar("FUT:CL:2026-12", f"{day}T15:01:00", 60.1, 5),
+                             _bar("FUT:CL:2027-01", f"{day}T15:00:00", 60.5, 30),
+                             _bar("EQ:AAPL", f"{day}T15:00:00", 200, 1)])
+        write_parquet_atomic(pa.Table.from_pandas(bars, preserve_index=False),
+                             tmp_path / "lake" / "bars" / "1m" / f"date={day}" / "bars.parquet")
+    before, meta_before = _materialize(tmp_path, monkeypatch, "2026-11-12")
+    after, meta_after = _materialize(tmp_path, monkeypatch, "2026-11-13")
+    assert set(before["series_id"]) == {"FUT:CL:C1"} and set(before["contract_symbol"]) == {"CLZ6"}
+    assert list(before["close"]) == [60.0, 60.1] and list(before["volume"]) == [10, 5]
+    assert set(after["contract_id"]) == {"FUT:CL:2027-01"} and list(after["close"]) == [60.5]
+    assert set(before["roll_date"]) == {date(2026, 11, 13)} and set(before["last_trade_date"]) == {date(2026, 11, 20)}
+    assert "FUT:CL:C1=CLZ6 (roll 2026-11-13)" in meta_before["contracts"].value
+    assert "FUT:CL:C1=CLF7" in meta_after["contracts"].value
+
+
+def test_continuous_series_from_real_databento_trades(tmp_path, monkeypatch):
+    """Real ESH1 trades (2020-12-28) -> ticks -> bars_1m's SQL -> the series: FUT:ES:C1 is ESH1 that day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quant_platform.market import compaction as cp
+    from quant_platform.market import daily_checks as dc
+    from quant_platform.market.adapters import normalize_batch
+    from quant_platform.market.connectors.replay import read_capture
+    from quant_platform.market.contracts import RawFrame
+    from quant_platform.market.lake_landing import write_parquet_atomic
+
+    frames = [RawFrame(1_700_000_000_000_000_000, p)
+              for p in read_capture("databento", DBN_DIR / "glbx-mdp3_esh1_2020-12-28.trades.dbn.zst")]
+    table, rejected, _ = normalize_batch("databento", frames, 1, InstrumentMaster.load())
+    assert not rejected
+    ticks = tmp_path / "ticks.parquet"
+    pq.write_table(table, ticks)
+    con = cp.duck()
+    bars = dc.bars_1m(con, ticks, "2020-12-28")
+    con.close()
+    write_parquet_atomic(pa.Table.from_pandas(bars, preserve_index=False),
+                         tmp_path / "lake" / "bars" / "1m" / "date=2020-12-28" / "bars.parquet")
+    out, _ = _materialize(tmp_path, monkeypatch, "2020-12-28")
+    assert set(out["contract_symbol"]) == {"ESH1"} and set(out["series_id"]) == {"FUT:ES:C1"}
+    assert out["trades"].sum() == table.num_rows and out["volume"].sum() == sum(table.column("size").to_pylist())
+
+
+def test_continuous_asset_shares_the_market_partitions_and_lineage():
+    from quant_platform.market import assets, continuous
+    from quant_platform.market.tables import BARS_1M
+
+    assert continuous.futures_continuous_1m in assets.MARKET_ASSETS
+    assert continuous.PARTITIONS == assets.TICK_DAILY_PARTITIONS
+    assert (continuous.GROUP, continuous.OWNER) == (assets.GROUP, assets.OWNER_MARKET)
+    spec = continuous.futures_continuous_1m.specs_by_key[continuous.CONTINUOUS_1M.asset_key]
+    assert [d.asset_key for d in spec.deps] == [BARS_1M.asset_key]
+    assert "roll_rule" in spec.metadata and "5 CME trade dates" in spec.metadata["roll_rule"]

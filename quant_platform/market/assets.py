@@ -16,6 +16,7 @@ import dagster as dg
 from quant_platform.market import compaction as cp
 from quant_platform.market import daily_checks as dc
 from quant_platform.market import observe
+from quant_platform.market.continuous import futures_continuous_1m
 from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
 from quant_platform.market.tables import BARS_1M, DAILY_STATS, TICK_COLUMNS, TICKS_HISTORY
 from quant_platform.platform.dagster_common import WAREHOUSE_POOL, warehouse_kind
@@ -384,7 +385,7 @@ def ticks_history(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                                           "content_hash": manifest.get("content_hash", "")})
 
 
-MARKET_ASSETS = [tick_stream, ticks_daily, bars_1m, daily_stats, ticks_history]
+MARKET_ASSETS = [tick_stream, ticks_daily, bars_1m, daily_stats, ticks_history, futures_continuous_1m]
 
 ticks_daily_job = dg.define_asset_job(
     "ticks_daily_job",
