@@ -331,3 +331,10 @@ def test_live_connector_needs_the_key(monkeypatch):
     monkeypatch.delenv("QP_DATABENTO_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="QP_DATABENTO_API_KEY"):
         build_connector("databento", [])
+
+
+def test_every_databento_sample_has_its_origin_recorded():
+    sources = (SAMPLE_DATA / "SOURCES.md").read_text(encoding="utf-8")
+    for path in DBN.iterdir():
+        assert f"| ticks/databento/{path.name} |" in sources, path.name
+    assert "Apache License" in (SAMPLE_DATA / "licenses" / "databento-python-LICENSE.txt").read_text()[:200]
