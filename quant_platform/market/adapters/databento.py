@@ -137,9 +137,12 @@ class DatabentoAdapter(Adapter):
         if not decoded or not isinstance(decoded[0], dbn.Metadata) or len(decoded) != len(parts) + 1:
             raise TickRejected(f"DBN decoded into {max(len(decoded) - 1, 0)} records, the bytes hold {len(parts)}")
         meta, records = decoded[0], decoded[1:]
-        # tbbo records are trades carrying the book just before them; mbp-1 records are book updates (their
-        # trade actions are also in the trades schema, which a session subscribes beside mbp-1, so counting them
-        # as trades here would count every trade twice). A live session with several schemas has schema None.
+        # Databento's schema docs (databento.com/docs/schemas/tbbo, /mbp-1, /trades): TBBO "provides every trade
+        # event alongside the BBO immediately before the effect of each trade"; MBP-1 "provides every order book
+        # event that updates the top price level ... This includes every trade"; trades is every trade. So a tbbo
+        # record is a trade and a quote, an mbp-1 record only a quote (its trades come again in the trades schema
+        # the connector subscribes beside it: counting them here would count every trade twice). A live session
+        # with several schemas has metadata schema None.
         tbbo = meta.schema == dbn.Schema.TBBO
         symbols = _Symbols(meta, records)
         ticks: list[dict] = []
