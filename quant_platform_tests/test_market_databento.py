@@ -48,6 +48,11 @@ def _normalize(payloads, master=None):
                            7, master)
 
 
+def _reason(reject) -> str:
+    """The reason of one reject of normalize_batch (a (frame, reason) pair, or a record with .reason)."""
+    return getattr(reject, "reason", None) or reject[1]
+
+
 def _frames(path, **kw):
     """The raw frame payloads of a DBN file, as `ingest replay` reads them (read_capture), or cut smaller."""
     from quant_platform.market.connectors.databento import dbn_file_frames
@@ -142,14 +147,14 @@ def test_bad_frames_are_rejected_with_a_reason():
     cut = base64.b64encode(raw[:-10])  # a record cut short (built in memory from the real bytes)
     not_b64 = b'{"this": "is json"}'
     _, rejected, _ = _normalize([cut, not_b64])
-    reasons = [reason for _, reason in rejected]
+    reasons = [_reason(r) for r in rejected]
     assert len(reasons) == 2 and all("not a base64 DBN stream" in r for r in reasons)
     # a root the master does not list: the symbol is refused, never guessed
     master = InstrumentMaster.from_dict({"instruments": [{"instrument_id": "X", "asset_class": "x",
                                                           "venues": {"x": ["X"]}}],
                                          "futures": [{"root": "CL", "sources": ["databento"]}]})
     _, rejected, _ = _normalize([base64.b64encode(raw)], master)
-    assert [r for _, r in rejected] == ["unknown symbol databento:ESH1"]
+    assert [_reason(r) for r in rejected] == ["unknown symbol databento:ESH1"]
 
 
 # ------------------------------------------------------------------------------------------------ replay
