@@ -11,16 +11,7 @@ import dagster as dg
 
 from quant_platform.governance.audit import governance_audit_sensor_factory
 from quant_platform.internal.assets import INTERNAL_ASSETS, internal_extract_job, internal_extract_sensor
-from quant_platform.macro.cftc.assets import cftc_cot_disaggregated, cftc_cot_legacy
-from quant_platform.macro.cftc.sensors import cftc_cot_release_sensor, cot_jobs
-from quant_platform.macro.eia.assets import eia_series, eia_wpsr
-from quant_platform.macro.eia.sensors import (
-    eia_series_job,
-    eia_series_release_sensor,
-    eia_wpsr_job,
-    eia_wpsr_release_sensor,
-)
-from quant_platform.macro.release_checks import RELEASE_CHECKS, release_watch_job, release_watch_schedule
+from quant_platform.macro.definitions import defs as macro_defs  # every macro report, from macro/registry.py
 from quant_platform.market.assets import (
     MARKET_ASSETS,
     market_ingest_sensor,
@@ -42,8 +33,7 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
     description="Rebuilds the marts when a report partition they read from lands.",
 )
 
-ASSETS = [eia_wpsr, eia_series, cftc_cot_disaggregated, cftc_cot_legacy, us_crude_balance_weekly, cot_positioning,
-          *INTERNAL_ASSETS, *MARKET_ASSETS, *REPORTING_ASSETS]
+ASSETS = [us_crude_balance_weekly, cot_positioning, *INTERNAL_ASSETS, *MARKET_ASSETS, *REPORTING_ASSETS]
 
 
 @functools.cache
@@ -62,19 +52,17 @@ def _upstream_of(key: dg.AssetKey) -> str:
 
 governance_audit_sensor = governance_audit_sensor_factory(_upstream_of)
 
-defs = dg.Definitions(
+defs = dg.Definitions.merge(macro_defs, dg.Definitions(
     assets=ASSETS,
-    asset_checks=[*RELEASE_CHECKS, stream_progressing],
-    jobs=[eia_wpsr_job, eia_series_job, *cot_jobs.values(), release_watch_job, internal_extract_job,
-          ticks_daily_job, market_retention_job, *REPORTING_JOBS],
-    sensors=[eia_wpsr_release_sensor, eia_series_release_sensor, cftc_cot_release_sensor, marts_automation_sensor,
-             governance_audit_sensor, internal_extract_sensor, market_ingest_sensor,
+    asset_checks=[stream_progressing],
+    jobs=[internal_extract_job, ticks_daily_job, market_retention_job, *REPORTING_JOBS],
+    sensors=[marts_automation_sensor, governance_audit_sensor, internal_extract_sensor, market_ingest_sensor,
              alert_sensor, reports_sensor],
-    schedules=[release_watch_schedule, market_retention_schedule],
+    schedules=[market_retention_schedule],
     resources=platform_resources(),
     # Each run is already its own process (the run launcher's). The default multiprocess executor started
     # one more process per step, and each paid 3-5 s of Python start and code import, for steps that wait
     # for the single warehouse-writer slot one after another anyway: a day of ticks (4 steps) took 30-40 s
     # of which most was start-up.
     executor=dg.in_process_executor,
-)
+))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from quant_platform.macro.cftc.sensors import cot_should_poll
-from quant_platform.macro.eia.sensors import wpsr_should_poll
+from quant_platform.macro.cftc.cot import cot_should_poll
 from quant_platform.macro.release_sensing import CursorState, url_ext
+from quant_platform.macro.reports.eia_wpsr.report import wpsr_should_poll
 
 NY_WED_1029 = datetime(2026, 4, 29, 14, 29, tzinfo=UTC)  # Wed 10:29 New York, a minute before release
 NY_WED_1031 = datetime(2026, 4, 29, 14, 31, tzinfo=UTC)

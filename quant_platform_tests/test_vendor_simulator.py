@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from quant_platform.macro.cftc.parsing import LEGACY_COLUMNS
-from quant_platform.macro.eia.series import api_v2_request
+from quant_platform.macro.reports.eia_series.series import api_v2_request
 from quant_platform.vendors.simulator import (
     BOMB_INFLATED_BYTES,
     CFTC_DISAGG_WEEKLY_PATH,

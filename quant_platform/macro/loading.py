@@ -37,11 +37,26 @@ TAG_LAST_MODIFIED = "qp/last_modified"
 BLOCKING_CHECKS = (*rules.BLOCKING_RULES, rules.GX_SUITE)
 
 
-def report_check_specs(spec: TableSpec) -> list[dg.AssetCheckSpec]:
-    """Blocking checks evaluated inside the asset before anything is written (write-audit-publish)."""
+@dataclass(frozen=True)
+class DomainCheck:
+    """A report's own check of its parsed frame (sum of parts, a revision detector, plausible jumps), declared in
+    its folder and evaluated here beside the generic ones. A blocking one stops the write like them (ERROR); the
+    others are recorded as WARN and never stop it. `evaluate` may read earlier partitions from the warehouse."""
+
+    name: str
+    description: str
+    evaluate: Callable[[pd.DataFrame, Warehouse], rules.RuleOutcome]
+    blocking: bool = True
+
+
+def report_check_specs(spec: TableSpec, domain_checks: Sequence[DomainCheck] = ()) -> list[dg.AssetCheckSpec]:
+    """Checks evaluated inside the asset before anything is written (write-audit-publish): the generic blocking
+    ones, then the report's domain checks."""
     return [
-        dg.AssetCheckSpec(name, asset=spec.asset_key, blocking=True, description=rules.RULE_DESCRIPTIONS[name])
-        for name in BLOCKING_CHECKS
+        *(dg.AssetCheckSpec(name, asset=spec.asset_key, blocking=True, description=rules.RULE_DESCRIPTIONS[name])
+          for name in BLOCKING_CHECKS),
+        *(dg.AssetCheckSpec(c.name, asset=spec.asset_key, blocking=c.blocking, description=c.description)
+          for c in domain_checks),
     ]
 
 
@@ -194,6 +209,7 @@ def publish_partition(
     scheduled_release: dict[str, datetime] | None = None,
     expected_partitions: Sequence | None = None,
     extra_metadata: dict | None = None,
+    domain_checks: Sequence[DomainCheck] = (),
 ) -> Iterator:
     """Parse, validate, and either publish the partition or fail with every check result recorded."""
     scheduled_release = scheduled_release or {}
@@ -226,6 +242,13 @@ def publish_partition(
         for o in outcomes
     ]
     failed = [o for o in outcomes if not o.passed]
+    for check in domain_checks:
+        outcome = check.evaluate(frame, warehouse)
+        severity = dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN
+        results.append(dg.AssetCheckResult(check_name=check.name, passed=outcome.passed, severity=severity,
+                                           metadata=outcome.metadata))
+        if check.blocking and not outcome.passed:
+            failed.append(rules.RuleOutcome(check.name, False, check.description, outcome.metadata))
     if failed:
         yield from results
         detail = "; ".join(f"{o.name}: {_first_problem(o.metadata)}" for o in failed)

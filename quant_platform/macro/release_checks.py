@@ -3,23 +3,20 @@
 Never judge weeks before the platform started loading a dataset: only releases it could have seen count.
 """
 
-
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
 
-from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY, EIA_WPSR
-from quant_platform.platform.calendars import (
-    cot_release_at,
-    latest_cot_week_released,
-    latest_wpsr_week_released,
-    wpsr_release_at,
-)
+from quant_platform.macro.declaration import MacroReport
 from quant_platform.platform.warehouse import Warehouse
 from quant_platform.quality.rules import RELEASE_ON_TIME, RULE_DESCRIPTIONS
 from quant_platform.resources import WarehouseResource
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 DUE_WITHIN = timedelta(hours=1)
 LOOKBACK_WEEKS = 8
@@ -89,46 +86,36 @@ def _result(outcome: dict) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=EIA_WPSR.asset_key, name=RELEASE_ON_TIME, blocking=False,
-                description="Each WPSR release of the last 8 weeks (holiday calendar applied) was loaded "
-                "within one hour; late or missing weeks are listed.")
-def eia_wpsr_release_on_time(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    wh = warehouse.open()
-    try:
-        return _result(release_lateness(wh, vendor="eia", datasets=("wpsr_table1",),
-                                        latest_due=latest_wpsr_week_released, release_at=wpsr_release_at,
-                                        now=datetime.now(UTC)))
-    finally:
-        wh.dispose()
+def release_on_time_check(report: MacroReport) -> dg.AssetChecksDefinition:
+    """The release_on_time check of a calendar report: its releases of the last weeks, judged on its calendar."""
+    calendar, route = report.calendar, report.release_route
+    if calendar is None or route is None:
+        raise ValueError(f"report {report.report_id} has no release calendar and route to judge lateness by")
 
-
-def _cot_check(spec, dataset: str):
-    @dg.asset_check(asset=spec.asset_key, name=RELEASE_ON_TIME, blocking=False,
-                    description="Each COT release of the last 8 weeks was loaded within one hour of Friday "
-                    "15:30 New York (holidays applied); late or missing weeks are listed.")
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    @dg.asset_check(asset=report.asset_key, name=RELEASE_ON_TIME, blocking=False,
+                    description=report.on_time_description or RULE_DESCRIPTIONS[RELEASE_ON_TIME])
+    def _release_on_time(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         wh = warehouse.open()
         try:
-            return _result(release_lateness(wh, vendor="cftc", datasets=(dataset,),
-                                            latest_due=latest_cot_week_released, release_at=cot_release_at,
+            return _result(release_lateness(wh, vendor=report.vendor, datasets=(route.dataset,),
+                                            latest_due=calendar.latest_released, release_at=calendar.release_at,
                                             now=datetime.now(UTC)))
         finally:
             wh.dispose()
 
-    return _check
+    return _release_on_time
 
 
-cot_disaggregated_release_on_time = _cot_check(CFTC_COT_DISAGGREGATED, "cot_disaggregated_weekly")
-cot_legacy_release_on_time = _cot_check(CFTC_COT_LEGACY, "cot_legacy_weekly")
-
-RELEASE_CHECKS = [eia_wpsr_release_on_time, cot_disaggregated_release_on_time, cot_legacy_release_on_time]
-
-release_watch_job = dg.define_asset_job(
-    "release_watch_job",
-    selection=dg.AssetSelection.checks(*RELEASE_CHECKS),
-    description="Evaluates the release-lateness checks of every report.",
-)
-release_watch_schedule = dg.ScheduleDefinition(
-    job=release_watch_job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 30 minutes: flag report weeks that are late or missing.",
-)
+def release_watch(checks: Sequence[dg.AssetChecksDefinition]) -> tuple["UnresolvedAssetJobDefinition",
+                                                                      dg.ScheduleDefinition]:
+    """The job that evaluates every report's release_on_time check, and its schedule."""
+    job = dg.define_asset_job(
+        "release_watch_job",
+        selection=dg.AssetSelection.checks(*checks),
+        description="Evaluates the release-lateness checks of every report.",
+    )
+    schedule = dg.ScheduleDefinition(
+        job=job, cron_schedule="*/30 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every 30 minutes: flag report weeks that are late or missing.",
+    )
+    return job, schedule

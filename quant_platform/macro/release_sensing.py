@@ -1,13 +1,17 @@
 """Polling a vendor URL for a new release: conditional GET, archive the new file, build the run request.
 Never load data in a sensor (it notices, archives as evidence, asks for a run), nor keep a secret in its cursor.
+
+release_sensor() is the one release sensor every report gets: it polls each of its reports' release watches
+(macro/declaration.py) when they are due, with the calendar-aware rule due_to_poll for calendar reports.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -23,8 +27,16 @@ from quant_platform.macro.loading import (
 from quant_platform.platform.calendars import release_window_open
 from quant_platform.platform.lake import Lake, check_name
 from quant_platform.platform.redaction import redact
+from quant_platform.platform.settings import load_settings
 from quant_platform.platform.vendor_http import VendorClient
+from quant_platform.resources import LakeResource, VendorResource
 
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+    from quant_platform.macro.declaration import MacroReport, ReleaseSensor
+
+SENSOR_ATTEMPTS = 3  # sensors stay light: the next tick tries again
 TAG_SCHEDULED_RELEASE = "qp/scheduled_release_at"
 
 
@@ -146,3 +158,50 @@ def url_ext(url: str) -> str:
     if tail.endswith("/") or "." not in tail:
         return "json"
     return tail.rsplit(".", 1)[-1].lower()
+
+
+def release_sensor(sensor: ReleaseSensor, reports: Sequence[MacroReport],
+                   jobs: dict[str, UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+    """The release sensor `sensor` of `reports`: each tick polls every due release watch of every report once
+    (conditional GET) and requests a run of the report's job for each new file."""
+    targets = [jobs[r.report_id] for r in reports]
+    target = {"job": targets[0]} if len(targets) == 1 else {"jobs": targets}
+
+    @dg.sensor(
+        name=sensor.name,
+        minimum_interval_seconds=max(sensor.minimum_interval_floor_s, load_settings().release_sensor_interval_s),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=sensor.description,
+        **target,
+    )
+    def _release_sensor(context: dg.SensorEvaluationContext, vendor: VendorResource, lake: LakeResource):
+        cursor = CursorState.load(context.cursor)
+        now = datetime.now(UTC)
+        settings = vendor.settings()
+        client = vendor.client()
+        client.attempts = min(client.attempts, SENSOR_ATTEMPTS)
+        lk = lake.open()
+        requests, notes = [], []
+        for report in reports:
+            for watch in report.watches(settings, now):
+                state = cursor.get(watch.cursor_key)
+                poll, why = watch.due(state, now)
+                if not poll:
+                    notes.append(why)
+                    continue
+                found = poll_release(
+                    name=watch.name, url=watch.url, params=watch.params, client=client, lake=lk, state=state,
+                    vendor=report.vendor, dataset=watch.dataset, partition_of=watch.partition_of,
+                    fallback_partition=watch.fallback_partition, job_name=jobs[report.report_id].name,
+                    valid_partition=watch.valid_partition, scheduled_release=watch.scheduled_release,
+                    log=context.log,
+                )
+                if found and found.run_request:
+                    requests.append(found.run_request)
+                else:
+                    notes.append(f"{watch.name}: no new file" + (f" ({why})" if why else ""))
+        if not requests:
+            return dg.SensorResult(skip_reason="; ".join(n for n in notes if n) or "no new file", cursor=cursor.dump())
+        return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+
+    return _release_sensor

@@ -1,4 +1,4 @@
-"""EIA sources of the macro lane: the Weekly Petroleum Status Report and petroleum time series.
+"""EIA file formats of the macro lane: the WPSR table1.csv, the dnav history CSV, API v2 JSON (parsing.py).
 
 Never reach the network from this package's parsers; they turn bytes already archived into frames.
 """

@@ -1,4 +1,4 @@
-"""The EIA series the platform tracks, with where each lives in dnav and in API v2.
+"""The EIA series the eia_series report tracks, with where each lives in dnav and in API v2.
 
 Never key anything on a series label: labels change, series ids do not.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+from quant_platform.macro.reports.eia_series.routes import API_V2, DNAV_HISTORY
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,7 @@ def configured_series() -> list[str]:
 
 
 def dnav_url(base_url: str, series_id: str) -> str:
-    s = SERIES[series_id]
-    return f"{base_url}/dnav/pet/hist/LeafHandler.ashx?n=PET&s={series_id}&f={s.frequency}"
+    return base_url + DNAV_HISTORY.path_for(series_id=series_id, frequency=SERIES[series_id].frequency)
 
 
 def api_v2_request(base_url: str, series_id: str, api_key: str, offset: int, length: int = 5000):
@@ -60,4 +61,4 @@ def api_v2_request(base_url: str, series_id: str, api_key: str, offset: int, len
         "api_key": api_key, "frequency": freq, "data[0]": "value", "facets[series][]": series_id,
         "sort[0][column]": "period", "sort[0][direction]": "desc", "offset": offset, "length": length,
     }
-    return f"{base_url}/v2/{s.api_route}/data/", params
+    return base_url + API_V2.path_for(api_route=s.api_route), params
