@@ -17,6 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quant_platform.macro.reports.cftc_cot_disaggregated import routes as cot_disaggregated_routes
+from quant_platform.macro.reports.cftc_cot_legacy import routes as cot_legacy_routes
+from quant_platform.macro.reports.eia_series import routes as eia_series_routes
+from quant_platform.macro.reports.eia_wpsr import routes as eia_wpsr_routes
 from quant_platform.vendors.cftc import (
     COT_MANAGED_MONEY_NUDGE_PER_WEEK,
     DISAGG_BLOCK_COLUMNS,
@@ -29,8 +33,6 @@ from quant_platform.vendors.cftc import (
     DISAGG_REPORT_DATE_COLUMN,
     DISAGG_YYMMDD_COLUMN,
     LEGACY_DATE_COLUMN,
-    CotYearFile,
-    cot_year_file,
     deterministic_zip,
     next_cot_week,
 )
@@ -48,7 +50,6 @@ from quant_platform.vendors.core import (
     VendorSimulatorError,
     optional_epoch,
     resolve_data_dir,
-    served_verbatim,
 )
 from quant_platform.vendors.eia import (
     EIA_API_MAX_LENGTH,
@@ -58,8 +59,6 @@ from quant_platform.vendors.eia import (
     WPSR_STOCK_GROWTH_PER_WEEK,
     ApiRecording,
     EiaApiV2,
-    api_recordings,
-    dnav_history_file,
     next_wpsr_week,
     release_next_wpsr_week,
     wpsr_header,
@@ -72,87 +71,21 @@ from quant_platform.vendors.faults import (
     zip_bomb,
 )
 
-# Real files (relative to the data dir) the catalog is built from; see SOURCES.md next to them.
-WPSR_TABLE1_SOURCE = "eia/wpsr_table1_2026-05-01.csv"
-DNAV_WCESTUS1_SOURCE = "eia/dnav_WCESTUS1_weekly.csv"
-CFTC_DISAGG_YEAR_SOURCE = "cftc/disaggregated_futures_only_2021_energy.txt"
-CFTC_LEGACY_YEAR_SOURCE = "cftc/legacy_futures_only_2025_energy.txt"
+# The paths and sample files of the reports the simulator always served, by their old names: each is declared in
+# its report folder's routes.py (macro/reports/<report>/), beside the URL it stands in for.
+WPSR_TABLE1_SOURCE = eia_wpsr_routes.TABLE1_SAMPLE
+DNAV_WCESTUS1_SOURCE = eia_series_routes.DNAV_WCESTUS1_SAMPLE
+CFTC_DISAGG_YEAR_SOURCE = cot_disaggregated_routes.YEAR_SAMPLE
+CFTC_LEGACY_YEAR_SOURCE = cot_legacy_routes.YEAR_SAMPLE
 
-# URL paths, as the vendors publish them (host names differ by vendor; the simulator serves them all).
-WPSR_TABLE1_PATH = "/wpsr/table1.csv"  # ir.eia.gov
-DNAV_WCESTUS1_PATH = "/dnav/pet/hist/LeafHandler.ashx?n=PET&s=WCESTUS1&f=W"  # www.eia.gov
-EIA_API_WSTK_PATH = "/v2/petroleum/stoc/wstk/data/"  # recorded answers, else derived from the dnav file
-CFTC_DISAGG_WEEKLY_PATH = "/dea/newcot/f_disagg.txt"  # www.cftc.gov
-CFTC_LEGACY_WEEKLY_PATH = "/dea/newcot/deafut.txt"
-CFTC_DISAGG_HISTORY_TEMPLATE = "/files/dea/history/fut_disagg_txt_{year}.zip"
-CFTC_LEGACY_HISTORY_TEMPLATE = "/files/dea/history/deacot{year}.zip"
-
-
-# Where each answer was recorded, and how, is in SOURCES.md. The OpenBB cassettes' queries are given as
-# recorded; myeia's WCESTUS1 query carried start=1954-10-14&end=2029-10-14, a window wider than the series
-# (1982-08-20 on), so its answer is the answer to the same query without start/end: the query the platform
-# sends (macro.eia.series.api_v2_request), which is the one listed.
-EIA_API_RECORDINGS: tuple[ApiRecording, ...] = (
-    ApiRecording(
-        "eia/api_v2/petroleum-stoc-wstk_WCESTUS1_weekly_period-desc_offset-0_length-5000.json",
-        EIA_API_WSTK_PATH,
-        "frequency=weekly&data[0]=value&facets[series][]=WCESTUS1&sort[0][column]=period"
-        "&sort[0][direction]=desc&offset=0&length=5000",
-    ),
-    ApiRecording(
-        "eia/api_v2/petroleum-stoc-wstk_WCRSTUS1_weekly_1982-08-20.json",
-        EIA_API_WSTK_PATH,
-        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS&facets[process][]=SAE&facets[product][]=EPC0"
-        "&facets[series][]=WCRSTUS1&frequency=weekly&length=5000&offset=0&sort[0][column]=period"
-        "&sort[0][direction]=asc&start=1982-08-20",
-    ),
-    ApiRecording(
-        "eia/api_v2/petroleum-pnp-wiup_WCRRIUS2_weekly_1982-08-20.json",
-        "/v2/petroleum/pnp/wiup/data/",
-        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS&facets[process][]=YIY&facets[product][]=EPC0"
-        "&facets[series][]=WCRRIUS2&frequency=weekly&length=5000&offset=0&sort[0][column]=period"
-        "&sort[0][direction]=asc&start=1982-08-20",
-    ),
-    ApiRecording(
-        "eia/api_v2/petroleum-sum-sndw_WCRRIUS2_weekly_1982-08-20.json",
-        "/v2/petroleum/sum/sndw/data/",
-        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS&facets[duoarea][]=NUS-Z00&facets[process][]=YIY"
-        "&facets[product][]=EPC0&facets[series][]=WCRRIUS2&frequency=weekly&length=5000&offset=0"
-        "&sort[0][column]=period&sort[0][direction]=asc&start=1982-08-20",
-    ),
-    ApiRecording(
-        "eia/api_v2/petroleum-move-wkly_WDIIMUS2_weekly_1982-08-20.json",
-        "/v2/petroleum/move/wkly/data/",
-        "data[0]=value&end=1982-08-20&facets[duoarea][]=NUS-Z00&facets[process][]=IM0&facets[product][]=EPD0"
-        "&facets[series][]=WDIIMUS2&frequency=weekly&length=5000&offset=0&sort[0][column]=period"
-        "&sort[0][direction]=asc&start=1982-08-20",
-    ),
-    ApiRecording(
-        "eia/api_v2/petroleum-pri-spt_RWTC_weekly_1986-01-03.json",
-        "/v2/petroleum/pri/spt/data/",
-        "data[0]=value&end=1986-01-03&facets[duoarea][]=RGC&facets[duoarea][]=Y44MB&facets[duoarea][]=YCUOK"
-        "&facets[duoarea][]=ZEU&facets[process][]=PF4&facets[product][]=EPCWTI&facets[series][]=RWTC"
-        "&frequency=weekly&length=5000&offset=0&sort[0][column]=period&sort[0][direction]=asc"
-        "&start=1986-01-03",
-    ),
-    ApiRecording(
-        "eia/api_v2/petroleum-pri-spt_EPCBRENT_monthly_2025-01_2025-03.json",
-        "/v2/petroleum/pri/spt/data/",
-        "data[0]=value&end=2025-03&facets[product][]=EPCBRENT&frequency=monthly&length=5000&offset=0"
-        "&sort[0][column]=period&sort[0][direction]=asc&start=2025-01",
-    ),
-)
-
-# What is served from the start (preload=True), from the real files under the sample-data folder (read only).
-CATALOG_SOURCES: tuple[Callable[[Path], list[CatalogEntry]], ...] = (
-    served_verbatim(WPSR_TABLE1_PATH, WPSR_TABLE1_SOURCE, "text/csv"),
-    dnav_history_file(DNAV_WCESTUS1_PATH, DNAV_WCESTUS1_SOURCE),
-    cot_year_file(CotYearFile(CFTC_DISAGG_YEAR_SOURCE, DISAGG_DATE_COLUMN, "f_year.txt", CFTC_DISAGG_HISTORY_TEMPLATE,
-                              CFTC_DISAGG_WEEKLY_PATH, disaggregated_layout=True)),
-    cot_year_file(CotYearFile(CFTC_LEGACY_YEAR_SOURCE, LEGACY_DATE_COLUMN, "annual.txt", CFTC_LEGACY_HISTORY_TEMPLATE,
-                              CFTC_LEGACY_WEEKLY_PATH)),
-    api_recordings(EIA_API_RECORDINGS),
-)
+WPSR_TABLE1_PATH = eia_wpsr_routes.TABLE1.path  # ir.eia.gov
+DNAV_WCESTUS1_PATH = eia_series_routes.DNAV_WCESTUS1_PATH  # www.eia.gov
+EIA_API_WSTK_PATH = eia_series_routes.API_WSTK_PATH  # api.eia.gov: recorded answers, else derived from the dnav file
+CFTC_DISAGG_WEEKLY_PATH = cot_disaggregated_routes.WEEKLY.path  # www.cftc.gov
+CFTC_LEGACY_WEEKLY_PATH = cot_legacy_routes.WEEKLY.path
+CFTC_DISAGG_HISTORY_TEMPLATE = cot_disaggregated_routes.HISTORY.path
+CFTC_LEGACY_HISTORY_TEMPLATE = cot_legacy_routes.HISTORY.path
+EIA_API_RECORDINGS = eia_series_routes.EIA_API_RECORDINGS
 
 
 def build_catalog(data_dir: Path) -> list[CatalogEntry]:
@@ -162,8 +95,13 @@ def build_catalog(data_dir: Path) -> list[CatalogEntry]:
     files as the latest week's rows of the yearly file). The EIA API v2 serves the recorded answers of
     EIA_API_RECORDINGS byte for byte to the queries they answered; any other query on the wstk route gets
     an answer DERIVED from the dnav WCESTUS1 file (see vendors/eia.py answer_eia_wstk).
+
+    What is served comes from the registered reports' folders (their routes.py SIMULATED, macro/registry.py), so
+    a new report brings its own sample files and routes without a change here.
     """
-    return [entry for source in CATALOG_SOURCES for entry in source(data_dir)]
+    from quant_platform.macro.registry import registered_simulator_files
+
+    return [entry for source in registered_simulator_files() for entry in source(data_dir)]
 
 
 class VendorSimulator(SimulatedSite):
