@@ -29,7 +29,7 @@ from quant_platform.market.adapters import (
     register_adapter,
     rfc3339_to_ns,
 )
-from quant_platform.market.contracts import TICK_COLUMNS, TICK_SCHEMA, RawFrame
+from quant_platform.market.contracts import EVENTS, TICK_ALL_COLUMNS, TICK_SCHEMA, RawFrame
 from quant_platform.market.instruments import (
     PACKAGED_INSTRUMENTS_FILE,
     InstrumentMaster,
@@ -42,7 +42,7 @@ BINANCE_FILE = TICKS_DIR / "binance_spot_combined_stream_2021-10-12.txt"
 POLYGON_FILE = TICKS_DIR / "polygon_stocks_trades.jsonl"
 ALPACA_FILE = TICKS_DIR / "alpaca_v2_sip_session.txt"
 RECEIVED = 1_700_000_000_123_456_789  # the captures without receipt times get this one
-TICK_KEYS = set(TICK_COLUMNS) - {"stream_seq"}
+TICK_KEYS = set(TICK_ALL_COLUMNS) - {"stream_seq"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,8 @@ def expected_ns(rfc3339: str) -> int:
 
 
 def run(source: str, frames: list[RawFrame], master: InstrumentMaster):
+    """(ticks, ignored, rejects): a reject is (frame, reason) for a whole frame, (frame, event, reason) for one
+    event of a multi-event frame."""
     adapter = get_adapter(source)
     ticks, ignored, rejected = [], 0, []
     for f in frames:
@@ -96,12 +98,13 @@ def run(source: str, frames: list[RawFrame], master: InstrumentMaster):
             continue
         ticks.extend(res.ticks)
         ignored += res.ignored
+        rejected += [(f, e, reason) for e, reason in res.rejects]
     return ticks, ignored, rejected
 
 
 def assert_canonical(tick: dict) -> None:
     assert set(tick) == TICK_KEYS
-    assert tick["event"] in ("trade", "quote")
+    assert tick["event"] in EVENTS
     assert type(tick["ts"]) is int and type(tick["received_at"]) is int
     for col in ("price", "size", "bid", "bid_size", "ask", "ask_size"):
         assert tick[col] is None or (type(tick[col]) is float and math.isfinite(tick[col]))
@@ -137,7 +140,8 @@ def test_binance_first_aggtrade(master):
         "ts": data["T"] * 1_000_000, "received_at": frame.received_at_ns, "source": "binance",
         "instrument_id": "CRYPTO:NKN-USDT", "venue_symbol": data["s"], "exchange": "BINANCE", "event": "trade",
         "price": float(data["p"]), "size": float(data["q"]), "bid": None, "bid_size": None, "ask": None,
-        "ask_size": None, "vendor_seq": data["a"], "event_id": tick["event_id"]}
+        "ask_size": None, "vendor_seq": data["a"], "event_id": tick["event_id"], "conditions": None,
+        "size_unit": None, "ref_seq": None}
     assert tick["ts"] == 1_633_998_523_963_000_000  # 2021-10-12T00:28:43.963Z
     assert tick["received_at"] == 1_633_998_523_957_215_000  # receipt '1633998523.957215', exact
     assert (tick["price"], tick["size"]) == (0.3528, 58.0)
@@ -158,17 +162,7 @@ def test_binance_spot_bookticker_has_no_event_time_so_ts_is_receipt_time(master)
     assert tick["price"] is None and tick["size"] is None
 
 
-def test_binance_futures_bookticker_and_raw_trade_stream(master):
-    futures = {"stream": "btcusdt@bookTicker", "data": {
-        "e": "bookTicker", "u": 400900217, "E": 1568014460893, "T": 1568014460891, "s": "BTCUSDT",
-        "b": "25.35190000", "B": "31.21000000", "a": "25.36520000", "A": "40.66000000"}}
-    [q] = get_adapter("binance").normalize(RawFrame(RECEIVED, json.dumps(futures).encode()), master).ticks
-    assert q["ts"] == 1568014460891 * 1_000_000 and q["instrument_id"] == "CRYPTO:BTC-USDT"
-    trade = {"e": "trade", "E": 1672515782136, "s": "ETHUSDT", "t": 12345, "p": "0.001", "q": "100",
-             "T": 1672515782136, "m": True, "M": True}  # raw single stream: no {"stream", "data"} envelope
-    [t] = get_adapter("binance").normalize(RawFrame(RECEIVED, json.dumps(trade).encode()), master).ticks
-    assert (t["event"], t["instrument_id"], t["vendor_seq"], t["price"], t["size"]) == (
-        "trade", "CRYPTO:ETH-USDT", 12345, 0.001, 100.0)
+def test_binance_subscription_reply_is_ignored(master):
     reply = get_adapter("binance").normalize(RawFrame(RECEIVED, b'{"result":null,"id":1}'), master)
     assert reply == NormalizeResult([], 1)
 
@@ -189,6 +183,9 @@ def test_polygon_every_trade(master):
         assert tick["ts"] == e["t"] * 1_000_000
         assert (tick["price"], tick["size"], tick["vendor_seq"]) == (e["p"], e["s"], e["q"])
         assert tick["exchange"] == str(e["x"])
+        # Conditions kept as sent (Massive's integer ids, comma-joined), or null when the vendor sent none.
+        assert tick["conditions"] == (",".join(str(c) for c in e["c"]) if "c" in e else None)
+        assert tick["size_unit"] == "shares"
     assert ticks[0]["ts"] == 1_651_684_192_462_000_000 and ticks[0]["exchange"] == "10"
 
 
@@ -198,6 +195,7 @@ def test_polygon_quote(master):
     [t] = get_adapter("polygon").normalize(RawFrame(RECEIVED, json.dumps(q).encode()), master).ticks
     assert (t["event"], t["instrument_id"], t["bid"], t["ask"], t["exchange"], t["vendor_seq"]) == (
         "quote", "EQ:XOM", 110.5, 110.4, "4/7", 77)
+    assert t["size_unit"] == "round_lots"  # a 2022 quote: before the vendor's 2025-11-03 switch to shares
 
 
 # ------------------------------------------------------------------------------------------- Alpaca
@@ -217,6 +215,7 @@ def test_alpaca_every_trade_and_quote(master):
         if m["T"] == "t":
             assert (tick["event"], tick["price"], tick["size"], tick["exchange"], tick["vendor_seq"]) == (
                 "trade", m["p"], m["s"], m["x"], m["i"])
+            assert tick["conditions"] == ",".join(m["c"])
         else:
             assert (tick["event"], tick["bid"], tick["bid_size"], tick["ask"], tick["ask_size"]) == (
                 "quote", m["bp"], m["bs"], m["ap"], m["as"])
@@ -301,6 +300,9 @@ def outcome(adapter: Adapter, payload: bytes, master: InstrumentMaster) -> str:
     assert isinstance(res, NormalizeResult)
     for t in res.ticks:
         assert_canonical(t)
+    if res.rejects and not res.ticks:  # every event of a multi-event frame rejected, each with its reason
+        assert all(reason for _, reason in res.rejects)
+        return f"rejected: {res.rejects[0][1]}"
     return "ticks" if res.ticks else "ignored"
 
 
@@ -394,9 +396,10 @@ def test_normalize_batch_schema_seq_rejects_and_ignored(master):
     assert table.schema.equals(TICK_SCHEMA, check_metadata=True)
     assert table.num_rows == 86 and ignored == 179
     assert table["stream_seq"].to_pylist() == [4242] * 86
-    assert [f for f, _ in rejected] == bad
-    assert rejected[0][1] == "unknown symbol binance:NOPE"
-    assert all(reason.startswith("bad JSON") for _, reason in rejected[1:])
+    assert [r.frame for r in rejected] == bad
+    assert [(r.frame_index, r.event) for r in rejected] == [(len(frames) + k, None) for k in range(3)]
+    assert rejected[0].reason == "unknown symbol binance:NOPE"
+    assert all(r.reason.startswith("bad JSON") for r in rejected[1:])
     first_trade = next(r for r in table.to_pylist() if r["event"] == "trade")
     assert first_trade["ts"] == datetime(2021, 10, 12, 0, 28, 43, 963000, tzinfo=UTC)
     assert table.column("ts").type == pa.timestamp("ns", tz="UTC")
@@ -419,11 +422,11 @@ def test_normalize_batch_never_raises(master):
     for source in ("binance", "polygon", "alpaca", "simulator"):
         table, rejected, ignored = normalize_batch(source, frames, 9, master)
         assert table.schema == TICK_SCHEMA and (table.num_rows, ignored) == (0, 0)
-        assert [f for f, _ in rejected] == frames
-        assert all(reason.startswith("bad JSON (") for _, reason in rejected), (source, rejected[:3])
+        assert [r.frame for r in rejected] == frames
+        assert all(r.reason.startswith("bad JSON (") for r in rejected), (source, rejected[:3])
     table, rejected, ignored = normalize_batch("no_such_source", frames[:3], 9, master)
     assert table.num_rows == 0 and ignored == 0
-    assert [f for f, _ in rejected] == frames[:3] and "no adapter for source 'no_such_source'" in rejected[0][1]
+    assert [r.frame for r in rejected] == frames[:3] and "no adapter for source 'no_such_source'" in rejected[0].reason
     empty, rejected, ignored = normalize_batch("polygon", [], 9, master)
     assert empty.schema == TICK_SCHEMA and empty.num_rows == 0 and rejected == [] and ignored == 0
 
@@ -447,7 +450,7 @@ def test_normalize_batch_survives_adapter_bugs(master):
     finally:
         ADAPTERS.pop("test_broken")
     assert table.num_rows == 2 and table.schema == TICK_SCHEMA
-    assert [(f.payload, r.split(" ")[0]) for f, r in rejected] == [(b"boom", "adapter"), (b"badrow", "cannot")]
+    assert [(r.frame.payload, r.reason.split(" ")[0]) for r in rejected] == [(b"boom", "adapter"), (b"badrow", "cannot")]
 
 
 def test_adapter_registry():
@@ -461,7 +464,10 @@ def test_adapter_registry():
 # ------------------------------------------------------------------------------------------- instrument master
 REQUIRED_IDS = {
     "CRYPTO:BTC-USDT", "CRYPTO:ETH-USDT", "CRYPTO:NKN-USDT", "CRYPTO:BLZ-ETH", "CRYPTO:LRC-BTC", "CRYPTO:RUNE-EUR",
-    "EQ:AAPL", "EQ:AMD", "EQ:CLDR", "EQ:XOM", "EQ:CVX", "FUT:CL", "FUT:BZ", "FUT:NG", "FUT:HO", "FUT:RB"}
+    "CRYPTO:BTC-USD", "CRYPTO:ETH-USD", "CRYPTO:AVAX-USD", "CRYPTO:BAT-USD", "CRYPTO:BTC-USDT-PERP",
+    "CRYPTO:SUSHI-USDT-PERP", "CRYPTO:AKRO-USDT-PERP", "CRYPTO:KEEP-USDT-PERP", "CRYPTO:CTK-USDT-PERP",
+    "EQ:AAPL", "EQ:AMD", "EQ:CLDR", "EQ:XOM", "EQ:CVX", "EQ:AMZN", "EQ:MSFT", "EQ:EEM", "EQ:GOOGL",
+    "FUT:CL", "FUT:BZ", "FUT:NG", "FUT:HO", "FUT:RB"}
 
 
 def test_packaged_master(master, monkeypatch):
@@ -471,7 +477,11 @@ def test_packaged_master(master, monkeypatch):
     assert master.resolve("alpaca", "CLDR") == master.resolve("polygon", "cldr") == "EQ:CLDR"
     assert master.resolve("simulator", "HO") == "FUT:HO"
     assert master.resolve("binance", "AAPL") is None and master.resolve("nowhere", "AAPL") is None
-    assert master.symbols_for("polygon") == ["AAPL", "AMD", "CLDR", "XOM", "CVX"]
+    assert master.symbols_for("polygon") == ["AAPL", "AMD", "CLDR", "XOM", "CVX", "AMZN", "MSFT", "EEM", "GOOGL"]
+    # A perpetual is an instrument of its own: BTCUSDT on the USD-M source is never the spot pair.
+    assert (master.resolve("binance_futures", "BTCUSDT"), master.resolve("binance", "BTCUSDT")) == (
+        "CRYPTO:BTC-USDT-PERP", "CRYPTO:BTC-USDT")
+    assert master.format_for("binance_futures") == "binance" and master.format_for("alpaca_crypto") == "alpaca"
     assert set(master.symbols_for("simulator")) == {"CL", "BZ", "NG", "HO", "RB"}
     assert master.symbols_for("nowhere") == []
     monkeypatch.delenv("QP_INSTRUMENTS_FILE", raising=False)
@@ -527,7 +537,7 @@ def test_onboarding_a_source_in_a_known_format_is_config_only(tmp_path, master):
     finally:
         ADAPTERS.pop("binance_us", None)
     assert set(table["exchange"].to_pylist()) == {"BINANCE_US"} and table["source"].to_pylist() == ["binance_us"]
-    assert [r for _, r in rejected] == ["unknown symbol binance_us:LRCBTC"]
+    assert [r.reason for r in rejected] == ["unknown symbol binance_us:LRCBTC"]
 
 
 # ------------------------------------------------------------------------------------------- throughput

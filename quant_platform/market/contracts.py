@@ -118,7 +118,7 @@ TICK_SCHEMA = pa.schema([
     pa.field("instrument_id", pa.string(), nullable=False),
     pa.field("venue_symbol", pa.string(), nullable=False),
     pa.field("exchange", pa.string()),
-    pa.field("event", pa.string(), nullable=False),  # trade | quote
+    pa.field("event", pa.string(), nullable=False),  # one of EVENTS
     pa.field("price", pa.float64()),
     pa.field("size", pa.float64()),
     pa.field("bid", pa.float64()),
@@ -128,6 +128,18 @@ TICK_SCHEMA = pa.schema([
     pa.field("vendor_seq", pa.int64()),
     pa.field("event_id", pa.string(), nullable=False),
     pa.field("stream_seq", pa.int64(), nullable=False),  # JetStream sequence of the raw message
+    # Extension (issue 13), appended so the columns above keep their positions; null where a vendor sends none.
+    pa.field("conditions", pa.string()),  # trade conditions as the vendor sent them, comma-joined ("14,41", "@,F")
+    pa.field("size_unit", pa.string()),  # unit of size / bid_size / ask_size when the vendor states one
+    pa.field("ref_seq", pa.int64()),  # cancel / correction: the vendor_seq of the trade it cancels or corrects
 ])
-TICK_COLUMNS = [f.name for f in TICK_SCHEMA]
-EVENTS = ("trade", "quote")
+# The core columns every destination has taken since the first release (CSV and PostgreSQL fan-out tables are
+# declared with exactly these); TICK_ALL_COLUMNS adds the extension columns the lake and TICKS carry.
+TICK_COLUMNS = [f.name for f in TICK_SCHEMA][:16]
+TICK_EXTENSION_COLUMNS = ("conditions", "size_unit", "ref_seq")
+TICK_ALL_COLUMNS = [f.name for f in TICK_SCHEMA]
+# trade, quote; mark (a mark price, in price), funding (a funding rate per interval, in price: a fraction, may be
+# negative); cancel (a busted trade: ref_seq names it) and correction (the corrected values of the trade ref_seq
+# names; vendor_seq is the corrected trade's id). Bars and statistics count event = 'trade' only.
+EVENTS = ("trade", "quote", "mark", "funding", "cancel", "correction")
+SIZE_UNITS = ("shares", "round_lots")

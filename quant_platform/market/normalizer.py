@@ -1,5 +1,5 @@
 """Normalizer worker: durable pull consumer on TICKS_RAW; vendor frames -> canonical ticks on TICKS, and
-anything that cannot be normalised -> TICKS_DLQ, one record per raw message with every reason and frame.
+anything that cannot be normalised -> TICKS_DLQ, one record per raw message with every reason, frame and event.
 
 Never acknowledge a raw message before its ticks and its rejects are stored: a crash means redelivery. A message
 that keeps failing on its own is dead-lettered whole at its last delivery (never acked unstored, never left to
@@ -51,11 +51,19 @@ HDR_REJECTS = "Qp-Rejects"
 HDR_DELIVERIES = "Qp-Deliveries"
 HDR_TICKS_SEQ = "Qp-Ticks-Seq"  # the TICKS sequence of a message the lander or a fan-out dead-lettered
 HDR_HTTP_STATUS = "Qp-Http-Status"
-# One JSON document per rejected raw message: {"raw_seq", "source", "ignored", "rejects": [{"reason",
-# "received_at_ns", "frame"} or {"reason", "line", "data"}]}; a frame or line that is not UTF-8 is in
-# "frame_b64" / "data_b64" instead. The reasons are all there; Qp-Reason holds the first one and the count.
+# One JSON document per raw message with rejects: {"raw_seq", "source", "ignored", "ticks", "rejects": [{"reason",
+# "received_at_ns", "frame", "frame_index"[, "event"]} or {"reason", "line", "data"}][, "redrive_of"]}. A reject
+# with "event" is one event of the frame (its index in the frame's array; the frame's other events are among the
+# message's "ticks"), one without is the whole frame; (raw_seq, frame_index, event) names it for a redrive. A frame
+# or line that is not UTF-8 is in "frame_b64" / "data_b64" instead. The reasons are all there; Qp-Reason holds
+# the first one and the count. "frame_index", "event", "ticks" and "redrive_of" were added in issue 13 (readers of
+# the first records must treat them as optional).
 DLQ_FORMAT = "qp.dlq.v1"
 REASON_MAX = 500
+# A raw message `quant-platform ingest redrive` published again (market/redrive.py): what it takes from its frames,
+# "<frame index>:<event>,<event>;<frame index>:*" (* = the whole frame), and the raw message it came from.
+HDR_REDRIVE_SELECT = "Qp-Redrive-Select"
+HDR_REDRIVE_OF = "Qp-Redrive-Of"
 
 
 def _text(value: bytes, key: str) -> dict:
@@ -65,21 +73,48 @@ def _text(value: bytes, key: str) -> dict:
         return {f"{key}_b64": base64.b64encode(value).decode("ascii")}
 
 
-def reject_record(source: str, seq: int, rejected, bad_lines, ignored: int) -> tuple[bytes, dict[str, str]]:
+def _reject_entry(r) -> dict:
+    entry = {"reason": r.reason, "received_at_ns": r.frame.received_at_ns, **_text(r.frame.payload, "frame"),
+             "frame_index": r.frame_index}
+    if r.event is not None:
+        entry["event"] = r.event
+    return entry
+
+
+def reject_record(source: str, seq: int, rejected, bad_lines, ignored: int, *, ticks: int = 0,
+                  redrive_of: str | None = None) -> tuple[bytes, dict[str, str]]:
     """The one DLQ record of a raw message's rejects (payload, headers)."""
-    rejects = [{"reason": reason, "received_at_ns": frame.received_at_ns, **_text(frame.payload, "frame")}
-               for frame, reason in rejected]
+    rejects = [_reject_entry(r) for r in rejected]
     rejects += [{"reason": reason, "line": line_no, **_text(line, "data")} for line_no, line, reason in bad_lines]
     if rejects:
         first = rejects[0]["reason"]
         summary = first if len(rejects) == 1 else f"{first} (and {len(rejects) - 1} more rejects)"
     else:
         summary = "no ticks: control frames only"
-    doc = {"raw_seq": seq, "source": source, "ignored": ignored, "rejects": rejects}
+    doc = {"raw_seq": seq, "source": source, "ignored": ignored, "ticks": ticks, "rejects": rejects}
     headers = {"Nats-Msg-Id": f"dlq:{seq}", HDR_FORMAT: DLQ_FORMAT, HDR_STAGE: "normalizer",
                HDR_REASON: summary[:REASON_MAX], HDR_RAW_SEQ: str(seq), HDR_REJECTS: str(len(rejects)),
                "Qp-Ignored": str(ignored)}
+    if redrive_of:
+        doc["redrive_of"] = redrive_of
+        headers[HDR_REDRIVE_OF] = redrive_of
     return json.dumps(doc, separators=(",", ":")).encode(), headers
+
+
+def parse_selection(text: str):
+    """Qp-Redrive-Select -> {frame index: set of events, or None for the whole frame}; ValueError when malformed."""
+    out: dict[int, set[int] | None] = {}
+    for part in text.split(";"):
+        frame, sep, events = part.partition(":")
+        if not sep or not frame.isdigit():
+            raise ValueError(f"bad {HDR_REDRIVE_SELECT} part {part[:40]!r}")
+        out[int(frame)] = None if events == "*" else {int(e) for e in events.split(",")}
+    return out
+
+
+def format_selection(selection) -> str:
+    return ";".join(f"{k}:*" if ev is None else f"{k}:{','.join(str(e) for e in sorted(ev))}"
+                    for k, ev in sorted(selection.items()))
 
 
 REDELIVERY_DELAY_ENV = "QP_REDELIVERY_DELAY_MS"
@@ -169,22 +204,46 @@ def _source_of(msg) -> str:
     return parts[2] if len(parts) > 2 else "unknown"
 
 
+def _redrive_headers(msg) -> tuple[dict | None, str | None]:
+    """(selection, redrive_of) of a raw message `ingest redrive` published; (None, None) for any other. A
+    malformed selection takes the whole message again (never less than the redrive asked for)."""
+    headers = getattr(msg, "headers", None) or {}
+    text = headers.get(HDR_REDRIVE_SELECT)
+    if not text:
+        return None, None
+    try:
+        return parse_selection(text), headers.get(HDR_REDRIVE_OF)
+    except ValueError:
+        log.warning("raw seq %s: ignoring a malformed %s header", msg.metadata.sequence.stream, HDR_REDRIVE_SELECT)
+        return None, headers.get(HDR_REDRIVE_OF)
+
+
 def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
     """Normalise a set of raw messages together: one TICKS message per (source, instrument) for the whole set
-    and one DLQ record per raw message with rejects (or with nothing but control frames)."""
+    and one DLQ record per raw message with rejects (or with nothing but control frames). Redriven messages
+    (Qp-Redrive-Select) go by themselves and yield only the frames and events they name."""
     out = _Prepared()
-    by_source: dict[str, list[tuple[int, bytes]]] = {}
+    groups: dict[tuple[str, bool], list[tuple[int, bytes]]] = {}
+    selections: dict[int, dict] = {}
+    redrive_of: dict[int, str] = {}
     for msg in msgs:
-        by_source.setdefault(_source_of(msg), []).append((msg.metadata.sequence.stream, msg.data))
-    for source, messages in by_source.items():
-        done = normalize_messages(source, messages, master)
+        seq = msg.metadata.sequence.stream
+        selection, origin = _redrive_headers(msg)
+        if selection is not None:
+            selections[seq] = selection
+        if origin:
+            redrive_of[seq] = origin
+        groups.setdefault((_source_of(msg), selection is not None), []).append((seq, msg.data))
+    for (source, redriven), messages in groups.items():
+        done = normalize_messages(source, messages, master, selections=selections if redriven else None)
         seqs, raw_ticks = [], []
         for res in done.messages:
             if res.ticks:
                 seqs.append(res.stream_seq)
                 raw_ticks.append(f"{res.stream_seq}:{res.ticks}")
             if res.rejected or res.bad_lines or not res.ticks:
-                data, headers = reject_record(source, res.stream_seq, res.rejected, res.bad_lines, res.ignored)
+                data, headers = reject_record(source, res.stream_seq, res.rejected, res.bad_lines, res.ignored,
+                                              ticks=res.ticks, redrive_of=redrive_of.get(res.stream_seq))
                 out.publishes.append((dlq_subject(source), data, headers, STREAM_DLQ))
             out.counts[0] += res.frames
             out.counts[1] += res.ticks

@@ -1,12 +1,13 @@
 """Vendor adapters: one per frame format, looked up by source, and normalize_batch, which turns the frames of
-one raw message into one canonical Arrow table plus the rejected frames with their reasons.
+one raw message into one canonical Arrow table plus the rejected frames and events with their reasons.
 
-Never let normalize_batch raise: every frame ends as ticks, ignored, or rejected with a reason for TICKS_DLQ.
+Never let normalize_batch raise: every event ends as a tick, ignored, or rejected with a reason for TICKS_DLQ.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -24,8 +25,8 @@ from quant_platform.market.instruments import InstrumentMaster
 __all__ = [
     "ADAPTERS", "ADAPTER_FORMATS", "Adapter", "AlpacaAdapter", "BinanceAdapter", "DatabentoAdapter", "NormalizeResult",
     "PolygonAdapter", "SimulatorAdapter", "TickRejected", "UnknownSourceError", "get_adapter",
-    "FAST_MIN_LINES", "MessageResult", "NormalizedSet", "normalize_batch", "normalize_messages",
-    "register_adapter", "rfc3339_to_ns", "ticks_to_table",
+    "FAST_MIN_LINES", "MessageResult", "NormalizedSet", "Reject", "Selection", "normalize_batch",
+    "normalize_messages", "register_adapter", "rfc3339_to_ns", "ticks_to_table",
 ]
 
 
@@ -78,7 +79,8 @@ def get_adapter(source: str, master: InstrumentMaster | None = None) -> Adapter:
 
 def ticks_to_table(ticks: list[dict], stream_seq: int | list[int]) -> pa.Table:
     """Canonical tick dicts -> one TICK_SCHEMA table, built column by column (no per-row Arrow work);
-    `stream_seq` is one raw sequence for all rows or one per row."""
+    `stream_seq` is one raw sequence for all rows or one per row. A column a tick dict lacks is null (an adapter
+    written before the schema's extension columns)."""
     n = len(ticks)
     arrays = []
     for f in TICK_SCHEMA:
@@ -86,76 +88,110 @@ def ticks_to_table(ticks: list[dict], stream_seq: int | list[int]) -> pa.Table:
             arrays.append(pa.array(stream_seq if isinstance(stream_seq, list) else [stream_seq] * n, type=f.type))
         else:
             name = f.name
-            arrays.append(pa.array([t[name] for t in ticks], type=f.type))
+            try:
+                arrays.append(pa.array([t[name] for t in ticks], type=f.type))
+            except KeyError:
+                arrays.append(pa.array([t.get(name) for t in ticks], type=f.type))
     return pa.Table.from_arrays(arrays, schema=TICK_SCHEMA)
 
 
-def _frames_to_ticks(adapter: Adapter, frames: list[RawFrame], master: InstrumentMaster
-                     ) -> tuple[list[dict], list[tuple[RawFrame, int, int]], list[tuple[RawFrame, str]], int]:
-    """Frame by frame -> (tick dicts, (frame, start, end) spans of its ticks, rejected frames, ignored count)."""
+class Reject(NamedTuple):
+    """A frame (event None) or one event of a frame (its index in the frame's array) that could not become ticks;
+    frame_index is the frame's position in its raw message: (raw stream seq, frame_index, event) names it."""
+
+    frame: RawFrame
+    reason: str
+    frame_index: int
+    event: int | None = None
+
+
+# A redrive's choice of what to take again from a raw message: frame index -> the event indices (None: the
+# whole frame). Frames not named are ignored.
+Selection = dict[int, "set[int] | None"]
+
+
+def _frames_to_ticks(adapter: Adapter, frames: list[RawFrame], master: InstrumentMaster,
+                     only: Selection | None = None
+                     ) -> tuple[list[dict], list[tuple[RawFrame, int, int, int]], list[Reject], int]:
+    """Frame by frame -> (tick dicts, (frame, frame index, start, end) spans of its ticks, rejects, ignored count).
+    With `only`, just the named frames and events (a redrive); the rest of the message is neither ticks nor
+    rejects nor ignored: it was taken the first time."""
     ticks: list[dict] = []
-    spans: list[tuple[RawFrame, int, int]] = []
-    rejected: list[tuple[RawFrame, str]] = []
+    spans: list[tuple[RawFrame, int, int, int]] = []
+    rejected: list[Reject] = []
     ignored = 0
     normalize = adapter.normalize
-    for frame in frames:
+    for k, frame in enumerate(frames):
+        wanted = None
+        if only is not None:
+            if k not in only:
+                continue
+            wanted = only[k]
         try:
             result = normalize(frame, master)
         except TickRejected as exc:
-            rejected.append((frame, exc.reason))
+            rejected.append(Reject(frame, exc.reason, k))
             continue
         except Exception as exc:  # an adapter bug must not stop the worker: the frame waits in the DLQ
-            rejected.append((frame, f"adapter error ({exc.__class__.__name__}: {str(exc)[:200]})"))
+            rejected.append(Reject(frame, f"adapter error ({exc.__class__.__name__}: {str(exc)[:200]})", k))
             continue
-        if result.ticks:
-            spans.append((frame, len(ticks), len(ticks) + len(result.ticks)))
-            ticks.extend(result.ticks)
-        ignored += result.ignored
+        own = result.ticks
+        events = result.rejects
+        if wanted is not None:  # a redrive of some events of the frame: the others landed the first time
+            at = result.events if result.events is not None else [0] * len(own)
+            own = [t for t, e in zip(own, at, strict=True) if e in wanted]
+            events = [(e, r) for e, r in events if e in wanted]
+        rejected += [Reject(frame, reason, k, e) for e, reason in events]
+        if own:
+            spans.append((frame, k, len(ticks), len(ticks) + len(own)))
+            ticks.extend(own)
+        if wanted is None:
+            ignored += result.ignored
     return ticks, spans, rejected, ignored
 
 
-def _build(ticks: list[dict], seqs: list[int], spans: list[tuple[int, RawFrame, int, int]]
-           ) -> tuple[pa.Table, list[tuple[int, RawFrame, str, int]]]:
+def _build(ticks: list[dict], seqs: list[int], spans: list[tuple[int, RawFrame, int, int, int]]
+           ) -> tuple[pa.Table, list[tuple[int, Reject, int]]]:
     """One table for the ticks of many frames; if Arrow refuses some rows, frame by frame: the table of the
-    frames that build, and (owner, frame, reason, ticks dropped) for each that does not."""
+    frames that build, and (owner, reject, ticks dropped) for each that does not."""
     try:
         return ticks_to_table(ticks, seqs), []
     except Exception:  # noqa: BLE001 - slow path: find the frame(s) whose ticks Arrow refuses
         pass
     tables, refused = [], []
-    for owner, frame, start, end in spans:
+    for owner, frame, k, start, end in spans:
         try:
             tables.append(ticks_to_table(ticks[start:end], seqs[start:end]))
         except Exception as exc:
-            refused.append((owner, frame, f"cannot build canonical rows ({exc.__class__.__name__}: "
-                                          f"{str(exc)[:200]})", end - start))
+            refused.append((owner, Reject(frame, f"cannot build canonical rows ({exc.__class__.__name__}: "
+                                                 f"{str(exc)[:200]})", k), end - start))
     return (pa.concat_tables(tables) if tables else TICK_SCHEMA.empty_table()), refused
 
 
 def normalize_batch(source: str, frames: list[RawFrame], stream_seq: int, master: InstrumentMaster
-                    ) -> tuple[pa.Table, list[tuple[RawFrame, str]], int]:
-    """All frames of one raw message -> (canonical table with stream_seq filled, rejected frames with reasons,
-    count of ignored vendor messages)."""
+                    ) -> tuple[pa.Table, list[Reject], int]:
+    """All frames of one raw message -> (canonical table with stream_seq filled, rejects (whole frames and single
+    events) with reasons, count of ignored vendor messages)."""
     try:
         adapter = get_adapter(source, master)
     except UnknownSourceError as exc:
-        return TICK_SCHEMA.empty_table(), [(f, exc.reason) for f in frames], 0
+        return TICK_SCHEMA.empty_table(), [Reject(f, exc.reason, k) for k, f in enumerate(frames)], 0
     ticks, spans, rejected, ignored = _frames_to_ticks(adapter, frames, master)
-    table, refused = _build(ticks, [stream_seq] * len(ticks), [(0, f, a, b) for f, a, b in spans])
-    return table, rejected + [(frame, reason) for _, frame, reason, _ in refused], ignored
+    table, refused = _build(ticks, [stream_seq] * len(ticks), [(0, f, k, a, b) for f, k, a, b in spans])
+    return table, rejected + [r for _, r, _ in refused], ignored
 
 
 @dataclass(slots=True)
 class MessageResult:
-    """What one raw message became: its ticks count (the rows are in the set's table), rejects (frames with a
-    reason, and lines that are not `<received_at_ns> <frame>`) for TICKS_DLQ, and the count of valid non-tick
-    vendor messages."""
+    """What one raw message became: its ticks count (the rows are in the set's table), rejects (whole frames and
+    single events, with a reason; lines that are not `<received_at_ns> <frame>`) for TICKS_DLQ, and the count of
+    valid non-tick vendor messages."""
 
     stream_seq: int
     frames: int
     ticks: int
     ignored: int
-    rejected: list[tuple[RawFrame, str]] = field(default_factory=list)
+    rejected: list[Reject] = field(default_factory=list)
     bad_lines: list[tuple[int, bytes, str]] = field(default_factory=list)
 
 
@@ -184,14 +220,18 @@ def _fast(adapter: Adapter, messages: list[tuple[int, bytes]], line_counts: list
     msg_of_line = np.repeat(np.arange(len(messages)), lines)
     ignored = np.bincount(msg_of_line[ignored_mask], minlength=len(messages))
     ticks = lines - ignored
+    if int(ticks.sum()) != table.num_rows:  # a line made two ticks (a mark and its funding): count the rows
+        uniq, per_seq = np.unique(table.column("stream_seq").to_numpy(), return_counts=True)
+        made = dict(zip(uniq.tolist(), per_seq.tolist(), strict=True))
+        ticks = np.array([made.get(int(s), 0) for s in seqs])
     return NormalizedSet(table, [MessageResult(int(s), int(n), int(k), int(i))
                                  for s, n, k, i in zip(seqs, lines, ticks, ignored, strict=True)], len(messages))
 
 
-def _slow(source: str, messages: list[tuple[int, bytes]], master: InstrumentMaster
-          ) -> tuple[pa.Table, list[MessageResult]]:
+def _slow(source: str, messages: list[tuple[int, bytes]], master: InstrumentMaster,
+          selections: dict[int, Selection] | None = None) -> tuple[pa.Table, list[MessageResult]]:
     """Frame by frame for several raw messages, one table for all of them (table building has a fixed cost
-    per call that dominates small messages)."""
+    per call that dominates small messages). `selections`: raw seq -> the frames and events a redrive takes."""
     try:
         adapter: Adapter | None = get_adapter(source, master)
         unknown = ""
@@ -199,7 +239,7 @@ def _slow(source: str, messages: list[tuple[int, bytes]], master: InstrumentMast
         adapter, unknown = None, exc.reason
     ticks: list[dict] = []
     seqs: list[int] = []
-    spans: list[tuple[int, RawFrame, int, int]] = []
+    spans: list[tuple[int, RawFrame, int, int, int]] = []
     results: list[MessageResult] = []
     for k, (seq, data) in enumerate(messages):
         frames: list[RawFrame] = []
@@ -208,17 +248,18 @@ def _slow(source: str, messages: list[tuple[int, bytes]], master: InstrumentMast
             (bad_lines if isinstance(item, tuple) else frames).append(item)
         if adapter is None:
             results.append(MessageResult(seq, len(frames) + len(bad_lines), 0, 0,
-                                         [(f, unknown) for f in frames], bad_lines))
+                                         [Reject(f, unknown, i) for i, f in enumerate(frames)], bad_lines))
             continue
-        own, own_spans, rejected, ignored = _frames_to_ticks(adapter, frames, master)
+        only = selections.get(seq) if selections else None
+        own, own_spans, rejected, ignored = _frames_to_ticks(adapter, frames, master, only)
         offset = len(ticks)
-        spans += [(k, f, offset + a, offset + b) for f, a, b in own_spans]
+        spans += [(k, f, i, offset + a, offset + b) for f, i, a, b in own_spans]
         ticks += own
         seqs += [seq] * len(own)
         results.append(MessageResult(seq, len(frames) + len(bad_lines), len(own), ignored, rejected, bad_lines))
     table, refused = _build(ticks, seqs, spans)
-    for k, frame, reason, dropped in refused:
-        results[k].rejected.append((frame, reason))
+    for k, reject, dropped in refused:
+        results[k].rejected.append(reject)
         results[k].ticks -= dropped
     return table, results
 
@@ -234,11 +275,16 @@ def _lines(data: bytes) -> int:
 
 
 def normalize_messages(source: str, messages: list[tuple[int, bytes]], master: InstrumentMaster, *,
-                       min_fast_lines: int = FAST_MIN_LINES) -> NormalizedSet:
+                       min_fast_lines: int = FAST_MIN_LINES,
+                       selections: dict[int, Selection] | None = None) -> NormalizedSet:
     """Raw messages of one source, as (stream seq, data) -> NormalizedSet. With at least `min_fast_lines`
     frames, the adapter's vectorised path takes them all at once when every frame is plainly valid; otherwise
     each message is tried on its own, and one holding a bad frame (or a small one) goes frame by frame, so
-    each reject gets its reason. Never raises."""
+    each reject gets its reason. `selections` (raw seq -> frames and events): redriven messages, which take the
+    per-frame path and yield only what they name. Never raises."""
+    if selections:
+        table, results = _slow(source, messages, master, selections)
+        return NormalizedSet(table, results, 0)
     adapter = ADAPTERS.get(source)
     counts = [_lines(data) for _, data in messages]
     if adapter is not None and messages and all(counts) and sum(counts) >= min_fast_lines:

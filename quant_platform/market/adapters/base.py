@@ -7,7 +7,7 @@ Never let a malformed value through as a tick, and never raise anything but Tick
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,13 +31,34 @@ class TickRejected(QuantPlatformError):
 
 @dataclass(slots=True)
 class NormalizeResult:
-    ticks: list[dict]  # canonical tick dicts: every TICK_COLUMNS column except stream_seq
+    ticks: list[dict]  # canonical tick dicts: every TICK_SCHEMA column except stream_seq
     ignored: int  # vendor messages in the frame that are valid but not ticks (control, depth, bars, ...)
+    # Events of a multi-event frame that could not become ticks: (event index in the frame, reason). The other
+    # events of the frame are in `ticks`: one bad quote does not take the frame's trades down with it.
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+    # For a multi-event frame: the event index of each tick (a redrive takes only the events it names). None: a
+    # single-event frame (event 0).
+    events: list[int] | None = None
+
+
+# The messages an event's malformed values raise; each becomes a reason (never a traceback) via reason_of().
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
+
+
+def reason_of(exc: BaseException) -> str:
+    """The DLQ reason for an exception raised while reading one event or frame."""
+    if isinstance(exc, TickRejected):
+        return exc.reason
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    return f"malformed frame ({exc.__class__.__name__}: {_short(exc)})"
 
 
 class Adapter:
-    """One vendor frame format -> canonical ticks. A frame is all or nothing: any bad event rejects it whole,
-    so the DLQ holds the frame exactly as the vendor sent it and a replay after a fix loses nothing."""
+    """One vendor frame format -> canonical ticks. An event is all or nothing: a bad event of a multi-event frame
+    (Polygon, Alpaca arrays) is rejected with its index and reason while the frame's good events become ticks; a
+    frame that cannot be read at all is rejected whole. The DLQ keeps the frame exactly as the vendor sent it, with
+    the indices, so a redrive after a fix takes back exactly the rejected events."""
 
     source: str = ""
 
@@ -50,10 +71,8 @@ class Adapter:
             return self._normalize(frame, master)
         except TickRejected:
             raise
-        except KeyError as exc:
-            raise TickRejected(f"missing field {exc}") from None
-        except (TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
-            raise TickRejected(f"malformed frame ({exc.__class__.__name__}: {_short(exc)})") from None
+        except MALFORMED as exc:
+            raise TickRejected(reason_of(exc)) from None
 
     def _normalize(self, frame: RawFrame, master: InstrumentMaster) -> NormalizeResult:
         raise NotImplementedError
@@ -176,21 +195,46 @@ def resolve(master: InstrumentMaster, source: str, venue_symbol: Any) -> str:
 
 # ----------------------------------------------------------------------------------------- tick builders
 def trade_tick(ts: int, received_at: int, source: str, instrument_id: str, venue_symbol: str,
-               exchange: str | None, price_: float, size_: float, vendor_seq: int | None, eid: str) -> dict:
+               exchange: str | None, price_: float, size_: float, vendor_seq: int | None, eid: str, *,
+               conditions: str | None = None, size_unit: str | None = None, event: str = "trade",
+               ref_seq: int | None = None) -> dict:
+    """A trade (or, with `event`, a price-and-size event of a trade: mark, funding, cancel, correction)."""
     return {"ts": ts, "received_at": received_at, "source": source, "instrument_id": instrument_id,
-            "venue_symbol": venue_symbol, "exchange": exchange, "event": "trade", "price": price_,
+            "venue_symbol": venue_symbol, "exchange": exchange, "event": event, "price": price_,
             "size": size_, "bid": None, "bid_size": None, "ask": None, "ask_size": None,
-            "vendor_seq": vendor_seq, "event_id": eid}
+            "vendor_seq": vendor_seq, "event_id": eid, "conditions": conditions, "size_unit": size_unit,
+            "ref_seq": ref_seq}
 
 
 def quote_tick(ts: int, received_at: int, source: str, instrument_id: str, venue_symbol: str,
                exchange: str | None, bid: float, bid_size: float, ask: float, ask_size: float,
-               vendor_seq: int | None, eid: str) -> dict:
+               vendor_seq: int | None, eid: str, *, size_unit: str | None = None) -> dict:
     # bid > ask (a crossed quote) is recorded as sent: the quality checks flag it, the adapter does not judge.
     return {"ts": ts, "received_at": received_at, "source": source, "instrument_id": instrument_id,
             "venue_symbol": venue_symbol, "exchange": exchange, "event": "quote", "price": None,
             "size": None, "bid": bid, "bid_size": bid_size, "ask": ask, "ask_size": ask_size,
-            "vendor_seq": vendor_seq, "event_id": eid}
+            "vendor_seq": vendor_seq, "event_id": eid, "conditions": None, "size_unit": size_unit,
+            "ref_seq": None}
+
+
+def conditions_text(value: Any, name: str) -> str | None:
+    """Trade conditions as the vendor sent them, comma-joined: [14, 41] -> "14,41", ["@", "F"] -> "@,F"; absent or
+    empty -> None. Each condition is kept as its text (Massive sends integers, Alpaca one-character strings)."""
+    if value is None:
+        return None
+    if type(value) is not list:
+        raise TickRejected(f"field {name!r}: expected a list of conditions, got {type(value).__name__}")
+    out = []
+    for c in value:
+        kind = type(c)
+        if kind is int or kind is str:
+            text_ = str(c)
+            if "," in text_:
+                raise TickRejected(f"field {name!r}: a condition holds a comma: {text_[:20]!r}")
+            out.append(text_)
+        else:
+            raise TickRejected(f"field {name!r}: expected integer or string conditions, got {kind.__name__}")
+    return ",".join(out) if out else None
 
 
 # ----------------------------------------------------------------------------------------- vectorised path
@@ -314,3 +358,12 @@ def constant(value: str, n: int) -> pa.Array:
 def where(mask, values, type_: pa.DataType):
     """`values` where mask is true, null elsewhere."""
     return pc.if_else(mask, values, pa.scalar(None, type_))
+
+
+def tick_table(columns: dict, n: int) -> pa.Table:
+    """A TICK_SCHEMA table from {column: array}; extension columns a fast path does not set are null."""
+    arrays = []
+    for f in TICK_SCHEMA:
+        col = columns.get(f.name)
+        arrays.append(col if col is not None else pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=TICK_SCHEMA)

@@ -1,7 +1,8 @@
-"""Binance websocket frames (combined-stream `{"stream", "data"}` or raw single-stream) -> canonical ticks:
-aggTrade and trade -> trade, bookTicker -> quote; depthUpdate, kline and other streams are ignored.
+"""Binance websocket frames (combined-stream `{"stream", "data"}` or raw single-stream), spot and USD-M futures ->
+canonical ticks: aggTrade -> trade, bookTicker -> quote, markPriceUpdate -> mark (+ funding); the raw `trade`
+stream, depthUpdate, kline and other streams are ignored.
 
-Never invent an exchange time: where Binance sends none, say so and use the connector's receipt time.
+Never invent an exchange time, and never count a fill twice: trade and aggTrade describe the same fills.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from quant_platform.market.adapters.base import (
     constant,
     event_ns,
     integer,
+    number,
     parse_json,
     price,
     quote_tick,
@@ -27,6 +29,7 @@ from quant_platform.market.adapters.base import (
     resolve,
     resolve_column,
     size,
+    tick_table,
     trade_tick,
     ts_from_ms,
     valid_event_ns,
@@ -36,25 +39,35 @@ from quant_platform.market.adapters.base import (
 from quant_platform.market.contracts import TICK_SCHEMA, RawFrame, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
 
-_TICK_KINDS = ("aggTrade", "trade", "bookTicker")
+# Quirk (Binance: one fill, two streams): `<sym>@trade` sends every fill, `<sym>@aggTrade` the fills of one taker
+# order at one price aggregated (its f..l names the raw trade ids it holds). Both carry the same volume, and a
+# connection subscribed to both would count every fill twice. aggTrade is the trade of record: Binance serves it
+# on spot and on USD-M (the /market route; the raw trade stream is not in the USD-M market-stream docs), its id
+# `a` is consecutive per symbol (a gap check can use it), and it is several times fewer messages. A raw `trade`
+# event is valid input, counted as ignored, never a tick and never a reject.
+TRADE_KIND = "aggTrade"
+IGNORED_TRADE_KIND = "trade"
+MARK_KIND = "markPriceUpdate"
+_TICK_KINDS = (TRADE_KIND, "bookTicker", MARK_KIND)
 
 # The vectorised path (combined streams only): one read of every line's envelope, then one read per tick kind
 # with that kind's schema (Binance gives the same letter different types in different events: "b" is a price
 # string in bookTicker, a list of levels in depthUpdate, an order id in trade).
 _S, _I = pa.string(), pa.int64()
 _ENVELOPE = pa.schema([("stream", _S), ("data", pa.struct([("e", _S)]))])
-_KIND_FIELDS = {  # kind -> (id field, {canonical column: Binance field}, whether T is required)
-    "aggTrade": ("a", {"price": "p", "size": "q"}, True),
-    "trade": ("t", {"price": "p", "size": "q"}, True),
-    "bookTicker": ("u", {"bid": "b", "bid_size": "B", "ask": "a", "ask_size": "A"}, False),
+_KIND_FIELDS = {  # kind -> (id field, {canonical column: Binance field}, time field, whether the time is required)
+    TRADE_KIND: ("a", {"price": "p", "size": "q"}, "T", True),
+    "bookTicker": ("u", {"bid": "b", "bid_size": "B", "ask": "a", "ask_size": "A"}, "T", False),
 }
 _KIND_SCHEMAS = {kind: pa.schema([("data", pa.struct([("s", _S), (id_, _I), *((f, _S) for f in nums.values()),
-                                                      ("T", _I)]))])
-                 for kind, (id_, nums, _) in _KIND_FIELDS.items()}
+                                                      (t, _I)]))])
+                 for kind, (id_, nums, t, _) in _KIND_FIELDS.items()}
+_MARK_SCHEMA = pa.schema([("data", pa.struct([("s", _S), ("E", _I), ("p", _S), ("r", _S)]))])
 _PRICES = ("price", "bid", "ask")  # > 0; the sizes >= 0
 # Decimal text the way Binance writes it. Anything else ("1e-5", " 1", "NaN", a number instead of a string)
 # goes to the per-frame path, whose number() decides; for this form Arrow's cast and float() agree exactly.
 _DECIMAL = r"^[0-9]+(\.[0-9]+)?$"
+_SIGNED_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"  # funding rates are negative when shorts pay longs
 _F64 = pa.float64()
 
 
@@ -102,35 +115,47 @@ class BinanceAdapter(Adapter):
         elif type(kind) is not str:
             raise TickRejected("field 'e': expected a string")
         if kind not in _TICK_KINDS:
-            return NormalizeResult([], 1)  # depthUpdate, kline, 24hrTicker, ...: valid, not ticks
+            return NormalizeResult([], 1)  # trade (see TRADE_KIND), depthUpdate, kline, 24hrTicker: valid, not ticks
 
         sym = data["s"]
         iid = resolve(master, self.source, sym)
         received = frame.received_at_ns
-        if kind == "aggTrade":
+        if kind == TRADE_KIND:
             agg_id = integer(data["a"], "a")
             # "m" (buyer is maker) and "f"/"l" (first/last raw trade ids) are not part of the canonical tick.
-            tick = trade_tick(ts_from_ms(data["T"], "T"), received, self.source, iid, sym, self.exchange,
-                              price(data["p"], "p"), size(data["q"], "q"), agg_id,
-                              event_id(self.source, "aggTrade", sym, agg_id))
-        elif kind == "trade":
-            trade_id = integer(data["t"], "t")
-            tick = trade_tick(ts_from_ms(data["T"], "T"), received, self.source, iid, sym, self.exchange,
-                              price(data["p"], "p"), size(data["q"], "q"), trade_id,
-                              event_id(self.source, "trade", sym, trade_id))
-        else:  # bookTicker
-            update_id = integer(data["u"], "u")
-            if "T" in data:  # futures bookTicker carries the transaction time
-                ts = ts_from_ms(data["T"], "T")
-            else:
-                # Quirk (Binance spot bookTicker has no event time): ts is the connector's received_at, so it
-                # includes network latency. event_id still uses only vendor fields (symbol, update id u).
-                ts = event_ns(received, "received_at")
-            tick = quote_tick(ts, received, self.source, iid, sym, self.exchange,
-                              price(data["b"], "b"), size(data["B"], "B"),
-                              price(data["a"], "a"), size(data["A"], "A"), update_id,
-                              event_id(self.source, "bookTicker", sym, update_id))
-        return NormalizeResult([tick], 0)
+            return NormalizeResult([trade_tick(
+                ts_from_ms(data["T"], "T"), received, self.source, iid, sym, self.exchange,
+                price(data["p"], "p"), size(data["q"], "q"), agg_id,
+                event_id(self.source, "aggTrade", sym, agg_id))], 0)
+        if kind == MARK_KIND:
+            return NormalizeResult(self._mark(data, sym, iid, received), 0)
+        update_id = integer(data["u"], "u")
+        if "T" in data:  # futures bookTicker carries the transaction time
+            ts = ts_from_ms(data["T"], "T")
+        else:
+            # Quirk (Binance spot bookTicker has no event time): ts is the connector's received_at, so it
+            # includes network latency. event_id still uses only vendor fields (symbol, update id u).
+            ts = event_ns(received, "received_at")
+        return NormalizeResult([quote_tick(
+            ts, received, self.source, iid, sym, self.exchange,
+            price(data["b"], "b"), size(data["B"], "B"),
+            price(data["a"], "a"), size(data["A"], "A"), update_id,
+            event_id(self.source, "bookTicker", sym, update_id))], 0)
+
+    def _mark(self, data: dict, sym: str, iid: str, received: int) -> list[dict]:
+        """USD-M markPriceUpdate -> a `mark` tick (price: the mark price p) and, when the contract has funding, a
+        `funding` tick (price: the funding rate r, a fraction per funding interval, negative when shorts pay).
+        Quirk (Binance markPriceUpdate): it has no transaction time; ts is the event time E. A contract without
+        funding (delivery futures) sends "r": "" and "T": 0: a mark tick only."""
+        e_ms = data["E"]
+        ts = ts_from_ms(e_ms, "E")
+        ticks = [trade_tick(ts, received, self.source, iid, sym, self.exchange, price(data["p"], "p"), None, None,
+                            event_id(self.source, "markPrice", sym, e_ms), event="mark")]
+        rate = data.get("r")
+        if rate is not None and rate != "":
+            ticks.append(trade_tick(ts, received, self.source, iid, sym, self.exchange, number(rate, "r"), None,
+                                    None, event_id(self.source, "funding", sym, e_ms), event="funding"))
+        return ticks
 
     # ------------------------------------------------------------------------------------- vectorised path
     def normalize_fast(self, data: bytes, line_seqs: np.ndarray, master: InstrumentMaster
@@ -146,35 +171,40 @@ class BinanceAdapter(Adapter):
         kinds = np.array([e if e is not None else _stream_kind(st) for st, e in zip(streams, es, strict=True)],
                          dtype=object)
         ignored = ~np.isin(kinds, _TICK_KINDS)
-        rows: list[np.ndarray] = []
+        order: list[np.ndarray] = []  # per table: the sort key of each row (line * 2 + row within the line)
         tables: list[pa.Table] = []
         for kind in _TICK_KINDS:
             idx = np.flatnonzero(kinds == kind)
-            if idx.size:
-                table = self._kind_table(kind, idx, lines, line_seqs, master)
-                if table is None:
-                    return None
-                rows.append(idx)
+            if not idx.size:
+                continue
+            built = (self._mark_tables(idx, lines, line_seqs, master) if kind == MARK_KIND
+                     else self._kind_table(kind, idx, lines, line_seqs, master))
+            if built is None:
+                return None
+            for table, keys in built:
                 tables.append(table)
+                order.append(keys)
         if not tables:
             return TICK_SCHEMA.empty_table(), ignored
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        if len(tables) > 1:  # back to line order, as the per-frame path emits them
-            table = table.take(pa.array(np.argsort(np.concatenate(rows), kind="stable")))
+        if len(tables) > 1:  # back to line order (a mark before its funding), as the per-frame path emits them
+            table = table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
         return table, ignored
 
-    def _kind_table(self, kind: str, idx: np.ndarray, lines, line_seqs: np.ndarray, master: InstrumentMaster
-                    ) -> pa.Table | None:
+    def _sub(self, idx: np.ndarray, lines, schema: pa.Schema) -> pa.StructArray | None:
         body, starts, ends = lines.body, lines.starts, lines.ends
-        sub = b"\n".join([body[starts[i]:ends[i]] for i in idx.tolist()])
-        t = read_lines(sub, idx.size, _KIND_SCHEMAS[kind])
-        if t is None:
+        t = read_lines(b"\n".join([body[starts[i]:ends[i]] for i in idx.tolist()]), idx.size, schema)
+        if t is None or t.column("data").null_count:
             return None
-        d = t.column("data")
-        if d.null_count:
+        return t.column("data")
+
+    def _kind_table(self, kind: str, idx: np.ndarray, lines, line_seqs: np.ndarray, master: InstrumentMaster
+                    ) -> list[tuple[pa.Table, np.ndarray]] | None:
+        d = self._sub(idx, lines, _KIND_SCHEMAS[kind])
+        if d is None:
             return None
-        id_field, num_fields, needs_t = _KIND_FIELDS[kind]
-        sym, vendor_id, exch_ms = (pc.struct_field(d, f) for f in ("s", id_field, "T"))
+        id_field, num_fields, t_field, needs_t = _KIND_FIELDS[kind]
+        sym, vendor_id, exch_ms = (pc.struct_field(d, f) for f in ("s", id_field, t_field))
         iid = resolve_column(master, self.source, sym)
         if iid is None or vendor_id.null_count or not all_true(pc.greater_equal(vendor_id, 0)):
             return None
@@ -182,6 +212,7 @@ class BinanceAdapter(Adapter):
         if exch_ms.null_count:
             if needs_t:
                 return None
+            body, starts, ends = lines.body, lines.starts, lines.ends
             missing = np.flatnonzero(pc.is_null(exch_ms).to_numpy(zero_copy_only=False))
             if any(b'"T"' in body[starts[i]:ends[i]] for i in idx[missing].tolist()):
                 return None  # "T": null is a reject on the per-frame path, not an absent T
@@ -191,10 +222,9 @@ class BinanceAdapter(Adapter):
         if not valid_event_ns(ts):
             return None
         n = idx.size
-        null_f64 = pa.nulls(n, _F64)
-        numbers = dict.fromkeys(("price", "size", "bid", "bid_size", "ask", "ask_size"), null_f64)
-        for column, field in num_fields.items():
-            txt = pc.struct_field(d, field)
+        numbers = {}
+        for column, fld in num_fields.items():
+            txt = pc.struct_field(d, fld)
             if txt.null_count or not all_true(pc.match_substring_regex(txt, _DECIMAL)):
                 return None
             values = txt.cast(_F64)
@@ -210,4 +240,47 @@ class BinanceAdapter(Adapter):
             "event_id": event_ids_arrow(self.source, constant(kind, n), sym, vendor_id),
             "stream_seq": pa.array(line_seqs[idx], _I),
         }
-        return pa.Table.from_arrays([columns[f.name] for f in TICK_SCHEMA], schema=TICK_SCHEMA)
+        return [(tick_table(columns, n), idx * 2)]
+
+    def _mark_tables(self, idx: np.ndarray, lines, line_seqs: np.ndarray, master: InstrumentMaster
+                     ) -> list[tuple[pa.Table, np.ndarray]] | None:
+        """markPriceUpdate lines -> the mark rows and the funding rows (see _mark), each keyed to follow its line."""
+        d = self._sub(idx, lines, _MARK_SCHEMA)
+        if d is None:
+            return None
+        sym, e_ms, mark, rate = (pc.struct_field(d, f) for f in ("s", "E", "p", "r"))
+        iid = resolve_column(master, self.source, sym)
+        if iid is None or e_ms.null_count or mark.null_count or not all_true(pc.match_substring_regex(mark, _DECIMAL)):
+            return None
+        ts = pc.multiply_checked(e_ms, 1_000_000)
+        marks = mark.cast(_F64)
+        if not valid_event_ns(ts) or not valid_prices(marks):
+            return None
+        if rate.null_count:  # "r" absent or null: the per-frame path tells which (absent is fine, null is not)
+            return None
+        has_rate = pc.not_equal(rate, "").to_numpy(zero_copy_only=False)
+        rates_txt = rate.filter(pa.array(has_rate))
+        if not all_true(pc.match_substring_regex(rates_txt, _SIGNED_DECIMAL)):
+            return None
+        n = idx.size
+        seqs = pa.array(line_seqs[idx], _I)
+        received = pa.array(lines.received[idx], _I).cast(TS_TYPE)
+        tsc = ts.cast(TS_TYPE)
+        src, exch = constant(self.source, n), constant(self.exchange, n)
+        mark_cols = {"ts": tsc, "received_at": received, "source": src, "instrument_id": iid, "venue_symbol": sym,
+                     "exchange": exch, "event": constant("mark", n), "price": marks,
+                     "event_id": event_ids_arrow(self.source, constant("markPrice", n), sym, e_ms),
+                     "stream_seq": seqs}
+        out = [(tick_table(mark_cols, n), idx * 2)]
+        k = int(has_rate.sum())
+        if k:
+            keep = pa.array(has_rate)
+            f_sym, f_e = sym.filter(keep), e_ms.filter(keep)
+            fund_cols = {"ts": tsc.filter(keep), "received_at": received.filter(keep), "source": constant(self.source, k),
+                         "instrument_id": iid.filter(keep), "venue_symbol": f_sym,
+                         "exchange": constant(self.exchange, k), "event": constant("funding", k),
+                         "price": rates_txt.cast(_F64),
+                         "event_id": event_ids_arrow(self.source, constant("funding", k), f_sym, f_e),
+                         "stream_seq": seqs.filter(keep)}
+            out.append((tick_table(fund_cols, k), idx[has_rate] * 2 + 1))
+        return out

@@ -27,6 +27,7 @@ from quant_platform.market.adapters.base import (
     resolve_column,
     size,
     text,
+    tick_table,
     trade_tick,
     ts_from_ns,
     valid_event_ns,
@@ -110,4 +111,4 @@ class SimulatorAdapter(Adapter):
             "event_id": event_ids_arrow(self.source, ev, sym, seq, ts),
             "stream_seq": pa.array(line_seqs, pa.int64()),
         }
-        return pa.Table.from_arrays([columns[f.name] for f in TICK_SCHEMA], schema=TICK_SCHEMA), ignored
+        return tick_table(columns, n), ignored
