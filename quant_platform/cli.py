@@ -122,6 +122,7 @@ def cmd_backfill(args) -> int:
 # ---------------------------------------------------------------------------------------------- up
 def cmd_up(args) -> int:
     from quant_platform.instance import prepare_embedded_instance
+    from quant_platform.platform.redaction import redact
     from quant_platform.platform.settings import load_settings
 
     settings = load_settings()
@@ -181,9 +182,9 @@ def cmd_up(args) -> int:
         print(
             f"quant-platform is starting.\n"
             f"  Dagster UI:    {ui}\n"
-            f"  Vendors:       {env.get('QP_EIA_BASE_URL', 'real EIA/CFTC hosts')}\n"
-            f"  Warehouse:     {env.get('QP_WAREHOUSE_URL') or settings.warehouse_url}\n"
-            f"  Ticks:         NATS {_running_nats_url() if not args.no_market else 'off'}"
+            f"  Vendors:       {redact(env.get('QP_EIA_BASE_URL', 'real EIA/CFTC hosts'))}\n"
+            f"  Warehouse:     {redact(env.get('QP_WAREHOUSE_URL') or settings.warehouse_url)}\n"
+            f"  Ticks:         NATS {redact(_running_nats_url()) if not args.no_market else 'off'}"
             f"; OLAP views in {settings.home / 'olap.duckdb'} (market.ticks_recent, market.bars_1m_recent)\n"
             f"  State:         {settings.home}\n"
             "What to look at: Catalog (groups macro, marts, internal, market) - the release sensors load each new\n"
@@ -333,6 +334,7 @@ def cmd_ingest_run(args) -> int:
     from quant_platform.market.lake_landing import ensure_olap_views
     from quant_platform.market.nats_server import nats_url_or_embedded
     from quant_platform.market.supervisor import ScalePolicy, Supervisor
+    from quant_platform.platform.redaction import redact
     from quant_platform.platform.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -349,7 +351,7 @@ def cmd_ingest_run(args) -> int:
         normalizer_policy=ScalePolicy("normalizer", args.min_workers, args.max_workers, args.lag_per_worker),
         metrics_base_port=args.metrics_port,
     )
-    print(f"ingest running: NATS {url}{' (embedded)' if embedded else ''}; lake {lake_root}; OLAP "
+    print(f"ingest running: NATS {redact(url)}{' (embedded)' if embedded else ''}; lake {lake_root}; OLAP "
           f"{settings.home / 'olap.duckdb'} ({', '.join(views)}); Ctrl-C stops.", flush=True)
     stop = asyncio.Event()
 
@@ -395,6 +397,21 @@ def cmd_ingest_replay(args) -> int:
 
     result = asyncio.run(publish_frames(url, args.source, as_live(), rate=args.rate))
     print(json.dumps({"source": args.source, "file": str(path), "frames": len(payloads), **result}, default=str))
+    return 0
+
+
+def cmd_ingest_redrive(args) -> int:
+    import asyncio
+
+    from quant_platform.market.observe import probe_nats
+    from quant_platform.market.redrive import redrive
+
+    if args.since_seq is not None and args.since_seq < 1:
+        raise ConfigError("--since-seq must be a TICKS_DLQ sequence >= 1")
+    url = _running_nats_url()
+    asyncio.run(probe_nats(url))
+    result = asyncio.run(redrive(url, source=args.source, since_seq=args.since_seq, dry_run=args.dry_run))
+    print(json.dumps(result, default=str))
     return 0
 
 
@@ -607,10 +624,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_ingest_run)
     rep = ings.add_parser("replay", help="publish a capture file as if live",
                           description="Publish the vendor frames of a capture file into TICKS_RAW.")
-    rep.add_argument("--source", required=True, choices=["binance", "polygon", "alpaca", "databento"])
+    from quant_platform.market.connectors.replay import replay_sources
+
+    rep.add_argument("--source", required=True, choices=replay_sources(),
+                     help="a source with a capture format, its own or its configured format's (instruments.yaml)")
     rep.add_argument("file")
     rep.add_argument("--rate", type=float, default=None, help="frames per second (default: as fast as acked)")
     rep.set_defaults(func=cmd_ingest_replay)
+    rd = ings.add_parser("redrive", help="publish TICKS_DLQ rejects to TICKS_RAW again, after a fix",
+                         description="Read the normalizer's TICKS_DLQ records and publish each rejected frame or event "
+                         "again to TICKS_RAW (verbatim, with the original raw reference), so the fixed normalizer "
+                         "takes exactly what was rejected. Idempotent: a record already redriven is skipped, and "
+                         "each publish carries a Nats-Msg-Id derived from the original raw message. Prints JSON.")
+    rd.add_argument("--source", default=None, help="only this source's records (default: every source)")
+    rd.add_argument("--since-seq", type=int, default=None, help="from this TICKS_DLQ sequence (default: the first)")
+    rd.add_argument("--dry-run", action="store_true", help="count what would be published, publish nothing")
+    rd.set_defaults(func=cmd_ingest_redrive)
     st = ings.add_parser("status", help="live table of stream rates and consumer lag",
                          description="Stream messages and rates, consumer pending / ack floor / lag.")
     st.add_argument("--watch", action="store_true")

@@ -144,16 +144,23 @@ def test_connector_receives_exactly_the_capture_frames(source, vendor_env, caplo
         async with ReplayServer(source, api_key=POLYGON_KEY, key_id=ALPACA_KEY_ID,
                                 secret_key=ALPACA_SECRET) as server:
             connector = connector_for(source, server.url)
+            # Massive answers each subscribed param with a status frame, published like every other frame.
+            acks = len(connector.params) if source == "polygon" else 0
             before = time.time_ns()
-            got = await run_until(connector, lambda frames: len(frames) == len(expected))
+            got = await run_until(connector, lambda frames: len(frames) == len(expected) + acks)
             return server, connector, got, before, time.time_ns()
 
     server, connector, got, before, after = asyncio.run(scenario())
-    assert [f.payload for f in got] == expected
+    acked = [f for f in got if b'"subscribed to: ' in f.payload]
+    assert [f.payload for f in got if f not in acked] == expected
+    if source == "polygon":
+        assert sorted(json.loads(f.payload)[0]["message"] for f in acked) == sorted(
+            f"subscribed to: {p}" for p in connector.params)
+        got = [f for f in got if f not in acked]
     stamps = [f.received_at_ns for f in got]
     assert before <= stamps[0] and stamps[-1] <= after
     assert all(b >= a - 1_000_000 for a, b in zip(stamps, stamps[1:], strict=False))  # monotonic-ish (1 ms)
-    assert (connector.connects, connector.reconnects, connector.frames) == (1, 0, len(expected))
+    assert (connector.connects, connector.reconnects, connector.frames) == (1, 0, len(expected) + len(acked))
     assert connector.last_frame_at == stamps[-1]
     assert any(f"{source}: connected to" in r.getMessage() for r in caplog.records)  # logs are captured
     assert server.connections == 1 and len(server.subscriptions) == 1
@@ -201,11 +208,14 @@ def test_dropped_connection_reconnects_with_backoff_and_resubscribes(source, dro
     data = set(server.data_frames)
     assert [f.payload for f in got if f.payload in data] == server.data_frames
     handshake = [f.payload for f in got if f.payload not in data]
+    acks = [f for f in handshake if b'"subscribed to: ' in f]  # Massive confirms each param on each connection
+    assert len(acks) == (2 * len(connector.params) if source == "polygon" else 0)
+    handshake = [f for f in handshake if f not in acks]
     assert handshake == 2 * [f for f in read_capture(source, DEFAULT_CAPTURES[source]) if f not in data]
     # the reconnect waited a full-jitter backoff delay of the first attempt: uniform(0, 0.5 s)
     assert len(connector.backoff_delays) == 1 and 0 <= connector.backoff_delays[0] <= 0.5
     idx = [f.payload for f in got].index(server.data_frames[drop_after])  # first data frame after the drop
-    assert got[idx].received_at_ns - got[idx - 1 - len(handshake) // 2].received_at_ns >= \
+    assert got[idx].received_at_ns - got[idx - 1 - (len(handshake) + len(acks)) // 2].received_at_ns >= \
         connector.backoff_delays[0] * 1e9
     assert connector.last_error.startswith("connection closed")
 
@@ -417,13 +427,14 @@ def test_backoff_is_exponential_full_jitter_capped_and_resettable():
 def test_registry_urls_and_no_secret_in_repr(vendor_env, monkeypatch):
     assert {"binance", "polygon", "alpaca", "simulator"} <= set(CONNECTORS)
     binance = build_connector("binance", ["BTCUSDT", "ETHUSDT"])
-    assert binance.url == ("wss://stream.binance.com:9443/stream?streams=btcusdt@trade/btcusdt@aggTrade/"
-                           "btcusdt@bookTicker/ethusdt@trade/ethusdt@aggTrade/ethusdt@bookTicker")
+    # aggTrade only, not trade too: both carry the same fills (adapters/binance.py TRADE_KIND).
+    assert binance.url == ("wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade/btcusdt@bookTicker/"
+                           "ethusdt@aggTrade/ethusdt@bookTicker")
     monkeypatch.setenv("QP_BINANCE_WS_URL", "ws://127.0.0.1:9/")
     assert build_connector("binance", ["BTCUSDT"], channels=["trade"]).url == \
         "ws://127.0.0.1:9/stream?streams=btcusdt@trade"
     polygon = build_connector("polygon", ["AAPL", "XOM"])
-    assert polygon.url == "wss://socket.polygon.io/stocks"
+    assert polygon.url == "wss://socket.massive.com/stocks"  # Massive's real-time cluster (formerly Polygon)
     assert polygon.subscription == "T.AAPL,Q.AAPL,T.XOM,Q.XOM"
     alpaca = build_connector("alpaca", ["AAPL"])
     assert alpaca.url == "wss://stream.data.alpaca.markets/v2/sip"

@@ -54,8 +54,10 @@ class ReplayServer:
 
     Binance: the combined-stream path `/stream?streams=a/b/...`; only frames of the requested streams are sent.
     Polygon: sends the capture's `connected` frame, checks {"action":"auth","params":KEY}, answers the
-    capture's `auth_success` frame or `auth_failed` (then closes), then on {"action":"subscribe"} sends the
-    capture's other frames whose T.<sym>/Q.<sym> was subscribed.
+    capture's `auth_success` frame or `auth_failed` (then closes), then on {"action":"subscribe"} answers each
+    param `{"ev":"status","status":"success","message":"subscribed to: <param>"}` as the vendor's own mock server
+    does (massive-com/client-python test_websocket/mock_server.py), or with `refuse_subscription` a status
+    `error` for the params it refuses, then sends the capture's other frames whose T.<sym>/Q.<sym> was subscribed.
     Alpaca: sends the capture's `connected`, checks {"action":"auth","key","secret"}, answers `authenticated` or
     error 402 (then closes), then on subscribe sends the capture's subscription echo and the data frames of
     the subscribed trades/quotes.
@@ -82,6 +84,8 @@ class ReplayServer:
         secret_key: str | None = None,
         delay: float = 0.0,
         handshake_delay: float = 0.0,
+        refuse_subscription: str | None = None,
+        routes: dict[str, set[str]] | None = None,
     ):
         if source not in PATHS:
             raise ValueError(f"no vendor emulation for {source!r}")
@@ -92,6 +96,10 @@ class ReplayServer:
         self.refuse_auth = refuse_auth
         self.api_key, self.key_id, self.secret_key = api_key, key_id, secret_key
         self.delay, self.handshake_delay = delay, handshake_delay
+        self.refuse_subscription = refuse_subscription  # Polygon: this message answers every subscribe param
+        # Binance USD-M: route -> the stream kinds served on /<route>/stream; a stream asked on another route (or
+        # on the unrouted root, which keeps only the "public" kinds) gets no data, as since 2026-04-23.
+        self.routes = routes
         self.frames = read_capture(source, self.capture)
         self._split_capture()
         self._cursor = 0
@@ -194,11 +202,15 @@ class ReplayServer:
     async def _binance(self, ws: ServerConnection, path: str) -> Matcher | None:
         parts = urlsplit(path)
         streams = [s for q in parse_qs(parts.query).get("streams", []) for s in q.split("/") if s]
-        if parts.path.rstrip("/") != "/stream" or not streams:
+        route, _, tail = parts.path.strip("/").rpartition("/")
+        if tail != "stream" or not streams or (route and (not self.routes or route not in self.routes)):
             await ws.close(1008, "expected /stream?streams=...")
             return None
         self.subscriptions.append(streams)
         wanted = set(streams)
+        if self.routes is not None:
+            served = self.routes.get(route or "public", set())
+            wanted = {s for s in streams if s.split("@")[1] in served}
         return lambda frame: json.loads(frame).get("stream") in wanted
 
     async def _polygon(self, ws: ServerConnection, path: str) -> Matcher | None:
@@ -216,7 +228,15 @@ class ReplayServer:
             await ws.close(1008, "expected a subscribe message")
             return None
         self.subscriptions.append(msg.get("params"))
-        wanted = {tuple(p.strip().split(".", 1)) for p in str(msg.get("params", "")).split(",") if "." in p}
+        params = [p.strip() for p in str(msg.get("params", "")).split(",") if p.strip()]
+        for p in params:
+            if self.refuse_subscription:
+                await self._reply(ws, json.dumps([{"ev": "status", "status": "error",
+                                                   "message": self.refuse_subscription}]))
+                await ws.close()
+                return None
+            await self._reply(ws, json.dumps([{"ev": "status", "status": "success", "message": f"subscribed to: {p}"}]))
+        wanted = {tuple(p.split(".", 1)) for p in params if "." in p}
 
         def match(frame: bytes) -> bool:
             return any(e.get("ev") == "status" or (e.get("ev"), e.get("sym")) in wanted

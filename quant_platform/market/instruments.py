@@ -64,8 +64,11 @@ class InstrumentMaster:
     """Resolves (source, venue symbol) to an instrument id; built once per process, read on the hot path."""
 
     def __init__(self, instruments: list[Instrument], origin: Path | str | None = None,
-                 source_formats: Mapping[str, str] | None = None, futures: list[FuturesRoot] | None = None):
+                 source_formats: Mapping[str, str] | None = None, futures: list[FuturesRoot] | None = None,
+                 source_options: Mapping[str, Mapping[str, Any]] | None = None):
         self.origin = origin
+        # source -> connector options from its `sources:` entry (url, channels, routes), for build_connector.
+        self._options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (source_options or {}).items()}
         self._futures: dict[str, FuturesRoot] = {}
         self._futures_by_source: dict[str, set[str]] = {}
         for fr in futures or ():
@@ -128,7 +131,8 @@ class InstrumentMaster:
             raise InstrumentMasterError(origin, "'instruments' must be a non-empty list")
         formats = _parse_sources(doc.get("sources"), origin)
         return cls([_parse_instrument(e, n, origin) for n, e in enumerate(entries)], origin=origin,
-                   source_formats=formats, futures=_parse_futures(doc.get("futures"), origin))
+                   source_formats=formats, futures=_parse_futures(doc.get("futures"), origin),
+                   source_options=_parse_source_options(doc.get("sources"), origin))
 
     # ------------------------------------------------------------------------------------------- queries
     def resolve(self, source: str, venue_symbol: str) -> str | None:
@@ -191,13 +195,21 @@ class InstrumentMaster:
         """The frame format (adapter) a source speaks: its `sources.<source>.format`, else the source name."""
         return self._formats.get(source, source)
 
+    def connector_options(self, source: str) -> dict[str, Any]:
+        """Connector options of a configured source (`url`, `channels`, `routes`): {} when it has none."""
+        return dict(self._options.get(source, {}))
+
     def symbols_for(self, source: str) -> list[str]:
         """The venue symbols to subscribe to on `source`, as written in the config, in config order."""
         return [sym for ins in self._instruments for sym in ins.venues.get(source, ())]
 
 
+_SOURCE_KEYS = {"format", "url", "channels", "routes"}
+
+
 def _parse_sources(raw: Any, origin: Path | str | None) -> dict[str, str]:
-    """Optional `sources: {<source>: {format: <adapter format>}}`: a new feed in a known format is config only."""
+    """Optional `sources: {<source>: {format: <adapter format>[, url, channels, routes]}}`: a new feed in a known
+    format is config only (its connector options: _parse_source_options)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -206,11 +218,50 @@ def _parse_sources(raw: Any, origin: Path | str | None) -> dict[str, str]:
     for source, spec in raw.items():
         if not isinstance(source, str) or not _SOURCE_RE.match(source):
             raise InstrumentMasterError(origin, f"sources: source {source!r} must be lower-case letters, digits and '_'")
-        if not isinstance(spec, dict) or set(spec) != {"format"} or not isinstance(spec["format"], str) \
-                or not _SOURCE_RE.match(spec["format"]):
-            raise InstrumentMasterError(origin, f"sources.{source}: must be {{format: <format name>}}")
+        if not isinstance(spec, dict) or "format" not in spec or not set(spec) <= _SOURCE_KEYS \
+                or not isinstance(spec["format"], str) or not _SOURCE_RE.match(spec["format"]):
+            raise InstrumentMasterError(
+                origin, f"sources.{source}: must be {{format: <format name>}} (optional keys: url, channels, routes)")
         formats[source] = spec["format"]
     return formats
+
+
+def _parse_source_options(raw: Any, origin: Path | str | None) -> dict[str, dict[str, Any]]:
+    """The connector options of each `sources:` entry: `url` (the vendor's websocket base URL, wss://...),
+    `channels` (stream kinds to subscribe, e.g. [aggTrade, bookTicker, markPrice]) and `routes` (route -> the
+    channel kinds served there, for vendors that split one feed over several URL paths: Binance USD-M /public and
+    /market). Checked here, so a typo stops the load instead of a connector."""
+    out: dict[str, dict[str, Any]] = {}
+    for source, spec in (raw or {}).items():
+        opts: dict[str, Any] = {}
+        url = spec.get("url")
+        if url is not None:
+            if not isinstance(url, str) or not url.startswith(("wss://", "ws://")):
+                raise InstrumentMasterError(origin, f"sources.{source}.url: must be a ws:// or wss:// URL")
+            opts["url"] = url
+        channels = spec.get("channels")
+        if channels is not None:
+            if not isinstance(channels, list) or not channels or not all(isinstance(c, str) and c for c in channels):
+                raise InstrumentMasterError(origin, f"sources.{source}.channels: must be a non-empty list of names")
+            opts["channels"] = tuple(channels)
+        routes = spec.get("routes")
+        if routes is not None:
+            if not isinstance(routes, dict) or not routes or not all(
+                    isinstance(r, str) and _SOURCE_RE.match(r) and isinstance(kinds, list) and kinds
+                    and all(isinstance(k, str) and k for k in kinds) for r, kinds in routes.items()):
+                raise InstrumentMasterError(
+                    origin, f"sources.{source}.routes: must map a route name to a non-empty list of channel kinds")
+            seen: dict[str, str] = {}
+            for r, kinds in routes.items():
+                for k in kinds:
+                    if k in seen:
+                        raise InstrumentMasterError(
+                            origin, f"sources.{source}.routes: {k} is served by both {seen[k]} and {r}")
+                    seen[k] = r
+            opts["routes"] = {r: tuple(k) for r, k in routes.items()}
+        if opts:
+            out[source] = opts
+    return out
 
 
 def _parse_instrument(entry: Any, n: int, origin: Path | str | None) -> Instrument:

@@ -179,12 +179,19 @@ class WebsocketConnector(abc.ABC):
         proxy: str | Literal[True] | None = True,
         max_size: int = 2**22,
         max_queue: int = 1024,
+        source: str | None = None,
+        default_url: str | None = None,
     ):
+        if source is not None and source != self.source:
+            # A configured source in this vendor's format (instruments.yaml `sources:`): its own name for
+            # subjects and records, and its own URL variable (QP_<SOURCE>_WS_URL), not this class's.
+            self.source = source  # type: ignore[misc]
+            self.url_env = f"QP_{source.upper()}_WS_URL"  # type: ignore[misc]
         self.symbols = [s for s in symbols if s]
         if not self.symbols:
             raise ConfigError(f"{self.source} connector: no symbols to subscribe to")
         env_url = os.environ.get(self.url_env) if self.url_env else None
-        self.base_url = (url or env_url or self.default_url).rstrip("/")
+        self.base_url = (url or env_url or default_url or self.default_url).rstrip("/")
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.open_timeout = open_timeout
@@ -395,11 +402,22 @@ def register(cls: type) -> type:
 
 
 def build_connector(source: str, symbols: Sequence[str], **opts: Any) -> Any:
-    """The connector registered as `source`, for `symbols` (venue symbols from the instrument master)."""
+    """The connector registered as `source`, for `symbols` (venue symbols from the instrument master); a source
+    configured in the instrument master's `sources:` gets the connector of its format with its options (url,
+    channels, routes): a new feed in a known format is config only."""
     import quant_platform.market.connectors  # noqa: F401 - importing the package registers every adapter
 
-    try:
-        cls = CONNECTORS[source]
-    except KeyError:
-        raise ConfigError(f"unknown market-data source {source!r}; known: {', '.join(sorted(CONNECTORS))}") from None
+    cls = CONNECTORS.get(source)
+    if cls is None:
+        from quant_platform.market.instruments import InstrumentMaster
+
+        master = InstrumentMaster.load()
+        cls = CONNECTORS.get(master.format_for(source))
+        if cls is None or source not in master.sources():
+            raise ConfigError(f"unknown market-data source {source!r}; known: "
+                              f"{', '.join(sorted(set(CONNECTORS) | set(master.sources())))}")
+        configured = master.connector_options(source)
+        if "url" in configured:  # the configured host is a default: QP_<SOURCE>_WS_URL or an explicit url wins
+            configured["default_url"] = configured.pop("url")
+        opts = {**configured, **opts, "source": source}
     return cls(symbols, **opts)

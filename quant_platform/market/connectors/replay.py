@@ -49,17 +49,41 @@ CAPTURE_FORMATS: dict[str, Callable[[Path, list[bytes]], list[tuple[int, bytes]]
 }
 
 
+def capture_format(source: str) -> str | None:
+    """The capture format of a source: its own name, else the frame format the instrument master configures for it
+    (binance_futures -> binance); None when it has none."""
+    if source in CAPTURE_FORMATS or source == "databento":
+        return source
+    from quant_platform.market.instruments import InstrumentMaster
+
+    fmt = InstrumentMaster.load().format_for(source)
+    return fmt if fmt in CAPTURE_FORMATS or fmt == "databento" else None
+
+
+def replay_sources() -> list[str]:
+    """The sources `ingest replay` takes: those with a capture format of their own or through their format."""
+    from quant_platform.market.instruments import InstrumentMaster
+
+    names = set(CAPTURE_FORMATS) | {"databento"}
+    try:
+        master = InstrumentMaster.load()
+    except Exception:  # noqa: BLE001 - a broken master file is reported by the command that uses it
+        return sorted(names)
+    return sorted(names | {s for s in master.sources() if master.format_for(s) in names})
+
+
 def read_capture(source: str, path: Path) -> list[bytes]:
     """The vendor frames of a capture, in order, byte for byte (line endings removed); each must be JSON.
-    A Databento capture is a DBN file (.dbn or .dbn.zst): its frames are base64 DBN (connectors/databento.py)."""
-    if source == "databento":
+    A Databento capture is a DBN file (.dbn or .dbn.zst): its frames are base64 DBN (connectors/databento.py).
+    A configured source (instruments.yaml `sources:`) reads captures in its format's shape."""
+    fmt = capture_format(source)
+    if fmt == "databento":
         from quant_platform.market.connectors.databento import dbn_file_frames
 
         return dbn_file_frames(Path(path))
-    try:
-        extract = CAPTURE_FORMATS[source]
-    except KeyError:
-        raise ConfigError(f"no capture format for source {source!r}; known: {', '.join(CAPTURE_FORMATS)}") from None
+    if fmt is None:
+        raise ConfigError(f"no capture format for source {source!r}; known: {', '.join(replay_sources())}")
+    extract = CAPTURE_FORMATS[fmt]
     path = Path(path)
     lines = [line.rstrip(b"\r") for line in path.read_bytes().split(b"\n")]
     frames = extract(path, lines)
