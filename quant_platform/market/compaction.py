@@ -1,7 +1,8 @@
 """Daily compaction of landed tick micro-batches, write-audit-publish: the landing files of a UTC day (and the
-day's earlier compacted file, if any) are deduplicated by event_id, sorted by (instrument_id, ts) and written
-to a staging folder; the checks run on the staged file; only when every blocking check passes is it renamed
-to ticks/daily/date=D/. A failed day leaves the previous good version in place.
+day's earlier compacted file, if any) are deduplicated by event_id, the vendors' trade cancels and corrections
+are applied, rows are sorted by (instrument_id, ts) and written to a staging folder; the checks run on the staged
+file; only when every blocking check passes is it renamed to ticks/daily/date=D/. A failed day leaves the
+previous good version in place.
 
 Never delete a landing file here (retention does that, after a published and checked compaction; a day that
 never published goes to quarantine first), never read another day's files when its manifest answers, and never
@@ -21,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
-from quant_platform.market.contracts import TICK_COLUMNS
+from quant_platform.market.contracts import TICK_ALL_COLUMNS, TICK_EXTENSION_COLUMNS
 from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir, sql_path
 
 DAILY = "ticks/daily"
@@ -32,7 +33,7 @@ SEQS_FILE = "raw_seqs.parquet"
 MANIFEST = "_manifest.json"
 _RANGE_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
-COLUMNS_SQL = ", ".join(TICK_COLUMNS)  # the canonical columns, in contract order
+COLUMNS_SQL = ", ".join(TICK_ALL_COLUMNS)  # the canonical columns, extension columns included, in contract order
 
 
 class NothingToCompact(QuantPlatformError):
@@ -169,6 +170,8 @@ class Staged:
     sources: list[str]
     published: bool = False
     extra: dict = field(default_factory=dict)
+    trades_cancelled: int = 0  # trades a vendor cancel removed (Alpaca "x")
+    trades_corrected: int = 0  # trades a vendor correction replaced (Alpaca "c")
 
     @property
     def ticks_path(self) -> Path:
@@ -212,14 +215,27 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     con = duck(threads)
+    cancelled = corrected = 0
     try:
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet({parquet_list(sources)}, "  # noqa: S608
-                    "union_by_name = true)")
+        read = f"read_parquet({parquet_list(sources)}, union_by_name = true)"
+        present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()}  # noqa: S608
+        # Files landed before the schema's extension columns lack them: null there.
+        missing = "".join(f", NULL::{'BIGINT' if c == 'ref_seq' else 'VARCHAR'} AS {c}"
+                          for c in TICK_EXTENSION_COLUMNS if c not in present)
+        con.execute(f"CREATE TEMP VIEW src AS SELECT *{missing} FROM {read}")  # noqa: S608
         rows_in = con.execute("SELECT count(*) FROM src").fetchone()[0]
         write_ledger(con, stage / SEQS_FILE, inputs, prior_seqs if prior_seqs.exists() else None)
+        dedup = ("QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY stream_seq, received_at) = 1")
+        adjusts = "ref_seq" in present and con.execute(
+            "SELECT count(*) FROM src WHERE event IN ('cancel', 'correction')").fetchone()[0] > 0
+        if adjusts:
+            con.execute(f"CREATE TEMP TABLE d AS SELECT {COLUMNS_SQL} FROM src {dedup}")  # noqa: S608
+            cancelled, corrected = apply_cancels_and_corrections(con, "d")
+            select = f"SELECT {COLUMNS_SQL} FROM d"  # noqa: S608
+        else:
+            select = f"SELECT {COLUMNS_SQL} FROM src {dedup}"  # noqa: S608
         con.execute(
-            f"COPY (SELECT {COLUMNS_SQL} FROM src "  # noqa: S608 - fixed column list, vetted path
-            "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY stream_seq, received_at) = 1 "
+            f"COPY ({select} "  # noqa: S608 - fixed column list, vetted path
             f"ORDER BY instrument_id, ts, event_id) TO '{sql_path(stage / TICKS_FILE)}' "
             "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
         out = stage / TICKS_FILE
@@ -232,7 +248,37 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
                   landing_signature=landing_signature(inputs), rows_in=int(rows_in), rows_out=described["rows"],
                   duplicates_removed=int(rows_in) - described["rows"], raw_seq_count=int(n), raw_seq_min=lo,
                   raw_seq_max=hi, content_hash=described["content_hash"], file_sha256=_sha256(out),
-                  bytes=out.stat().st_size, instruments=described["instruments"], sources=described["sources"])
+                  bytes=out.stat().st_size, instruments=described["instruments"], sources=described["sources"],
+                  trades_cancelled=cancelled, trades_corrected=corrected)
+
+
+# A vendor's cancel or correction names the trade it applies to by the vendor's trade id, on the same source,
+# instrument and exchange (Alpaca: ids are unique per symbol, exchange and day), and both are events of the day.
+_SAME_TRADE = ("t.source = a.source AND t.instrument_id = a.instrument_id "
+               "AND t.exchange IS NOT DISTINCT FROM a.exchange AND t.vendor_seq = a.ref_seq")
+MAX_CORRECTION_CHAIN = 20
+
+
+def apply_cancels_and_corrections(con, table: str) -> tuple[int, int]:
+    """Apply the day's `correction` rows to its trades (price, size, conditions and the trade id replaced in
+    place; the trade keeps its time and event_id), following chains (a correction of a corrected trade names the
+    corrected id), then remove the trades a `cancel` names. The cancel and correction rows stay, for audit. A
+    cancel or correction whose trade is not in the day changes nothing. Idempotent: applied again, the corrected
+    trade no longer carries the original id and a cancelled one is gone. Returns (cancelled, corrected)."""
+    corrected = 0
+    for _ in range(MAX_CORRECTION_CHAIN):
+        n = con.execute(
+            f"UPDATE {table} AS t SET price = a.price, size = a.size, conditions = a.conditions, "  # noqa: S608
+            f"vendor_seq = a.vendor_seq FROM (SELECT * FROM {table} WHERE event = 'correction' "
+            "QUALIFY row_number() OVER (PARTITION BY source, instrument_id, exchange, ref_seq "
+            f"ORDER BY ts, event_id) = 1) AS a WHERE t.event = 'trade' AND {_SAME_TRADE}").fetchone()[0]
+        if not n:
+            break
+        corrected += int(n)
+    cancelled = con.execute(
+        f"DELETE FROM {table} AS t WHERE t.event = 'trade' AND EXISTS (SELECT 1 FROM {table} AS a "  # noqa: S608
+        f"WHERE a.event = 'cancel' AND {_SAME_TRADE})").fetchone()[0]
+    return int(cancelled), corrected
 
 
 def expected_ticks(files: Iterable[Path]) -> dict[int, int]:

@@ -16,7 +16,7 @@ from quant_platform.market.lake_landing import sql_path
 
 COMPLETENESS = "complete_by_sequence"
 NO_DUPLICATES = "no_duplicate_event_id"
-BID_LE_ASK = "quotes_bid_le_ask"
+CROSSED_QUOTES = "quotes_not_crossed_or_locked"
 TS_IN_DAY = "timestamps_inside_day"
 PRICES_POSITIVE = "prices_positive"
 NO_LONG_GAPS = "no_long_gaps_in_trading_hours"
@@ -25,14 +25,17 @@ CHECK_DESCRIPTIONS = {
     COMPLETENESS: "Every raw message TICKS_RAW accepted in the day's sequence window is in the day's ticks or in "
                   "TICKS_DLQ (or carries ticks of another day); missing sequence ranges are listed. Blocking.",
     NO_DUPLICATES: "No event_id appears twice after compaction. Blocking.",
-    BID_LE_ASK: "Quotes with both sides have bid <= ask. Blocking.",
+    CROSSED_QUOTES: "Quotes with bid > ask (crossed) or bid = ask (locked), counted per instrument with samples. "
+                    "Normal on consolidated US equity feeds (NBBO from several venues) and in fast markets: a "
+                    "warning, never a block (the quotes are kept as the vendor sent them).",
     TS_IN_DAY: "Every tick's ts lies inside the UTC day of the partition. Blocking.",
     PRICES_POSITIVE: "Trade prices are > 0 and quoted bid/ask are > 0 where present. Blocking.",
     NO_LONG_GAPS: "No instrument goes longer than QP_TICK_GAP_MINUTES (default 15) without a tick during its "
                   "trading hours (crypto 24/7; US equities 09:30-16:00 New York; futures Sunday 18:00 - Friday 17:00 "
                   "New York with the daily 17:00-18:00 break). Warning only.",
 }
-BLOCKING = (COMPLETENESS, NO_DUPLICATES, BID_LE_ASK, TS_IN_DAY, PRICES_POSITIVE)
+BLOCKING = (COMPLETENESS, NO_DUPLICATES, TS_IN_DAY, PRICES_POSITIVE)
+CROSSED_SAMPLE = 10
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -85,9 +88,17 @@ def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> 
     src = f"read_parquet('{sql_path(path)}')"
     start, end = day_bounds(day)
     dup = con.execute(f"SELECT count(*) - count(DISTINCT event_id) FROM {src}").fetchone()[0]  # noqa: S608
-    crossed, crossed_sample = con.execute(
-        f"SELECT count(*), list(DISTINCT instrument_id)[:5] FROM {src} WHERE event = 'quote' "  # noqa: S608
-        "AND bid IS NOT NULL AND ask IS NOT NULL AND bid > ask").fetchone()
+    crossed_by = con.execute(
+        f"SELECT instrument_id, count(*) FILTER (WHERE bid > ask), count(*) FILTER (WHERE bid = ask), count(*) "  # noqa: S608
+        f"FROM {src} WHERE event = 'quote' AND bid IS NOT NULL AND ask IS NOT NULL "
+        "GROUP BY instrument_id HAVING count(*) FILTER (WHERE bid >= ask) > 0 ORDER BY instrument_id").fetchall()
+    crossed_rows = con.execute(
+        f"SELECT instrument_id, ts::VARCHAR, exchange, bid, ask FROM {src} WHERE event = 'quote' "  # noqa: S608
+        f"AND bid >= ask ORDER BY ts, instrument_id LIMIT {CROSSED_SAMPLE}").fetchall()
+    crossed = sum(int(r[1]) for r in crossed_by)
+    locked = sum(int(r[2]) for r in crossed_by)
+    two_sided = con.execute(f"SELECT count(*) FROM {src} WHERE event = 'quote' AND bid IS NOT NULL "  # noqa: S608
+                            "AND ask IS NOT NULL").fetchone()[0]
     outside, ts_min, ts_max = con.execute(
         f"SELECT count(*) FILTER (WHERE epoch_ns(ts) < ? OR epoch_ns(ts) >= ?), "  # noqa: S608
         f"min(ts)::VARCHAR, max(ts)::VARCHAR FROM {src}",
@@ -110,8 +121,10 @@ def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> 
             flagged.append(f"{inst} {a.astimezone(UTC):%H:%M:%S}-{b.astimezone(UTC):%H:%M:%S} ({mins:.0f} trading min)")
     return [
         RuleResult(NO_DUPLICATES, dup == 0, {"duplicate_rows": int(dup)}),
-        RuleResult(BID_LE_ASK, crossed == 0, {"crossed_quotes": int(crossed),
-                                              "instruments": ", ".join(crossed_sample or []) or "none"}),
+        RuleResult(CROSSED_QUOTES, crossed + locked == 0, {
+            "crossed_quotes": crossed, "locked_quotes": locked, "two_sided_quotes": int(two_sided),
+            "by_instrument": "; ".join(f"{i} crossed {c} locked {lk} of {n}" for i, c, lk, n in crossed_by) or "none",
+            "sample": "; ".join(f"{i} {ts} {x or '-'} bid {b} ask {a}" for i, ts, x, b, a in crossed_rows) or "none"}),
         RuleResult(TS_IN_DAY, outside == 0, {"outside_day": int(outside), "first_ts": str(ts_min),
                                              "last_ts": str(ts_max), "day": day}),
         RuleResult(PRICES_POSITIVE, bad_price == 0, {"non_positive_prices": int(bad_price)}),
@@ -121,40 +134,92 @@ def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> 
 
 
 # ------------------------------------------------------------------------------------------- derived tables
+# Only event = 'trade' makes bars and statistics (quotes, marks, funding rates, cancels and corrections do not:
+# compaction has already applied the cancels and corrections to the trades). A trade whose vendor conditions say
+# it does not set the consolidated high/low, open/close or volume (Massive's update rules: adapters/polygon.py
+# CONDITION_RULES, e.g. odd lots, average-price and Form T trades) is left out of that part of the bar; a minute
+# with no trade eligible for both its open/close and its high/low has no bar (as the vendor's own aggregates).
 BARS_SQL = """
+SELECT * FROM (
 SELECT CAST(? AS DATE) AS trade_date, instrument_id,
        date_trunc('minute', CAST(ts AS TIMESTAMPTZ)) AS minute,
-       arg_min(price, ts) AS open, max(price) AS high, min(price) AS low, arg_max(price, ts) AS close,
-       sum(size) AS volume, sum(price * size) / nullif(sum(size), 0) AS vwap, count(*) AS trades
-FROM {src} WHERE event = 'trade' AND price IS NOT NULL
-GROUP BY instrument_id, minute ORDER BY instrument_id, minute
+       arg_min(price, ts) FILTER (WHERE oc_ok) AS open, max(price) FILTER (WHERE hl_ok) AS high,
+       min(price) FILTER (WHERE hl_ok) AS low, arg_max(price, ts) FILTER (WHERE oc_ok) AS close,
+       sum(size) FILTER (WHERE vol_ok) AS volume,
+       sum(price * size) FILTER (WHERE vol_ok) / nullif(sum(size) FILTER (WHERE vol_ok), 0) AS vwap,
+       count(*) AS trades
+FROM {trades}
+GROUP BY instrument_id, minute) WHERE open IS NOT NULL AND high IS NOT NULL ORDER BY instrument_id, minute
 """
 
 DAILY_STATS_SQL = """
+WITH t AS (SELECT *, {flags} FROM {src})
 SELECT CAST(? AS DATE) AS trade_date, instrument_id,
        string_agg(DISTINCT source, ',' ORDER BY source) AS sources,
        count(*) AS ticks,
        count(*) FILTER (WHERE event = 'trade') AS trades,
        count(*) FILTER (WHERE event = 'quote') AS quotes,
-       sum(size) FILTER (WHERE event = 'trade') AS volume,
-       sum(price * size) FILTER (WHERE event = 'trade') / nullif(sum(size) FILTER (WHERE event = 'trade'), 0) AS vwap,
+       sum(size) FILTER (WHERE event = 'trade' AND vol_ok) AS volume,
+       sum(price * size) FILTER (WHERE event = 'trade' AND vol_ok)
+           / nullif(sum(size) FILTER (WHERE event = 'trade' AND vol_ok), 0) AS vwap,
        CAST(min(ts) AS TIMESTAMPTZ) AS first_ts, CAST(max(ts) AS TIMESTAMPTZ) AS last_ts,
-       arg_min(price, ts) FILTER (WHERE event = 'trade') AS first_price,
-       arg_max(price, ts) FILTER (WHERE event = 'trade') AS last_price,
-       max(price) FILTER (WHERE event = 'trade') AS high,
-       min(price) FILTER (WHERE event = 'trade') AS low,
+       arg_min(price, ts) FILTER (WHERE event = 'trade' AND oc_ok) AS first_price,
+       arg_max(price, ts) FILTER (WHERE event = 'trade' AND oc_ok) AS last_price,
+       max(price) FILTER (WHERE event = 'trade' AND hl_ok) AS high,
+       min(price) FILTER (WHERE event = 'trade' AND hl_ok) AS low,
        avg(ask - bid) FILTER (WHERE event = 'quote') AS spread_mean,
        median(ask - bid) FILTER (WHERE event = 'quote') AS spread_median,
        max(ask - bid) FILTER (WHERE event = 'quote') AS spread_max,
        avg(1e4 * (ask - bid) / ((ask + bid) / 2)) FILTER (WHERE event = 'quote' AND ask + bid > 0) AS spread_mean_bps
-FROM {src} GROUP BY instrument_id ORDER BY instrument_id
+FROM t GROUP BY instrument_id ORDER BY instrument_id
 """
+
+
+def _sql_text_list(values) -> str:
+    return "[" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + "]"
+
+
+def eligibility_flags(has_conditions: bool = True) -> str:
+    """SQL select items hl_ok, oc_ok, vol_ok for tick rows: false where a source's vendor conditions exclude the
+    trade from that part of a bar (the adapter format's bar_exclusions, for every source of that format in the
+    instrument master); true everywhere else, and for every row of a file without a conditions column."""
+    from quant_platform.market.adapters import ADAPTER_FORMATS
+    from quant_platform.market.instruments import InstrumentMaster
+
+    parts: dict[str, list[str]] = {"high_low": [], "open_close": [], "volume": []}
+    if has_conditions:
+        try:
+            master = InstrumentMaster.load()
+            sources = set(master.sources())
+        except Exception:  # noqa: BLE001 - without a master, the formats' own source names still apply
+            master, sources = None, set()
+        for fmt, cls in ADAPTER_FORMATS.items():
+            rules = getattr(cls, "bar_exclusions", None)
+            if not rules:
+                continue
+            names = sorted({fmt} | {s for s in sources if master is not None and master.format_for(s) == fmt})
+            for part, codes in rules.items():
+                if codes:
+                    parts[part].append(f"(source IN {_sql_text_list(names).replace('[', '(').replace(']', ')')} "
+                                       f"AND list_has_any(string_split(conditions, ','), {_sql_text_list(codes)}))")
+    flag = {p: ("NOT coalesce(" + " OR ".join(exprs) + ", false)") if exprs else "true" for p, exprs in parts.items()}
+    return f"{flag['high_low']} AS hl_ok, {flag['open_close']} AS oc_ok, {flag['volume']} AS vol_ok"
+
+
+def _source(con, path: Path) -> tuple[str, bool]:
+    src = f"read_parquet('{sql_path(path)}')"
+    cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}  # noqa: S608 - vetted path
+    return src, "conditions" in cols
 
 
 def bars_1m(con, path: Path, day: str):
     """One-minute bars of a tick file as a pandas DataFrame."""
-    return con.execute(BARS_SQL.format(src=f"read_parquet('{sql_path(path)}')"), [day]).df()
+    src, has_conditions = _source(con, path)
+    trades = (f"(SELECT ts, instrument_id, price, size, {eligibility_flags(has_conditions)} "  # noqa: S608
+              f"FROM {src} WHERE event = 'trade' AND price IS NOT NULL)")
+    return con.execute(BARS_SQL.format(trades=trades), [day]).df()
 
 
 def daily_stats(con, path: Path, day: str):
-    return con.execute(DAILY_STATS_SQL.format(src=f"read_parquet('{sql_path(path)}')"), [day]).df()
+    src, has_conditions = _source(con, path)
+    return con.execute(DAILY_STATS_SQL.format(src=src, flags=eligibility_flags(has_conditions)), [day]).df()
