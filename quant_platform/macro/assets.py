@@ -21,7 +21,7 @@ def partition_value(spec: TableSpec, key: str):
 
 def report_asset(report: MacroReport) -> dg.AssetsDefinition:
     """The asset of `report`: table macro.<report>, its partitions, freshness, checks; a run fetches the files of
-    its partition keys (report.fetch), and publish_partition parses (report.parse), checks and publishes them."""
+    its partition keys (report.fetch_files), and publish_partition parses (report.parse), checks and publishes them."""
     spec = report.table
     optional = {"backfill_policy": report.backfill_policy} if report.backfill_policy else {}
 
@@ -33,10 +33,10 @@ def report_asset(report: MacroReport) -> dg.AssetsDefinition:
         owners=[OWNER_MACRO],
         kinds={*report.kinds, warehouse_kind()},
         tags={"vendor": report.vendor, "layer": "core"},
-        metadata={**spec.catalog_metadata(), **report.catalog_metadata},
+        metadata={**spec.catalog_metadata(), **report.catalog_entries},
         check_specs=report_check_specs(spec, report.domain_checks),
         pool=WAREHOUSE_POOL,
-        freshness_policy=report.freshness,
+        freshness_policy=report.freshness_policy,
         code_version=report.code_version or f"{report.report_id}.v1",
         **optional,
     )
@@ -44,7 +44,7 @@ def report_asset(report: MacroReport) -> dg.AssetsDefinition:
                       vendor: VendorResource):
         keys = list(context.partition_keys)
         run = ReportRun(context, report, keys, vendor, lake.open())
-        files = list(report.fetch(run))
+        files = list(report.fetch_files(run))
         wh = warehouse.open()
         try:
             yield from publish_partition(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from quant_platform.macro.loading import DomainCheck, RawFile, archived_raw, fetch_raw
+from quant_platform.macro.loading import TAG_RAW_SHA, DomainCheck, RawFile, archived_raw, fetch_raw
 from quant_platform.macro.release_sensing import due_to_poll
 from quant_platform.macro.routes import Route
 from quant_platform.platform.calendars import WeeklyReleaseCalendar
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 # After a scheduled release, a calendar report's sensor keeps polling this long for late files and revisions.
 DEFAULT_REVISION_WINDOW = timedelta(hours=36)
+TAG_REFETCH = "qp/refetch"  # run tag: "true" downloads the partition's file again instead of reusing the archive
 
 
 @dataclass(frozen=True)
@@ -96,25 +97,44 @@ class ReportRun:
         return archived_raw(self.lake, self.report.vendor, route.dataset, partition)
 
 
+def fetch_release_file(run: ReportRun) -> list[RawFile]:
+    """The default fetch (one file per partition, at release_route): the file the release sensor saw (run tags),
+    else the archived one, else a download."""
+    route, key = run.report.release_route, run.keys[0]
+    if route is None:
+        raise ValueError(f"report {run.report.report_id} has no release_route: declare its fetch")
+    raw = None
+    if not run.tags.get(TAG_RAW_SHA) and run.tags.get(TAG_REFETCH) != "true":
+        raw = run.archived(route, key)
+    if raw is None:
+        raw = run.fetch(route, key)
+    return [raw]
+
+
 @dataclass(frozen=True)
 class MacroReport:
-    """One report of the macro lane, as its folder declares it (macro/reports/<report>/report.py: REPORT)."""
+    """One report of the macro lane, as its folder declares it (macro/reports/<report>/report.py: REPORT).
+
+    The minimum is a table, a vendor, its routes and a parser, plus either a release calendar with the route its
+    sensor polls (a weekly report: partitions, fetch, sensor, freshness and release check follow from them) or
+    its own partitions, fetch and release watches. Everything else has a default derived from those.
+    """
 
     table: TableSpec  # the folder's table.py; its name is the report id, the folder name and the asset key's
     vendor: str  # lake folder raw/<vendor>/ and the asset's vendor tag
     routes: tuple[Route, ...]  # every URL the report reads
-    fetch: Callable[[ReportRun], Sequence[RawFile]]  # the run's raw files (from the lake or downloaded)
     parse: Callable[[Sequence[RawFile], Sequence[str]], pd.DataFrame]  # files, partition keys -> the table's rows
-    freshness: dg.FreshnessPolicy | None
-    release_sensor: ReleaseSensor
-    job_description: str
-    catalog_metadata: Mapping[str, str]  # shown in the catalog beside the table's columns (vendor_url, ...)
     # A calendar report: partitions are the calendar's reference dates, each with a scheduled release; the sensor
     # polls release_route around it, and a release_on_time check judges lateness.
     calendar: WeeklyReleaseCalendar | None = None
     release_route: Route | None = None
     release_partition: Callable[[bytes], str] | None = None  # the partition a file at release_route is for
-    on_time_description: str = ""
+    fetch: Callable[[ReportRun], Sequence[RawFile]] | None = None  # default: fetch_release_file
+    freshness: dg.FreshnessPolicy | None = None  # default: the calendar's (due an hour after the release)
+    release_sensor: ReleaseSensor | None = None  # default: "<report>_release_sensor" of its own
+    job_description: str | None = None
+    on_time_description: str | None = None
+    catalog_metadata: Mapping[str, str] | None = None  # default: vendor_url and release_calendar
     revision_window: timedelta = DEFAULT_REVISION_WINDOW
     cursor_key: str | None = None  # the sensor cursor's key for release_route (default: the report id)
     # Otherwise (or as well): its own partitions and release watches.
@@ -136,6 +156,42 @@ class MacroReport:
     @property
     def job_name(self) -> str:
         return f"{self.report_id}_job"
+
+    @property
+    def fetch_files(self) -> Callable[[ReportRun], Sequence[RawFile]]:
+        return self.fetch or fetch_release_file
+
+    @property
+    def freshness_policy(self) -> dg.FreshnessPolicy | None:
+        return self.freshness or (self.calendar.freshness_policy if self.calendar else None)
+
+    @property
+    def sensor(self) -> ReleaseSensor:
+        if self.release_sensor is not None:
+            return self.release_sensor
+        polled = self.release_route.vendor_url if self.release_route else "the report's URLs"
+        return ReleaseSensor(f"{self.report_id}_release_sensor",
+                             f"Polls {polled} (conditional GET) around each scheduled release and requests the "
+                             "partition when a new file (new sha256) appears.")
+
+    @property
+    def job_text(self) -> str:
+        return self.job_description or f"Load one partition of {self.table.qualified_name}."
+
+    @property
+    def on_time_text(self) -> str:
+        name = self.calendar.name if self.calendar else self.report_id
+        return self.on_time_description or (f"Each {name} release of the last 8 weeks (holiday calendar applied) "
+                                            "was loaded within one hour; late or missing weeks are listed.")
+
+    @property
+    def catalog_entries(self) -> Mapping[str, str]:
+        if self.catalog_metadata is not None:
+            return self.catalog_metadata
+        entries = {"vendor_url": ", ".join(r.vendor_url for r in self.routes)}
+        if self.calendar:
+            entries["release_calendar"] = self.calendar.description
+        return entries
 
     @property
     def partitions_def(self) -> dg.PartitionsDefinition:

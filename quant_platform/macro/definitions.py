@@ -57,11 +57,11 @@ def build_macro_lane(reports: Sequence[MacroReport]) -> MacroLane:
         raise ConfigError(f"two macro reports share a name: {sorted(i for i in ids if ids.count(i) > 1)}")
     assets = {r.report_id: report_asset(r) for r in reports}
     jobs = {r.report_id: dg.define_asset_job(r.job_name, selection=[assets[r.report_id]],
-                                             description=r.job_description) for r in reports}
+                                             description=r.job_text) for r in reports}
     by_sensor: dict[str, tuple[ReleaseSensor, list[MacroReport]]] = {}
     for r in reports:
-        sensor, members = by_sensor.setdefault(r.release_sensor.name, (r.release_sensor, []))
-        if sensor != r.release_sensor:
+        sensor, members = by_sensor.setdefault(r.sensor.name, (r.sensor, []))
+        if sensor != r.sensor:
             raise ConfigError(f"reports {members[0].report_id} and {r.report_id} declare sensor {sensor.name} "
                               "differently; declare it once and share it")
         members.append(r)

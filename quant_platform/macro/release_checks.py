@@ -93,7 +93,7 @@ def release_on_time_check(report: MacroReport) -> dg.AssetChecksDefinition:
         raise ValueError(f"report {report.report_id} has no release calendar and route to judge lateness by")
 
     @dg.asset_check(asset=report.asset_key, name=RELEASE_ON_TIME, blocking=False,
-                    description=report.on_time_description or RULE_DESCRIPTIONS[RELEASE_ON_TIME])
+                    description=report.on_time_text)
     def _release_on_time(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         wh = warehouse.open()
         try:

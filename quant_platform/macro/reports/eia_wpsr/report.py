@@ -10,25 +10,12 @@ from collections.abc import Sequence
 import pandas as pd
 
 from quant_platform.errors import ReportParseError
-from quant_platform.macro.declaration import MacroReport, ReleaseSensor, ReportRun
+from quant_platform.macro.declaration import MacroReport, ReleaseSensor
 from quant_platform.macro.eia.parsing import parse_wpsr_table1, wpsr_week_ending
-from quant_platform.macro.loading import TAG_RAW_SHA, RawFile
+from quant_platform.macro.loading import RawFile
 from quant_platform.macro.reports.eia_wpsr.routes import TABLE1
 from quant_platform.macro.reports.eia_wpsr.table import TABLE
 from quant_platform.platform.calendars import WPSR_RELEASE_CALENDAR
-
-TAG_REFETCH = "qp/refetch"  # run tag: "true" downloads the week again instead of reusing the archived file
-
-
-def fetch_week(run: ReportRun) -> list[RawFile]:
-    """The file the release sensor saw, else the archived one, else a download."""
-    week = run.keys[0]
-    raw = None
-    if not run.tags.get(TAG_RAW_SHA) and run.tags.get(TAG_REFETCH) != "true":
-        raw = run.archived(TABLE1, week)
-    if raw is None:
-        raw = run.fetch(TABLE1, week)
-    return [raw]
 
 
 def parse_week(files: Sequence[RawFile], keys: Sequence[str]) -> pd.DataFrame:
@@ -50,8 +37,7 @@ REPORT = MacroReport(
     table=TABLE,
     vendor="eia",
     routes=(TABLE1,),
-    fetch=fetch_week,
-    parse=parse_week,
+    parse=parse_week,  # a run's file: the one its sensor saw, else the archived one, else a download (the default)
     calendar=WPSR_RELEASE_CALENDAR,
     freshness=WPSR_RELEASE_CALENDAR.freshness_policy,
     release_route=TABLE1,
