@@ -284,3 +284,27 @@ def test_a_lost_landing_file_fails_completeness_names_the_range_and_blocks_the_b
     assert not (lake / "ticks" / "daily" / f"date={day}" / "ticks.parquet").exists()
     assert _materialization(run, "market__bars_1m") is None  # blocked by the failed blocking check
     assert _materialization(run, "market__ticks_history") is None
+
+
+def test_a_crossed_quote_warns_with_samples_and_blocks_nothing(lake_copy, instance):
+    """bid > ask is normal on consolidated US equity feeds: a WARN check with counts and samples; the day is
+    published and bars and history are built."""
+    import pyarrow as pa
+
+    from quant_platform.market.lake_landing import write_parquet_atomic
+
+    lake, _, day, _ = lake_copy
+    src = lake / "ticks" / "landing" / f"date={day}" / "source=simulator"
+    first = sorted(src.glob("*.parquet"), key=lambda p: int(p.name.split("-")[0]))[0]
+    table = pq.read_table(first)
+    quote = table.filter(pc.equal(table["event"], "quote")).slice(0, 1).to_pylist()[0]
+    crossed = dict(quote, bid=quote["ask"] + 0.05, event_id=quote["event_id"] + "x")
+    write_parquet_atomic(pa.Table.from_pylist([crossed], schema=table.schema), src / "999999998-999999998.parquet")
+    run = _job_run(instance, day)
+    check = _checks(run)["quotes_not_crossed_or_locked"]
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["crossed_quotes"].value == 1
+    assert crossed["instrument_id"] in check.metadata["sample"].value
+    assert _md(_materialization(run, "market__ticks_daily"), "published") is True
+    assert _materialization(run, "market__bars_1m") is not None
+    assert _materialization(run, "market__ticks_history") is not None

@@ -110,6 +110,9 @@ def test_olap_views_query_landed_ticks(nats_server, tmp_path):
     ("binance", "binance_spot_combined_stream_2021-10-12.txt", 2, 84),
     ("polygon", "polygon_stocks_trades.jsonl", 3, 0),
     ("alpaca", "alpaca_v2_sip_session.txt", 3, 2),
+    # Sources configured in the instrument master (`ingest replay --source binance_futures|alpaca_crypto`).
+    ("binance_futures", "binance_usdm_combined_stream_2021-07-22.txt", 18, 70),
+    ("alpaca_crypto", "alpaca_v1beta3_crypto_us_session.txt", 0, 1),
 ])
 def test_real_captures_replay_into_canonical_ticks(source, capture, expected_trades, expected_quotes,
                                                    nats_server, tmp_path):
@@ -144,6 +147,19 @@ def test_real_captures_replay_into_canonical_ticks(source, capture, expected_tra
         assert got["instrument_id"] == f"CRYPTO:{ {'NKNUSDT': 'NKN-USDT', 'BLZETH': 'BLZ-ETH', 'LRCBTC': 'LRC-BTC', 'RUNEEUR': 'RUNE-EUR'}[agg['s']] }"
         assert got["price"] == float(agg["p"]) and got["size"] == float(agg["q"])
         assert int(got["ts"].timestamp() * 1000) == agg["T"]
+    elif source == "binance_futures":
+        events = [json.loads(p)["data"] for p in payloads]
+        assert (expected_trades, expected_quotes) == (sum(e["e"] == "aggTrade" for e in events),
+                                                      sum(e["e"] == "bookTicker" for e in events))
+        for e in (e for e in events if e["e"] == "aggTrade"):
+            got = next(r for r in rows if r["event"] == "trade" and r["vendor_seq"] == e["a"])
+            assert got["instrument_id"] == f"CRYPTO:{e['s'][:-4]}-USDT-PERP" and got["source"] == "binance_futures"
+            assert got["price"] == float(e["p"]) and got["size"] == float(e["q"])
+            assert int(got["ts"].timestamp() * 1000) == e["T"]
+    elif source == "alpaca_crypto":
+        [q] = [m for p in payloads for m in json.loads(p) if m["T"] == "q"]
+        [got] = rows
+        assert (got["instrument_id"], got["exchange"], got["bid"], got["ask"]) == ("CRYPTO:ETH-USDT", None, q["bp"], q["ap"])
     elif source == "polygon":
         trades = [e for p in payloads for e in json.loads(p) if e.get("ev") == "T"]
         for e in trades:

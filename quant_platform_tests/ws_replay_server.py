@@ -103,6 +103,7 @@ class ReplayServer:
         self.frames = read_capture(source, self.capture)
         self._split_capture()
         self._cursor = 0
+        self._route_cursors: dict[str, int] = {}
         self._server: Server | None = None
         # what the server saw (auth messages hold secrets: for assertions, never printed)
         self.connections = 0
@@ -211,6 +212,12 @@ class ReplayServer:
         if self.routes is not None:
             served = self.routes.get(route or "public", set())
             wanted = {s for s in streams if s.split("@")[1] in served}
+
+            def routed(frame: bytes) -> bool:
+                return json.loads(frame).get("stream") in wanted
+
+            routed.cursor_key = route or "/"  # each route (and the unrouted root) is its own feed: its own cursor
+            return routed
         return lambda frame: json.loads(frame).get("stream") in wanted
 
     async def _polygon(self, ws: ServerConnection, path: str) -> Matcher | None:
@@ -278,6 +285,9 @@ class ReplayServer:
         """Send the remaining matching data frames; False if the connection was dropped on purpose."""
         drop = self.drop_after is not None and conn_no <= self.drop_connections
         sent = 0
+        key = getattr(match, "cursor_key", None)
+        if key is not None:  # a routed feed: the shared cursor stays for the unrouted ones
+            return await self._stream_routed(ws, match, key)
         while self._cursor < len(self.data_frames):
             frame = self.data_frames[self._cursor]
             if not match(frame):
@@ -292,6 +302,17 @@ class ReplayServer:
             self._cursor += 1
             sent += 1
             self.data_sent += 1
+        return True
+
+    async def _stream_routed(self, ws: ServerConnection, match: Matcher, key: str) -> bool:
+        cursor = self._route_cursors.get(key, 0)
+        while cursor < len(self.data_frames):
+            frame = self.data_frames[cursor]
+            cursor += 1
+            self._route_cursors[key] = cursor
+            if match(frame):
+                await ws.send(frame.decode())
+                self.data_sent += 1
         return True
 
     async def _drop(self, ws: ServerConnection) -> None:

@@ -73,18 +73,23 @@ def _text(value: bytes, key: str) -> dict:
         return {f"{key}_b64": base64.b64encode(value).decode("ascii")}
 
 
-def _reject_entry(r) -> dict:
-    entry = {"reason": r.reason, "received_at_ns": r.frame.received_at_ns, **_text(r.frame.payload, "frame"),
-             "frame_index": r.frame_index}
-    if r.event is not None:
-        entry["event"] = r.event
+def _reject_entry(r, n: int) -> dict:
+    """One reject: an adapters.Reject, or a (frame, reason) pair (its position standing for the frame index)."""
+    if hasattr(r, "frame_index"):
+        frame, reason, k, event = r.frame, r.reason, r.frame_index, r.event
+    else:
+        (frame, reason), k, event = r, n, None
+    entry = {"reason": reason, "received_at_ns": frame.received_at_ns, **_text(frame.payload, "frame"),
+             "frame_index": k}
+    if event is not None:
+        entry["event"] = event
     return entry
 
 
 def reject_record(source: str, seq: int, rejected, bad_lines, ignored: int, *, ticks: int = 0,
                   redrive_of: str | None = None) -> tuple[bytes, dict[str, str]]:
     """The one DLQ record of a raw message's rejects (payload, headers)."""
-    rejects = [_reject_entry(r) for r in rejected]
+    rejects = [_reject_entry(r, n) for n, r in enumerate(rejected)]
     rejects += [{"reason": reason, "line": line_no, **_text(line, "data")} for line_no, line, reason in bad_lines]
     if rejects:
         first = rejects[0]["reason"]
