@@ -238,7 +238,7 @@ def test_massive_conditions_are_kept_and_odd_lots_leave_the_ohlc_not_the_volume(
     [(day, st)] = staged.items()
     con = cp.duck()
     try:
-        flags = con.execute(f"SELECT vendor_seq, conditions, {dc.eligibility_flags()} FROM "
+        flags = con.execute(f"SELECT vendor_seq, conditions, {dc.eligibility_flags()} FROM "  # noqa: S608
                             f"read_parquet('{st.ticks_path}') WHERE event = 'trade' ORDER BY vendor_seq").fetchall()
     finally:
         con.close()
