@@ -177,3 +177,22 @@ def test_real_captures_replay_into_canonical_ticks(source, capture, expected_tra
         import pandas as pd
 
         assert pd.Timestamp(first_trade["ts"]).value == 1680782066838232225
+
+
+def test_a_ticks_message_from_before_the_schema_extension_still_lands():
+    """A TICKS message written by a normalizer of the first sixteen columns (in flight across an upgrade) decodes
+    with the extension columns null, so the lander and fan-outs take it."""
+    import pyarrow as pa
+
+    from quant_platform.market.adapters import normalize_batch
+    from quant_platform.market.contracts import TICK_COLUMNS, TICK_SCHEMA
+    from quant_platform.market.instruments import InstrumentMaster
+    from quant_platform.market.normalizer import ipc_to_table, table_to_ipc
+    from quant_platform_tests.market_helpers import sim_frames
+
+    table, _, _ = normalize_batch("simulator", sim_frames(4), 1, InstrumentMaster.load())
+    old = table.select(TICK_COLUMNS)
+    back = ipc_to_table(table_to_ipc(old))
+    assert back.schema == TICK_SCHEMA and back.select(TICK_COLUMNS).equals(old)
+    assert all(back[c].null_count == 4 for c in ("conditions", "size_unit", "ref_seq"))
+    assert isinstance(back, pa.Table)

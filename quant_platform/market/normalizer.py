@@ -26,6 +26,7 @@ from quant_platform.market.contracts import (
     STREAM_DLQ,
     STREAM_NORM,
     STREAM_RAW,
+    TICK_SCHEMA,
     dlq_subject,
     norm_subject,
 )
@@ -179,7 +180,14 @@ def table_to_ipc(table: pa.Table) -> bytes:
 
 
 def ipc_to_table(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
+    """A TICKS message's table; one written before the tick schema's extension columns (a message still in TICKS
+    across an upgrade) gets them as nulls, so landers and fan-outs take it like any other."""
+    table = pa.ipc.open_stream(data).read_all()
+    if table.num_columns < len(TICK_SCHEMA) and table.schema.names == TICK_SCHEMA.names[:table.num_columns]:
+        for f in TICK_SCHEMA:
+            if f.name not in table.schema.names:
+                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table
 
 
 class NormalizerStats:
