@@ -1,5 +1,5 @@
-"""Quality rules of a compacted tick day, evaluated in DuckDB on the staged Parquet before it is published,
-and the trading-hours calendar the gap rule uses.
+"""Quality rules of a compacted tick day, evaluated in DuckDB on the staged Parquet before it is published, the
+trading-hours calendar the gap rule uses, and the SQL of the bars and daily statistics derived from the day.
 
 Never make a rule that cannot fail: each counts offending rows and passes only at zero (gaps warn).
 """
