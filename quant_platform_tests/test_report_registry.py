@@ -190,7 +190,7 @@ def _check_report(defs: dg.Definitions, lane, report) -> None:
     checks = {c.name for c in defs.get_assets_def(key).check_specs}
     assert {"schema_and_types", "primary_key_unique", "row_count_in_range"} <= checks
     assert {c.name for c in report.domain_checks} <= checks
-    if report.calendar is not None:
+    if report.on_calendar:
         on_time = dg.AssetCheckKey(key, "release_on_time")
         assert on_time in lane.release_checks[report.report_id].check_keys
         assert on_time in defs.resolve_job_def("release_watch_job").asset_layer.asset_graph.asset_check_keys
@@ -200,7 +200,7 @@ def _check_report(defs: dg.Definitions, lane, report) -> None:
     assert entry.schema_table == report.table.qualified_name
     assert [c.name for c in entry.columns] == report.table.column_names
     assert not entry.problems, entry.problems
-    if report.calendar is not None:
+    if report.on_calendar:
         assert "release_on_time" in {c.name for c in entry.checks}
     simulated = [e for source in registry.report_module(report.report_id, "routes").SIMULATED
                  for e in source(SAMPLE_DATA)]

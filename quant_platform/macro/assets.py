@@ -50,7 +50,7 @@ def report_asset(report: MacroReport) -> dg.AssetsDefinition:
             yield from publish_partition(
                 context, wh, spec, parse=lambda: report.parse(files, keys),
                 partition_values=[partition_value(spec, k) for k in keys], raw_files=files,
-                scheduled_release={k: report.scheduled_release(k) for k in keys} if report.calendar else None,
+                scheduled_release={k: report.scheduled_release(k) for k in keys} if report.on_calendar else None,
                 expected_partitions=keys, extra_metadata=run.extra_metadata or None,
                 domain_checks=report.domain_checks,
             )

@@ -194,6 +194,11 @@ class MacroReport:
         return entries
 
     @property
+    def on_calendar(self) -> bool:
+        """Whether its partitions are its calendar's weeks (then each has a scheduled release and lateness)."""
+        return self.calendar is not None and self.partitions is None
+
+    @property
     def partitions_def(self) -> dg.PartitionsDefinition:
         if self.partitions is not None:
             return self.partitions
@@ -203,7 +208,7 @@ class MacroReport:
 
     def scheduled_release(self, key: str) -> datetime | None:
         """When the vendor is scheduled to release partition `key` (calendar reports only)."""
-        return self.calendar.release_at(date.fromisoformat(key)) if self.calendar else None
+        return self.calendar.release_at(date.fromisoformat(key)) if self.on_calendar else None
 
     def should_poll(self, state: dict, now: datetime) -> tuple[bool, str]:
         """Calendar-aware polling of release_route (release_sensing.due_to_poll with this report's calendar)."""
@@ -215,7 +220,7 @@ class MacroReport:
     def watches(self, settings: Settings, now: datetime) -> list[ReleaseWatch]:
         """The URLs the release sensor polls for this report now."""
         watches = list(self.release_watches(settings, now)) if self.release_watches else []
-        if self.calendar is not None and self.release_route is not None:
+        if self.on_calendar and self.release_route is not None:
             watches.insert(0, ReleaseWatch(
                 name=self.report_id, cursor_key=self.cursor_key or self.report_id,
                 url=self.release_route.url(settings), dataset=self.release_route.dataset,

@@ -66,7 +66,7 @@ def build_macro_lane(reports: Sequence[MacroReport]) -> MacroLane:
                               "differently; declare it once and share it")
         members.append(r)
     sensors = {name: release_sensor(sensor, members, jobs) for name, (sensor, members) in by_sensor.items()}
-    checks = {r.report_id: release_on_time_check(r) for r in reports if r.calendar and r.release_route}
+    checks = {r.report_id: release_on_time_check(r) for r in reports if r.on_calendar and r.release_route}
     watch_job, watch_schedule = release_watch(list(checks.values()))
     return MacroLane(tuple(reports), assets, jobs, sensors, checks, watch_job, watch_schedule)
 

@@ -41,8 +41,15 @@ def registered_tables() -> tuple[TableSpec, ...]:
 
 
 def registered_reports() -> tuple[MacroReport, ...]:
-    """Every registered report's declaration, in registry order."""
-    return tuple(report_module(folder, "report").REPORT for folder in REPORT_FOLDERS)
+    """Every registered report's declaration, in registry order; a folder must declare the table of its name."""
+    from quant_platform.errors import ConfigError
+
+    reports = tuple(report_module(folder, "report").REPORT for folder in REPORT_FOLDERS)
+    for folder, report in zip(REPORT_FOLDERS, reports, strict=True):
+        if (report.table.schema, report.table.name) != ("macro", folder):
+            raise ConfigError(f"report folder {folder} declares table {report.table.qualified_name}; "
+                              f"a report folder declares macro.{folder}")
+    return reports
 
 
 def registered_simulator_files() -> tuple[CatalogSource, ...]:
