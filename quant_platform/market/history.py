@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from quant_platform.market.compaction import DAILY, TICKS_FILE
+from quant_platform.market.contracts import TICK_SCHEMA
 from quant_platform.market.lake_landing import sql_path
 from quant_platform.market.tables import TICKS_HISTORY
 from quant_platform.platform.warehouse import Warehouse
@@ -29,7 +30,7 @@ def duckdb_history_view(wh: Warehouse, lake_root: Path) -> str:
     glob = Path(lake_root).resolve() / DAILY / "date=*" / TICKS_FILE
     cols = ", ".join(c.name for c in TICKS_HISTORY.columns if c.name != "trade_date")
     sql = (f"CREATE OR REPLACE VIEW market.ticks_history AS SELECT CAST(date AS DATE) AS trade_date, {cols} "  # noqa: S608
-           f"FROM read_parquet('{sql_path(glob)}', hive_partitioning = true)")
+           f"FROM read_parquet('{sql_path(glob)}', hive_partitioning = true, union_by_name = true)")
     with wh.transaction() as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS market")
         con.execute(sql)
@@ -56,6 +57,9 @@ def postgres_load_day(wh: Warehouse, day: str, daily_path: Path) -> int:
         cur.execute(f"TRUNCATE market.{part}")
         for batch in pf.iter_batches(batch_size=COPY_CHUNK_ROWS):
             table = pa.Table.from_batches([batch])
+            for col in TICKS_HISTORY.columns:  # days compacted before a column existed carry it as NULL
+                if col.name != "trade_date" and col.name not in table.column_names:
+                    table = table.append_column(col.name, pa.nulls(table.num_rows, TICK_SCHEMA.field(col.name).type))
             table = table.add_column(0, "trade_date", pa.array([d] * table.num_rows, pa.date32()))
             for name in ("ts", "received_at"):  # microsecond text PostgreSQL parses; ns stay in the lake
                 table = table.set_column(table.schema.get_field_index(name), name,

@@ -5,6 +5,7 @@ Never describe a tick column here differently from contracts.TICK_SCHEMA: the hi
 
 from __future__ import annotations
 
+from quant_platform.market.contracts import EVENTS, SIZE_UNITS
 from quant_platform.platform.tables import Column, TableSpec
 
 _PRICE = "quote currency of the instrument"
@@ -17,7 +18,9 @@ TICK_COLUMNS = (
            nullable=False),
     Column("venue_symbol", "text", "The symbol as the vendor sent it.", nullable=False),
     Column("exchange", "text", "Exchange or venue code where the vendor gives one."),
-    Column("event", "text", "trade or quote.", nullable=False, allowed_values=("trade", "quote")),
+    Column("event", "text", "trade, quote, mark (a mark price), funding (a funding rate, in price), cancel or "
+           "correction (of the trade ref_seq names). Bars and statistics count trades only.", nullable=False,
+           allowed_values=EVENTS),
     Column("price", "double", "Trade price (trades only).", unit=_PRICE),
     Column("size", "double", "Trade size (trades only).", unit="units of the instrument"),
     Column("bid", "double", "Best bid (quotes only).", unit=_PRICE),
@@ -28,6 +31,11 @@ TICK_COLUMNS = (
     Column("event_id", "text", "Deterministic id of the vendor event: the deduplication key.", nullable=False),
     Column("stream_seq", "bigint", "JetStream sequence of the raw TICKS_RAW message that carried the tick "
            "(the completeness check accounts for every one).", nullable=False),
+    Column("conditions", "text", "Trade conditions as the vendor sent them, comma-joined (Massive/Polygon codes, "
+           "Alpaca letters); bars leave out trades whose conditions make them ineligible."),
+    Column("size_unit", "text", "Unit of size, bid_size and ask_size where the vendor states one (Massive's US "
+           "equity quotes: round lots before 2025-11-03, shares from then on).", allowed_values=SIZE_UNITS),
+    Column("ref_seq", "bigint", "Cancel or correction: the vendor_seq of the trade it cancels or corrects."),
 )
 
 TICKS_HISTORY = TableSpec(

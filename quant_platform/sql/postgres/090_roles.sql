@@ -48,7 +48,10 @@ CREATE TABLE IF NOT EXISTS market.ticks_history (
   ask_size DOUBLE PRECISION,
   vendor_seq BIGINT,
   event_id TEXT NOT NULL,
-  stream_seq BIGINT NOT NULL
+  stream_seq BIGINT NOT NULL,
+  conditions TEXT,
+  size_unit TEXT,
+  ref_seq BIGINT
 ) PARTITION BY RANGE (trade_date);
 CREATE OR REPLACE FUNCTION market.ticks_history_partition(day date) RETURNS text
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
