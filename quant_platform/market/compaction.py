@@ -31,7 +31,7 @@ BARS = "bars/1m"
 TICKS_FILE = "ticks.parquet"
 SEQS_FILE = "raw_seqs.parquet"
 MANIFEST = "_manifest.json"
-_RANGE_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
+_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-[0-9a-f]+)?\.parquet$")  # <first>-<last>[-<digest>]
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
 COLUMNS_SQL = ", ".join(TICK_ALL_COLUMNS)  # the canonical columns, extension columns included, in contract order
 

@@ -22,8 +22,20 @@ LANDING = "ticks/landing"
 SCHEMA_ANCHOR = f"{LANDING}/date=1970-01-01/source=_schema/0-0.parquet"
 
 
-def landing_path(lake_root: Path, day: str, source: str, first_seq: int, last_seq: int) -> Path:
-    return lake_root / LANDING / f"date={day}" / f"source={source}" / f"{first_seq}-{last_seq}.parquet"
+def landing_path(lake_root: Path, day: str, source: str, first_seq: int, last_seq: int,
+                 digest: str | None = None) -> Path:
+    """ticks/landing/date=D/source=S/<first>-<last>[-<digest>].parquet; `digest` names the exact set of TICKS
+    messages the file holds (batch_digest), so two landers' batches with the same first and last sequence never
+    overwrite each other, while the same batch redelivered rewrites its own file."""
+    name = f"{first_seq}-{last_seq}" + (f"-{digest}" if digest else "")
+    return lake_root / LANDING / f"date={day}" / f"source={source}" / f"{name}.parquet"
+
+
+def batch_digest(ticks_seqs) -> str:
+    """A short digest of the TICKS sequences of a micro-batch: its content (a TICKS message never changes)."""
+    import hashlib
+
+    return hashlib.blake2b(",".join(map(str, sorted(ticks_seqs))).encode(), digest_size=8).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -55,9 +67,11 @@ RAW_TICKS_KEY = b"qp.raw_ticks"
 
 
 def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
-               raw_ticks: dict[int, int] | None = None) -> list[tuple[Path, int]]:
-    """Write one micro-batch: one file per (UTC day, source); the name carries the TICKS sequence range, so a
-    redelivered batch with the same range rewrites the same file instead of adding a copy. `raw_ticks` (raw
+               raw_ticks: dict[int, int] | None = None, digest: str | None = None) -> list[tuple[Path, int]]:
+    """Write one micro-batch: one file per (UTC day, source); the name carries the TICKS sequence range and the
+    digest of the batch's exact TICKS sequences (batch_digest), so a redelivered batch rewrites its own file
+    instead of adding a copy, and another lander's batch over the same range (other messages) never overwrites
+    it. `raw_ticks` (raw
     seq -> ticks the normalizer made of it) goes into each file's key-value metadata for the raw sequences
     the file holds: the completeness check compares it with the rows that reached the lake."""
     if table.num_rows == 0:
@@ -75,7 +89,7 @@ def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
             meta = {str(q): raw_ticks[q] for q in held if q in raw_ticks}
             part = part.replace_schema_metadata({**(part.schema.metadata or {}),
                                                  RAW_TICKS_KEY: json.dumps(meta, separators=(",", ":")).encode()})
-        path = landing_path(lake_root, day, source, first_seq, last_seq)
+        path = landing_path(lake_root, day, source, first_seq, last_seq, digest)
         written.append((path, write_parquet_atomic(part, path)))
     return written
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from quant_platform.market import metrics
 from quant_platform.market.connection import connect_worker
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, dlq_subject
-from quant_platform.market.lake_landing import ensure_schema_anchor, land_batch
+from quant_platform.market.lake_landing import batch_digest, ensure_schema_anchor, land_batch
 from quant_platform.market.normalizer import (
     ARROW_FORMAT,
     HDR_DELIVERIES,
@@ -98,7 +98,8 @@ async def _land(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
     seqs = [m.metadata.sequence.stream for m in batch.msgs]
     try:
         table = pa.concat_tables(batch.tables) if batch.tables else TICK_SCHEMA.empty_table()
-        written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks)
+        written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks,
+                                          batch_digest(seqs))
     except OSError as exc:
         raise LakeUnavailableError(str(exc)) from exc
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -270,10 +271,24 @@ def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
         ids = table["instrument_id"]
         for inst in pc.unique(ids).to_pylist():
             part = table.filter(pc.equal(ids, inst))
-            out.publishes.append((norm_subject(source, inst), table_to_ipc(part), {
-                "Nats-Msg-Id": f"{source}:{first}-{last}:{inst}", "Qp-Format": ARROW_FORMAT,
+            data = table_to_ipc(part)
+            out.publishes.append((norm_subject(source, inst), data, {
+                "Nats-Msg-Id": ticks_msg_id(source, inst, seqs, data), "Qp-Format": ARROW_FORMAT,
                 HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks)}, STREAM_NORM))
     return out
+
+
+def ticks_msg_id(source: str, instrument_id: str, raw_seqs: list[int], data: bytes) -> str:
+    """Nats-Msg-Id of a TICKS message: derived from its content (the raw sequences it was made of and its bytes),
+    never from where a fetched set started and ended. Several normalizers fetch interleaved sets, and a redelivered
+    set may come back split or merged: two different messages with the same first and last raw sequence must never
+    share an id (JetStream would drop the second as a duplicate, and its ticks with it), while the same raw
+    messages normalised again give the same id (deduplicated within the stream's window)."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(",".join(map(str, sorted(raw_seqs))).encode())
+    h.update(b"\x1f")
+    h.update(data)
+    return f"{source}:{instrument_id}:{h.hexdigest()}"
 
 
 async def _store(js, prepared: _Prepared) -> None:
