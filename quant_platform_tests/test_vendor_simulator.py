@@ -450,6 +450,7 @@ def test_unknown_fault_kind_is_rejected(sim):
     assert set(FAULT_KINDS) == {
         "http_500",
         "http_503",
+        "http_429",
         "timeout",
         "truncated",
         "short_body",

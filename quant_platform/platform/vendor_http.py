@@ -9,11 +9,16 @@ Limits (environment, read at each call):
   QP_HTTP_TIMEOUT stays the limit of each socket read.
 - Redirects are followed only to the same host (same scheme and port, or an upgrade from http to https),
   at most MAX_REDIRECTS; a POST follows only 307/308 (never re-sent as a GET).
+- A vendor that answers HTTP 429 or 503 with `Retry-After` is not asked again before that time; a wait longer than
+  QP_HTTP_RETRY_AFTER_MAX (default 30 s) or past the deadline ends the call at once with a VendorError that says so.
+- Every request says who asks: `quant-platform/<version> (data platform of a commodity trading firm; +<contact>)`,
+  the contact from QP_VENDOR_CONTACT (an e-mail address or URL the vendor can write to).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import socket
@@ -22,6 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -39,6 +45,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from quant_platform.errors import (
+    ConfigError,
     DeadlineExceededError,
     HttpTransportError,
     RedirectRefusedError,
@@ -51,7 +58,14 @@ from quant_platform.platform.settings import bounded_env
 log = logging.getLogger(__name__)
 install_log_redaction()  # urllib3 logs request paths (query strings with keys) at DEBUG
 
-USER_AGENT = "quant-platform/0.1 (data platform; contact: data-engineering)"
+try:
+    VERSION = importlib.metadata.version("quant-platform")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    VERSION = "0.0.0"
+# Who asks, as the vendors' terms of use want it said (EIA and the CFTC both ask bulk users to identify themselves).
+USER_AGENT = f"quant-platform/{VERSION} (data platform of a commodity trading firm)"
+CONTACT_ENV = "QP_VENDOR_CONTACT"
+DEFAULT_RETRY_AFTER_MAX_S = 30.0  # the longest Retry-After a call waits for (QP_HTTP_RETRY_AFTER_MAX)
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = 128 * MIB  # the largest real vendor file (a CFTC history zip) is a few MB
@@ -88,6 +102,38 @@ def webhook_cap() -> tuple[int, str]:
 
 def http_deadline_s() -> float:
     return float(bounded_env("QP_HTTP_DEADLINE", DEFAULT_DEADLINE_S, 0.1, 86_400))
+
+
+def retry_after_max_s() -> float:
+    return float(bounded_env("QP_HTTP_RETRY_AFTER_MAX", DEFAULT_RETRY_AFTER_MAX_S, 0, 86_400))
+
+
+def user_agent() -> str:
+    """The User-Agent of every outgoing request: the platform and its version, and QP_VENDOR_CONTACT when set
+    (`quant-platform/0.1.0 (data platform of a commodity trading firm; +data-desk@example.com)`)."""
+    contact = os.environ.get(CONTACT_ENV, "").strip()
+    if not contact:
+        return USER_AGENT
+    if len(contact) > 200 or not all(32 <= ord(ch) < 127 for ch in contact) or any(ch in contact for ch in "()"):
+        raise ConfigError(f"{CONTACT_ENV} must be printable ASCII without parentheses, at most 200 characters "
+                          "(an e-mail address or a URL)")
+    return f"{USER_AGENT[:-1]}; +{contact})"
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delay-seconds or an HTTP date), None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        at = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if at is None or at.tzinfo is None:
+        return None
+    return max(0.0, (at - (now or datetime.now(UTC))).total_seconds())
 
 
 # ------------------------------------------------------------------------------------- the deadline watchdog
@@ -187,7 +233,9 @@ def hardened_session(session: requests.Session | None = None) -> requests.Sessio
     adapter = _BoundedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.headers.setdefault("User-Agent", USER_AGENT)
+    if session.headers.get("User-Agent", "").startswith(("python-requests/", "quant-platform/")) \
+            or "User-Agent" not in session.headers:
+        session.headers["User-Agent"] = user_agent()
     return session
 
 
@@ -324,7 +372,12 @@ def _shown_url(url: str, params: Mapping[str, Any] | None) -> str:
 
 
 class TransientVendorError(Exception):
-    """A failure worth retrying: 5xx, 429, connection reset, read timeout, body cut short."""
+    """A failure worth retrying: 5xx, 429, connection reset, read timeout, body cut short. `retry_after` is the
+    wait the vendor asked for (Retry-After), which the next attempt honours."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -361,7 +414,7 @@ class VendorClient:
 
     def __post_init__(self) -> None:
         hardened_session(self.session)
-        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["User-Agent"] = user_agent()
 
     def get(
         self,
@@ -388,9 +441,17 @@ class VendorClient:
             upcoming = state.upcoming_sleep or 0.0
             return time.monotonic() + upcoming >= started + deadline
 
+        backoff = wait_random_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s)
+
+        def wait(state: RetryCallState) -> float:
+            """The backoff, and never less than the vendor's Retry-After."""
+            exc = state.outcome.exception() if state.outcome else None
+            asked = getattr(exc, "retry_after", None) or 0.0
+            return max(backoff(state), asked)
+
         retrying = Retrying(
             stop=stop_after_attempt(max(1, self.attempts)) | out_of_time,
-            wait=wait_random_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s),
+            wait=wait,
             retry=retry_if_exception(lambda e: isinstance(e, TransientVendorError)),
             before_sleep=self._log_retry,
             reraise=True,
@@ -429,7 +490,14 @@ class VendorClient:
         except HttpTransportError as exc:
             raise TransientVendorError(exc.reason) from None
         if resp.status >= 500 or resp.status == 429:
-            raise TransientVendorError(f"HTTP {resp.status}")
+            asked = retry_after_seconds(resp.headers.get("Retry-After"))
+            if asked is None:
+                raise TransientVendorError(f"HTTP {resp.status}")
+            limit = retry_after_max_s()
+            if asked > limit:  # come back much later: the caller (a sensor's next tick, a rerun) decides when
+                raise VendorError(shown, f"HTTP {resp.status} with Retry-After {asked:g} s, longer than "
+                                  f"QP_HTTP_RETRY_AFTER_MAX ({limit:g} s): not asked again in this call")
+            raise TransientVendorError(f"HTTP {resp.status} (Retry-After {asked:g} s)", retry_after=asked)
         if resp.status >= 400:
             text = resp.body[:2000].decode("utf-8", "replace")
             raise VendorError(shown, f"HTTP {resp.status}: {redact(_first_line(text))[:200]}")

@@ -23,12 +23,20 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from quant_platform.errors import QuantPlatformError
-from quant_platform.vendors.faults import FAULT_KINDS, gzip_bomb, misencode, zip_bomb
+from quant_platform.vendors.faults import (
+    FAULT_KINDS,
+    HTTP_ERROR_FAULTS,
+    gzip_bomb,
+    misencode,
+    retry_after_header,
+    zip_bomb,
+)
 
 DATA_DIR_ENV = "QP_SAMPLE_DATA"  # one variable for every sample file (platform/sample_data.py)
 ADMIN_PREFIX = "/_sim/"
 
 HTML_PAGES = {
+    429: b"<html><head><title>429 Too Many Requests</title></head><body><h1>Too Many Requests</h1></body></html>",
     404: b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>",
     405: b"<html><head><title>405 Method Not Allowed</title></head><body><h1>Method Not Allowed</h1></body></html>",
     500: b"<html><head><title>500 Internal Server Error</title></head>"
@@ -584,11 +592,11 @@ class _VendorRequestHandler(BaseHTTPRequestHandler):
             else:
                 self._send(200, [("Content-Type", "application/zip")], zip_bomb(), head=head)
             return
-        if kind in ("http_500", "http_503"):
-            status = 500 if kind == "http_500" else 503
+        if kind in HTTP_ERROR_FAULTS:
+            status = HTTP_ERROR_FAULTS[kind]
             headers = [("Content-Type", "text/html")]
-            if status == 503:
-                headers.append(("Retry-After", "1"))
+            if (retry_after := retry_after_header(kind, fault.delay_s)) is not None:
+                headers.append(("Retry-After", retry_after))
             simulator._record(method, self.path, status, arrived, kind)
             self._send(status, headers, HTML_PAGES[status], head=head)
             return

@@ -12,6 +12,7 @@ import zlib
 FAULT_KINDS: tuple[str, ...] = (
     "http_500",
     "http_503",
+    "http_429",
     "timeout",
     "truncated",
     "short_body",
@@ -19,6 +20,20 @@ FAULT_KINDS: tuple[str, ...] = (
     "gzip_bomb",
     "zip_bomb",
 )
+# The HTTP error faults: kind -> status. 503 says Retry-After: 1; 429 ("Too Many Requests", what a vendor's rate
+# limiter answers) says Retry-After: the fault's delay_s, rounded up to whole seconds (the header's unit).
+HTTP_ERROR_FAULTS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_429": 429}
+
+
+def retry_after_header(kind: str, delay_s: float) -> str | None:
+    """The Retry-After an HTTP error fault sends (None: no header)."""
+    if kind == "http_503":
+        return "1"
+    if kind == "http_429":
+        return str(max(0, -int(-delay_s // 1)))
+    return None
+
+
 # What the two bomb faults inflate to: 2 GiB of zero bytes from a body of about 2 MB.
 BOMB_INFLATED_BYTES = 2 * 1024**3
 BOMB_ZIP_MEMBER = "f_year.txt"
