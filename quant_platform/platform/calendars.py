@@ -74,12 +74,21 @@ class WeeklyReleaseCalendar:
     partitions_start: str  # first partition key, YYYY-MM-DD
     description: str  # the release rule in words, for the catalog
     delayed_release_time: time | None = None  # None: a delayed release keeps release_time
+    # A vendor that publishes the business day before when its release day is a federal holiday (EIA's gas storage
+    # report: Thanksgiving Thursday -> Wednesday), at early_release_time (None: release_time).
+    holiday_on_release_day_moves_earlier: bool = False
+    early_release_time: time | None = None
 
     def release_at(self, reference: date) -> datetime:
         """Scheduled release of the partition whose reference date is `reference`, holidays applied."""
         if reference.weekday() != self.reference_weekday:
             raise ValueError(f"{self.reference_rule}, {reference} is a {reference:%A}")
         release = reference + timedelta(days=self.release_after_days)
+        if self.holiday_on_release_day_moves_earlier and not is_business_day(release):
+            release -= timedelta(days=1)
+            while not is_business_day(release):
+                release -= timedelta(days=1)
+            return datetime.combine(release, self.early_release_time or self.release_time, tzinfo=NEW_YORK)
         delays = _holidays_between(reference + timedelta(days=self.holidays_from_day), release)
         for _ in range(delays):
             release = _next_business_day(release)
