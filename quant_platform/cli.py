@@ -12,9 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from quant_platform.errors import ConfigError, QuantPlatformError
+
+_WEEK = timedelta(days=7)
 
 
 def sql_dir() -> Path:
@@ -93,8 +96,7 @@ def cmd_backfill(args) -> int:
     pdef = assets_def.partitions_def
     if pdef is None:
         raise ConfigError(f"{args.asset} is not partitioned; materialize it from the UI or `dagster asset`")
-    keys = pdef.get_partition_keys_in_range(dg.PartitionKeyRange(args.start, args.end)) \
-        if hasattr(pdef, "get_partition_keys_in_range") else [args.start]
+    keys = backfill_keys(args.asset, pdef, args.start, args.end)
     from quant_platform.instance import ensure_embedded_instance
     from quant_platform.platform.settings import load_settings
 
@@ -107,7 +109,7 @@ def cmd_backfill(args) -> int:
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
     failed = 0
     for batch in batches:
-        tags = {"qp/triggered_by": "cli-backfill"}
+        tags = {"qp/triggered_by": args.triggered_by}
         if len(batch) > 1:
             tags.update({"dagster/asset_partition_range_start": batch[0],
                          "dagster/asset_partition_range_end": batch[-1]})
@@ -115,8 +117,51 @@ def cmd_backfill(args) -> int:
                                         partition_key=batch[0] if len(batch) == 1 else None)
         state = "ok" if result.success else "FAILED"
         failed += 0 if result.success else 1
-        print(f"{args.asset} {batch[0]}..{batch[-1]}: {state} (run {result.run_id})", flush=True)
+        mats = result.asset_materializations_for_node("__".join(key.path)) if result.success else []
+        meta = {k: getattr(v, "value", v) for k, v in (mats[-1].metadata if mats else {}).items()}
+        rows = f", {meta['dagster/row_count']} rows" if "dagster/row_count" in meta else ""
+        print(f"{args.asset} {batch[0]}..{batch[-1]}: {state} ({len(batch)} partitions{rows}; run {result.run_id})",
+              flush=True)
+        if meta.get("vendor_missing"):
+            print(f"{args.asset}: {meta['vendor_missing']} of {len(batch)} partitions vendor_missing (never published "
+                  f"by the vendor; recorded, left empty, not retried): {meta.get('vendor_missing_partitions', '')}",
+                  flush=True)
     return 1 if failed else 0
+
+
+def backfill_keys(asset: str, pdef, start: str | None, end: str | None) -> list[str]:
+    """The partition keys START..END (default: the first partition, the newest released one). For a report on a
+    release calendar, keys whose release is still ahead are left out, with a line that says so."""
+    import dagster as dg
+
+    from quant_platform.macro.definitions import MACRO_LANE
+
+    all_keys = pdef.get_partition_keys()
+    if not all_keys:
+        raise ConfigError(f"{asset} has no partitions")
+    report = next((r for r in MACRO_LANE.reports if r.asset_key.to_user_string() == asset), None)
+    last = all_keys[-1]
+    if report is not None and report.on_calendar:
+        from datetime import UTC, datetime
+
+        newest = report.calendar.latest_released(datetime.now(UTC))
+        released = newest.isoformat()
+        if (end or last) > released:
+            upcoming = report.calendar.release_at(newest + _WEEK)
+            print(f"{asset}: partitions after {released} are not released yet (next release "
+                  f"{upcoming:%Y-%m-%d %H:%M %Z}); left out", flush=True)
+        last = min(released, end or released)
+    else:
+        last = end or last
+    first = start or all_keys[0]
+    for value in (first, last):
+        if not pdef.has_partition_key(value):
+            raise ConfigError(f"{value!r} is not a partition of {asset} (first {all_keys[0]}, last {all_keys[-1]})")
+    keys = pdef.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)) \
+        if hasattr(pdef, "get_partition_keys_in_range") else [first]
+    if not keys:
+        raise ConfigError(f"no partition of {asset} between {first} and {last}")
+    return keys
 
 
 # ---------------------------------------------------------------------------------------------- up
@@ -581,11 +626,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bf = sub.add_parser("backfill", help="materialize a partition range of an asset",
                         description="Materialize partitions START..END of ASSET (e.g. macro/cftc_cot_legacy "
-                        "2025-01-07 2025-03-18) on the instance in DAGSTER_HOME; single-run backfill policies "
-                        "load the range in one run.")
+                        "2025-01-07 2025-03-18; default: every released partition) on the instance in DAGSTER_HOME; "
+                        "single-run backfill policies load the range in one run, reading each history file once. "
+                        "Partitions the vendor never published are reported (vendor_missing) and left empty.")
     bf.add_argument("asset")
-    bf.add_argument("start")
-    bf.add_argument("end")
+    bf.add_argument("start", nargs="?", default=None, help="first partition (default: the asset's first)")
+    bf.add_argument("end", nargs="?", default=None,
+                    help="last partition (default: the newest released; later ones are left out)")
+    bf.add_argument("--triggered-by", default="cli-backfill", help=argparse.SUPPRESS)
     bf.set_defaults(func=cmd_backfill)
 
     src = sub.add_parser("sources", help="operational databases (CRM, HR, ERP) for demos and tests",

@@ -25,10 +25,12 @@ def test_cli_backfill_loads_a_range_in_one_run(simulator, warehouse, qp_home, ca
         assert len(runs) == 1 and runs[0].tags["qp/triggered_by"] == "cli-backfill"
 
 
-def test_cli_backfill_of_weeks_without_data_fails_and_says_so(simulator, warehouse, capsys):
-    # 2021 history holds Jan-Mar only: asking for April fails the row-count check, nothing is written.
+def test_cli_backfill_of_weeks_the_vendor_never_published_says_so_and_writes_nothing(simulator, warehouse, capsys):
+    # The served 2021 history holds Jan-Mar only: April's weeks are vendor_missing, reported, nothing written.
     rc = main(["backfill", "macro/cftc_cot_disaggregated", "2021-04-06", "2021-04-13"])
     out = capsys.readouterr().out
-    assert rc == 1
-    assert "FAILED" in out
+    assert rc == 0, out
+    assert "macro/cftc_cot_disaggregated: 2 of 2 partitions vendor_missing" in out
+    assert "2021-04-06..2021-04-13 (2): not published yet: the newest week in fut_disagg_txt_2021.zip is 2021-03-16" \
+        in out
     assert int(warehouse.scalar("SELECT count(*) FROM macro.cftc_cot_disaggregated")) == 0
