@@ -175,7 +175,12 @@ def test_sensor_requests_the_closed_day_and_compaction_is_complete_and_idempoten
     run = _job_run(instance, day, req.tags)
     checks = _checks(run)
     assert run.success, {n: (c.passed, c.metadata) for n, c in checks.items()}
-    assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items() if not c.passed}
+    failed = {n: c.metadata for n, c in checks.items() if not c.passed}
+    # The malformed frame's raw message is complete by stream sequence (it is in TICKS_DLQ), not for the vendor:
+    # its event is not in the day. That is the one (WARN) failure.
+    assert set(failed) == {"vendor_sequence_complete"}, failed
+    vendor = failed["vendor_sequence_complete"]
+    assert (vendor["rejected_gaps"].value, vendor["sequence_gaps"].value, vendor["disconnect_gaps"].value) == (1, 0, 0)
     comp = checks["complete_by_sequence"].metadata
     assert comp["raw_messages_missing"].value == 0
     assert comp["raw_messages_in_dlq"].value == 2  # the heartbeat-only message and the malformed frame's

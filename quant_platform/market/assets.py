@@ -16,9 +16,10 @@ import dagster as dg
 from quant_platform.market import compaction as cp
 from quant_platform.market import daily_checks as dc
 from quant_platform.market import observe
+from quant_platform.market import vendor_gaps as vg
 from quant_platform.market.continuous import futures_continuous_1m
 from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
-from quant_platform.market.tables import BARS_1M, DAILY_STATS, TICK_COLUMNS, TICKS_HISTORY
+from quant_platform.market.tables import BARS_1M, DAILY_STATS, TICK_COLUMNS, TICKS_HISTORY, VENDOR_GAPS
 from quant_platform.platform.dagster_common import WAREHOUSE_POOL, warehouse_kind
 from quant_platform.platform.settings import load_settings
 from quant_platform.platform.tables import TableSpec
@@ -40,6 +41,7 @@ TICKS_DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 1 * * *", lower
 RAW_DRAINED_TAG = "qp/raw_drained_seq"
 SIGNATURE_TAG = "qp/landing_signature"
 STREAM_PROGRESS = "stream_progressing"
+SOURCES_PROGRESS = "sources_progressing"
 
 
 def lateness() -> timedelta:
@@ -75,7 +77,8 @@ tick_stream = dg.AssetSpec(
         "observation on every evaluation where the stream moved, with last sequences, consumer ack floors and "
         "lag, DLQ counts and per-source rates, so lag and throughput can be plotted in the asset's Observations "
         "tab. The check 'stream_progressing' fails when nothing new arrived for QP_STREAM_STALE_MINUTES "
-        "(default 15) - the markets the platform takes include crypto, which trades around the clock."
+        "(default 15) - the markets the platform takes include crypto, which trades around the clock - and the "
+        "check 'sources_progressing' when one source stops while others flow (per-subject last message)."
     ),
     group_name=GROUP,
     owners=[OWNER_MARKET],
@@ -101,12 +104,44 @@ tick_stream = dg.AssetSpec(
 )
 
 
-@dg.asset_check(asset=TICK_STREAM_KEY, name=STREAM_PROGRESS, blocking=False,
-                description="TICKS_RAW received something in the last QP_STREAM_STALE_MINUTES (default 15). The "
-                            "ingest sensor reports this check on every evaluation; it can also be run by hand.")
+@dg.multi_asset_check(
+    name=STREAM_PROGRESS,
+    specs=[
+        dg.AssetCheckSpec(STREAM_PROGRESS, asset=TICK_STREAM_KEY, blocking=False,
+                          description="TICKS_RAW received something in the last QP_STREAM_STALE_MINUTES (default "
+                                      "15). The ingest sensor reports this check on every evaluation; it can also "
+                                      "be run by hand."),
+        dg.AssetCheckSpec(SOURCES_PROGRESS, asset=TICK_STREAM_KEY, blocking=False,
+                          description="No source stopped while others flow: each source's newest raw message on "
+                                      "ticks.raw.<source>.batch is younger than QP_SOURCE_STALE_MINUTES (default 10) "
+                                      "whenever one of its instruments is in trading hours (crypto 24/7, US "
+                                      "equities 09:30-16:00 New York on weekdays, futures on Globex hours) and "
+                                      "another source is flowing (all of them stopping is stream_progressing's "
+                                      "failure). Per source: its last message and age. The ingest sensor reports it "
+                                      "on every evaluation; the alert sensor posts one incident per stalled source."),
+    ],
+)
 def stream_progressing():
     state = observe.stream_state_now(_nats_url())
-    return _progress_check(state, None)
+    yield _progress_check(state, None)
+    yield _sources_check(state)
+
+
+def _sources_check(state: dict, now: float | None = None) -> dg.AssetCheckResult:
+    from quant_platform.market.instruments import InstrumentMaster
+
+    now = time.time() if now is None else now
+    rows = observe.source_liveness(state, now, observe.source_classes(InstrumentMaster.load()))
+    stalled = [r for r in rows if r["stalled"]]
+    return dg.AssetCheckResult(
+        asset_key=TICK_STREAM_KEY, check_name=SOURCES_PROGRESS, passed=not stalled,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"stalled_sources": ", ".join(r["source"] for r in stalled) or "none",
+                  "flowing_sources": ", ".join(r["source"] for r in rows if r["fresh"]) or "none",
+                  "stale_after_minutes": observe.source_stale_after_s() / 60,
+                  **{f"last_message_age_s.{r['source']}": round(r["age_s"], 1) if r["age_s"] is not None else -1
+                     for r in rows},
+                  **{f"in_trading_hours.{r['source']}": r["expected"] for r in rows}})
 
 
 def _progress_check(state: dict, last_progress_ts: float | None) -> dg.AssetCheckResult:
@@ -213,11 +248,21 @@ def ticks_daily(context: dg.AssetExecutionContext):
                                stream_first_seq=first_seq, drained_raw_seq=None, window=window)
     master = InstrumentMaster.load()
     classes = {i.instrument_id: i.asset_class for i in master.instruments()}
+    formats = {src: master.format_for(src) for src in staged.sources}
     con = cp.duck()
     try:
         rules = dc.evaluate_rules(con, staged.ticks_path, day, classes)
+        gaps = vg.day_gaps(con, staged.ticks_path, day, formats, dlq_read.vendor if dlq_read else None,
+                           acc.window if acc.expected else None)
     finally:
         con.close()
+    from quant_platform.market.lake_landing import write_parquet_atomic
+
+    write_parquet_atomic(vg.gaps_table(gaps), staged.stage_dir / cp.VENDOR_GAPS_FILE)
+    vendor_ok, vendor_md = vg.check_metadata(gaps, formats)
+    if dlq_read is None:
+        vendor_md["dlq_read"] = "no NATS server: connection windows and rejected events are not known"
+    rules.append(dc.RuleResult(dc.VENDOR_SEQUENCE, vendor_ok, vendor_md))
     completeness = dc.RuleResult(dc.COMPLETENESS, acc.passed, {
         "raw_seq_window": f"{acc.window[0]}-{acc.window[1]}",
         "raw_messages_expected": acc.expected,
@@ -385,12 +430,52 @@ def ticks_history(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                                           "content_hash": manifest.get("content_hash", "")})
 
 
-MARKET_ASSETS = [tick_stream, ticks_daily, bars_1m, daily_stats, ticks_history, futures_continuous_1m]
+@dg.asset(
+    key=VENDOR_GAPS.asset_key,
+    description=VENDOR_GAPS.description,
+    partitions_def=TICK_DAILY_PARTITIONS,
+    deps=[TICKS_DAILY_KEY],
+    group_name=GROUP,
+    owners=[OWNER_MARKET],
+    kinds={warehouse_kind(), "parquet"},
+    tags={"layer": "market"},
+    metadata={**VENDOR_GAPS.catalog_metadata(),
+              "lake_path": f"ticks/daily/date=<D>/{cp.VENDOR_GAPS_FILE} (written by the compaction of D)"},
+    check_specs=[dg.AssetCheckSpec("primary_key_unique", asset=VENDOR_GAPS.asset_key, blocking=True,
+                                   description="One row per (trade_date, gap_id).")],
+    pool=WAREHOUSE_POOL,
+    code_version="vendor_gaps.v1",
+)
+def vendor_gaps(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """The rows the day's compaction found (ticks_daily's check vendor_sequence_complete counts them), replacing
+    the day's rows in the warehouse."""
+    import pyarrow.parquet as pq
+
+    day = context.partition_key
+    _published_file(day)
+    path = cp.daily_dir(lake_root(), day) / cp.VENDOR_GAPS_FILE
+    if not path.exists():  # compacted before the table existed: no rows known, none claimed
+        raise dg.Failure(f"ticks_daily {day} was published without {cp.VENDOR_GAPS_FILE}: compact the day again")
+    df = pq.read_table(path).to_pandas()
+    wh = warehouse.open()
+    try:
+        rows = wh.replace_rows(VENDOR_GAPS, df, [date.fromisoformat(day)])
+    finally:
+        wh.dispose()
+    by_kind = df["kind"].value_counts().to_dict() if len(df) else {}
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows, **{f"{k}_gaps": int(by_kind.get(k, 0)) for k in vg.KINDS},
+                  "events_missing": int(df["missing"].fillna(0).sum()) if len(df) else 0},
+        check_results=_rows_check(VENDOR_GAPS, df))
+
+
+MARKET_ASSETS = [tick_stream, ticks_daily, bars_1m, daily_stats, ticks_history, vendor_gaps, futures_continuous_1m]
 
 ticks_daily_job = dg.define_asset_job(
     "ticks_daily_job",
     selection=dg.AssetSelection.assets(TICKS_DAILY_KEY).downstream(),
-    description="Compact one closed UTC tick day, check it, then bars, daily stats and warehouse history.",
+    description="Compact one closed UTC tick day, check it, then bars, daily stats, vendor gaps and warehouse "
+                "history.",
 )
 
 
@@ -484,10 +569,10 @@ def market_ingest_sensor(context: dg.SensorEvaluationContext):
         cursor["last_progress"] = now
     cursor["obs"] = {"t": now, "raw": int(state[STREAM_RAW]["last_seq"]), "norm": int(state[STREAM_NORM]["last_seq"]),
                      "per_source": state[STREAM_RAW].get("per_source", {})}
-    check = _progress_check(state, cursor.get("last_progress"))
-    events.append(dg.AssetCheckEvaluation(
-        asset_key=TICK_STREAM_KEY, check_name=STREAM_PROGRESS, passed=check.passed,
-        metadata=check.metadata, severity=dg.AssetCheckSeverity.WARN))
+    for check in (_progress_check(state, cursor.get("last_progress")), _sources_check(state, now)):
+        events.append(dg.AssetCheckEvaluation(
+            asset_key=TICK_STREAM_KEY, check_name=check.check_name, passed=check.passed,
+            metadata=check.metadata, severity=dg.AssetCheckSeverity.WARN))
 
     barrier, done = observe.advance_barrier(cursor.get("barrier"), state, lambda: observe.stream_state_now(url),
                                             now_dt.isoformat())

@@ -30,6 +30,7 @@ STAGING = "ticks/daily/_staging"
 BARS = "bars/1m"
 TICKS_FILE = "ticks.parquet"
 SEQS_FILE = "raw_seqs.parquet"
+VENDOR_GAPS_FILE = "vendor_gaps.parquet"  # the day's market.vendor_gaps rows (vendor_gaps.py), published with it
 MANIFEST = "_manifest.json"
 _RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-[0-9a-f]+)?\.parquet$")  # <first>-<last>[-<digest>]
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
@@ -337,6 +338,8 @@ def publish_staged(lake_root: Path, staged: Staged, manifest: dict) -> Path:
         staged.file_sha256 = previous.get("file_sha256", staged.file_sha256)
         staged.bytes = (target / TICKS_FILE).stat().st_size
         staged.extra["unchanged"] = True
+    if (staged.stage_dir / VENDOR_GAPS_FILE).exists():  # a redrive changes the gaps, not always the ticks
+        names.append(VENDOR_GAPS_FILE)
     (target / MANIFEST).unlink(missing_ok=True)
     for name in names:
         src = staged.stage_dir / name

@@ -83,6 +83,13 @@ def connect_options(url: str) -> dict:
     return opts
 
 
+# The client's idle heartbeat: a PING every PING_INTERVAL_S, and the connection is declared dead (then reconnected)
+# when MAX_OUTSTANDING_PINGS go unanswered: a worker whose server vanished without a FIN (a host gone, a network
+# partition) notices within ~30 s instead of nats-py's default 2 min x 2 pings, while its pull fetches time out.
+PING_INTERVAL_S = 10
+MAX_OUTSTANDING_PINGS = 3
+
+
 async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
     """A nats-py client for `url` (comma-separated servers of a cluster allowed) that retries the first
     connection and every later one without limit."""
@@ -104,7 +111,8 @@ async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
     global _connected_once
     nc = await nats.connect(**connect_options(url), name=name, max_reconnect_attempts=-1,
                             reconnect_time_wait=reconnect_wait_s, error_cb=on_error,
-                            disconnected_cb=on_disconnected, reconnected_cb=on_reconnected)
+                            disconnected_cb=on_disconnected, reconnected_cb=on_reconnected,
+                            ping_interval=PING_INTERVAL_S, max_outstanding_pings=MAX_OUTSTANDING_PINGS)
     client.append(nc)
     _connected_once = True
     return nc

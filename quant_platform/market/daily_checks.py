@@ -20,6 +20,7 @@ CROSSED_QUOTES = "quotes_not_crossed_or_locked"
 TS_IN_DAY = "timestamps_inside_day"
 PRICES_POSITIVE = "prices_positive"
 NO_LONG_GAPS = "no_long_gaps_in_trading_hours"
+VENDOR_SEQUENCE = "vendor_sequence_complete"
 
 CHECK_DESCRIPTIONS = {
     COMPLETENESS: "Every raw message TICKS_RAW accepted in the day's sequence window is in the day's ticks or in "
@@ -33,6 +34,13 @@ CHECK_DESCRIPTIONS = {
     NO_LONG_GAPS: "No instrument goes longer than QP_TICK_GAP_MINUTES (default 15) without a tick during its "
                   "trading hours (crypto 24/7; US equities 09:30-16:00 New York; futures Sunday 18:00 - Friday 17:00 "
                   "New York with the daily 17:00-18:00 break). Warning only.",
+    VENDOR_SEQUENCE: "Nothing is missing by the vendors' own account: no jump in a sequence the vendor documents as "
+                     "contiguous (Binance aggTrade ids per symbol in the day's ticks; depth update ids, seen live by "
+                     "the connector), no connection window (the connector lost the vendor, or its process started "
+                     "after the source's last tick), and no events of the day's raw messages in TICKS_DLQ that were "
+                     "not redriven (a DLQ'd raw message counts as complete by stream sequence, not for the vendor). "
+                     "Counts by kind and source with samples; every gap is a row of market.vendor_gaps. Warning only "
+                     "(the stream-sequence completeness above stays blocking).",
 }
 BLOCKING = (COMPLETENESS, NO_DUPLICATES, TS_IN_DAY, PRICES_POSITIVE)
 CROSSED_SAMPLE = 10

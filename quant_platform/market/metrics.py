@@ -26,6 +26,18 @@ BATCH_ROWS = Histogram("qp_landed_batch_rows", "Rows per landed micro-batch", re
 WORKERS = Gauge("qp_workers", "Worker processes running", ["role"], registry=REGISTRY)
 FANOUT_DELIVERED = Counter("qp_fanout_delivered_rows_total", "Rows delivered per destination", ["destination"],
                            registry=REGISTRY)
+CONNECTOR_RECONNECTS = Counter("qp_connector_reconnects_total", "Connection attempts to the vendor after the "
+                               "first one of the process", ["source"], registry=REGISTRY)
+CONNECTOR_DISCONNECTED_SECONDS = Counter("qp_connector_disconnected_seconds_total", "Seconds between the last frame "
+                                         "before a lost connection and the vendor regained", ["source"],
+                                         registry=REGISTRY)
+CONNECTOR_LAST_FRAME = Gauge("qp_connector_last_frame_timestamp_seconds", "When the connector last received a "
+                             "vendor frame (Unix time)", ["source"], registry=REGISTRY)
+VENDOR_GAPS = Counter("qp_vendor_gaps_total", "Vendor gaps seen by the connector: kind=sequence (a jump in a "
+                      "contiguous vendor sequence), kind=disconnect (a lost connection)", ["source", "kind"],
+                      registry=REGISTRY)
+VENDOR_GAP_EVENTS = Counter("qp_vendor_gap_events_total", "Vendor sequence numbers missing in the jumps "
+                            "(aggTrade ids, depth update ids)", ["source"], registry=REGISTRY)
 FANOUT_FAILURES = Counter("qp_fanout_failures_total", "Failed deliveries per destination", ["destination"],
                           registry=REGISTRY)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quant_platform.market import vendor_gaps as vg
 from quant_platform.market.adapters import normalize_messages
 from quant_platform.market.connection import connect_worker
 from quant_platform.market.contracts import (
@@ -45,8 +46,9 @@ ARROW_FORMAT = "arrow-ipc"
 
 # ----------------------------------------------------------------------------------------- dead letters
 # TICKS_DLQ records (subject ticks.dlq.<source>). `Qp-Stage` names who wrote it: normalizer (rejects of a raw
-# message, or the raw message dead-lettered whole), lander, fanout:<destination>. Only normalizer records carry
-# Qp-Raw-Seq: they account for a raw sequence in the daily completeness check.
+# message, or the raw message dead-lettered whole), lander, fanout:<destination>, connector (a connector's control
+# record - a connection window, sequence gaps it saw - kept by the normalizer: vendor_gaps.py). Only normalizer and
+# connector records carry Qp-Raw-Seq: they account for a raw sequence in the daily completeness check.
 HDR_STAGE = "Qp-Stage"
 HDR_FORMAT = "Qp-Format"
 HDR_REJECTS = "Qp-Rejects"
@@ -106,6 +108,18 @@ def reject_record(source: str, seq: int, rejected, bad_lines, ignored: int, *, t
         doc["redrive_of"] = redrive_of
         headers[HDR_REDRIVE_OF] = redrive_of
     return json.dumps(doc, separators=(",", ":")).encode(), headers
+
+
+def control_record(source: str, seq: int, data: bytes) -> tuple[str, bytes, dict[str, str], str]:
+    """A connector's control record (vendor_gaps: a connection window, sequence gaps it saw live) is no vendor
+    frame: it makes no ticks and is kept, verbatim, as a `connector` stage record in TICKS_DLQ, where its raw
+    sequence is accounted for and the day's compaction reads it (vendor_gaps.day_gaps). Never redriven."""
+    rec = vg.parse_control(data)
+    summary = (f"connector record: {rec.get('kind')} {rec.get('cause', '')}".strip() if rec is not None
+               else "connector record (unreadable)")
+    return (dlq_subject(source), data, {"Nats-Msg-Id": f"control:{seq}", HDR_FORMAT: vg.CONTROL_FORMAT,
+                                        HDR_STAGE: vg.CONNECTOR_STAGE, HDR_REASON: summary[:REASON_MAX],
+                                        HDR_RAW_SEQ: str(seq), HDR_REJECTS: "0"}, STREAM_DLQ)
 
 
 def parse_selection(text: str):
@@ -242,6 +256,9 @@ def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
     redrive_of: dict[int, str] = {}
     for msg in msgs:
         seq = msg.metadata.sequence.stream
+        if vg.is_control(getattr(msg, "headers", None)):
+            out.publishes.append(control_record(_source_of(msg), seq, msg.data))
+            continue
         selection, origin = _redrive_headers(msg)
         if selection is not None:
             selections[seq] = selection

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant_platform.errors import ConfigError, QuantPlatformError
-from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
-from quant_platform.market.normalizer import HDR_RAW_SEQ
+from quant_platform.market import vendor_gaps as vg
+from quant_platform.market.contracts import HDR_FORMAT, RAW_FORMAT, STREAM_DLQ, STREAM_NORM, STREAM_RAW
+from quant_platform.market.normalizer import HDR_RAW_SEQ, HDR_STAGE
 
 # The consumers that put ticks in the lake: a day closes when both have drained past it. Fan-out
 # destinations are not waited for (a slow destination must not hold back the daily partition).
@@ -81,6 +82,7 @@ async def read_stream_state(url: str, timeout: float = 5.0) -> dict:
             except NotFoundError:
                 pass
             state[name]["per_source"] = per_source
+        state[STREAM_RAW]["sources_last"] = await _sources_last(js, state[STREAM_RAW]["per_source"])
         state[STREAM_RAW]["last_time"] = None
         if state[STREAM_RAW].get("last_seq"):
             try:  # when the newest raw message was stored: the stream's progress clock
@@ -91,6 +93,22 @@ async def read_stream_state(url: str, timeout: float = 5.0) -> dict:
         return state
     finally:
         await nc.close()
+
+
+async def _sources_last(js, per_source: dict[str, int]) -> dict[str, dict]:
+    """{source: {"seq", "time"}} of the newest raw message on each source's subject ticks.raw.<source>.batch (a
+    get of the last message by subject: STREAM.MSG.GET, which the read-only `dagster` user may do). A source whose
+    messages all expired is not listed (it is not in the stream any more)."""
+    from quant_platform.market.contracts import raw_subject
+
+    out: dict[str, dict] = {}
+    for source in sorted(per_source):
+        try:
+            msg = await js.get_msg(STREAM_RAW, subject=raw_subject(source))
+        except Exception:  # noqa: S112 - gone meanwhile, or another subject layout: not a liveness reading
+            continue
+        out[source] = {"seq": int(msg.seq or 0), "time": msg.time.timestamp() if msg.time else None}
+    return out
 
 
 def stream_state_now(url: str, timeout: float = 5.0) -> dict:
@@ -108,9 +126,15 @@ async def read_headers_direct(nc, stream: str, first_seq: int, last_seq: int, ti
     """(sequence, headers) of every message of `stream` from first_seq to last_seq, by batched direct gets
     ($JS.API.DIRECT.GET.<stream>, nats-server 2.11+, stream allow_direct): no consumer is created, so a user
     allowed only to read (`dagster`) can do it."""
+    return [(seq, hdrs) for seq, hdrs, _ in await read_direct(nc, stream, first_seq, last_seq, timeout)]
+
+
+async def read_direct(nc, stream: str, first_seq: int, last_seq: int, timeout: float = 5.0, keep_data=None):
+    """(sequence, headers, data) like read_headers_direct; data is kept only where `keep_data(headers)` is true
+    (b"" otherwise), so a long read holds headers only. Headers include Nats-Subject and Nats-Time-Stamp."""
     import json
 
-    out: list[tuple[int, dict]] = []
+    out: list[tuple[int, dict, bytes]] = []
     seq = first_seq
     while seq <= last_seq:
         inbox = nc.new_inbox()
@@ -130,7 +154,7 @@ async def read_headers_direct(nc, stream: str, first_seq: int, last_seq: int, ti
                         return out
                     break
                 n = int(hdrs.get("Nats-Sequence", "0"))
-                out.append((n, hdrs))
+                out.append((n, hdrs, msg.data if keep_data is not None and keep_data(hdrs) else b""))
                 seq = max(seq, n + 1)
                 got = True
             if not got:
@@ -149,6 +173,8 @@ class DlqRead:
     read_from: int = 0
     last_seq: int = 0
     records: int = 0  # DLQ messages fetched
+    # For vendor completeness (vendor_gaps.day_gaps): connector records, the normalizer's rejects, redrive marks.
+    vendor: VendorRecords = field(default_factory=lambda: VendorRecords())
 
     def resume_after(self, raw_above: int) -> int:
         """The DLQ sequence at or after which every record of a raw sequence above `raw_above` lies: the first
@@ -170,15 +196,57 @@ async def read_dlq(url: str, timeout: float = 5.0, *, start_seq: int | None = No
         out.read_from, out.last_seq = max(first, int(start_seq or 0)), last
         if not info.state.messages or out.read_from > last:
             return out
-        for seq, hdrs in await read_headers_direct(nc, STREAM_DLQ, out.read_from, last, timeout):
+        for seq, hdrs, data in await read_direct(nc, STREAM_DLQ, out.read_from, last, timeout,
+                                                 keep_data=lambda h: h.get(HDR_STAGE) == vg.CONNECTOR_STAGE):
             out.records += 1
             raw = hdrs.get(HDR_RAW_SEQ)
             if raw and raw.isdigit():
                 out.raw[int(raw)] = hdrs.get("Qp-Reason", "")
                 out.dlq_seq.setdefault(int(raw), seq)
+            _vendor_record(out.vendor, seq, hdrs, data)
         return out
     finally:
         await nc.close()
+
+
+VendorRecords = vg.DlqRecords
+
+
+def _time_ns(hdrs: dict) -> int | None:
+    """Nats-Time-Stamp of a direct get (RFC 3339, nanoseconds) in ns since the epoch."""
+    text = hdrs.get("Nats-Time-Stamp")
+    if not text:
+        return None
+    try:
+        from quant_platform.market.adapters import rfc3339_to_ns
+
+        return rfc3339_to_ns(text)
+    except Exception:  # noqa: BLE001 - a time we cannot read is left out, never a failed read
+        return None
+
+
+def _vendor_record(out: VendorRecords, seq: int, hdrs: dict, data: bytes) -> None:
+    """Sort one DLQ record for vendor completeness: a connector record (its document), a normalizer record with
+    rejects or a raw message dead-lettered whole, or a redrive mark. Control-only records are not gaps."""
+    from quant_platform.market.redrive import HDR_REDRIVE_DLQ, REDRIVE_STAGE
+
+    stage = hdrs.get(HDR_STAGE)
+    subject = hdrs.get("Nats-Subject", "")
+    source = subject.split(".", 2)[2] if subject.count(".") >= 2 else "unknown"
+    raw = hdrs.get(HDR_RAW_SEQ, "")
+    if stage == REDRIVE_STAGE and hdrs.get(HDR_REDRIVE_DLQ, "").isdigit():
+        out.redriven.add(int(hdrs[HDR_REDRIVE_DLQ]))
+    elif stage == vg.CONNECTOR_STAGE and raw.isdigit():
+        rec = vg.parse_control(data)
+        if rec is not None:
+            out.connector.append((seq, int(raw), source, rec))
+    elif stage == "normalizer" and raw.isdigit():
+        whole = hdrs.get(HDR_FORMAT) == RAW_FORMAT
+        rejects = int(hdrs.get("Qp-Rejects", "0") or 0) if hdrs.get("Qp-Rejects", "0").isdigit() else 0
+        if whole or rejects:
+            out.rejected.append({"dlq_seq": seq, "raw_seq": int(raw), "source": source, "rejects": rejects or None,
+                                 "whole": whole, "reason": hdrs.get("Qp-Reason", "")[:200],
+                                 "at_ns": _time_ns(hdrs)})
 
 
 async def read_dlq_raw_seqs(url: str, timeout: float = 5.0, *, start_seq: int | None = None) -> dict[int, str]:
@@ -192,6 +260,59 @@ def dlq_raw_seqs_now(url: str, timeout: float = 5.0, *, start_seq: int | None = 
 
 def dlq_now(url: str, timeout: float = 5.0, *, start_seq: int | None = None) -> DlqRead:
     return asyncio.run(read_dlq(url, timeout, start_seq=start_seq))
+
+
+SOURCE_STALE_ENV = "QP_SOURCE_STALE_MINUTES"
+DEFAULT_SOURCE_STALE_MINUTES = 10.0
+
+
+def source_stale_after_s() -> float:
+    """QP_SOURCE_STALE_MINUTES (0.05-1440, default 10) in seconds."""
+    from quant_platform.platform.settings import SettingError, bounded_env
+
+    try:
+        return bounded_env(SOURCE_STALE_ENV, DEFAULT_SOURCE_STALE_MINUTES, 0.05, 1440) * 60
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def source_classes(master) -> dict[str, set[str]]:
+    """{source: the asset classes of its instruments} from the instrument master (futures roots included)."""
+    out: dict[str, set[str]] = {}
+    for ins in master.instruments():
+        for src in ins.venues:
+            out.setdefault(src, set()).add(ins.asset_class)
+    for root in master.futures_roots():
+        for src in root.sources:
+            out.setdefault(src, set()).add("future")
+    return out
+
+
+def source_liveness(state: dict, now: float, classes: dict[str, set[str]], stale_s: float | None = None
+                    ) -> list[dict]:
+    """Per source of TICKS_RAW (state from read_stream_state: `sources_last`): its newest raw message's time and
+    age, `fresh` (younger than QP_SOURCE_STALE_MINUTES), `expected` (one of its instruments is in trading hours
+    now; a source the master does not know is expected around the clock) and `stalled`: not fresh while expected
+    and while another source is fresh (one dead source behind live ones; all of them stopping is the whole
+    stream's stale check)."""
+    from datetime import UTC, datetime
+
+    from quant_platform.market.daily_checks import in_trading_hours
+
+    limit = source_stale_after_s() if stale_s is None else stale_s
+    at = datetime.fromtimestamp(now, UTC)
+    rows = []
+    for src, info in sorted(state.get(STREAM_RAW, {}).get("sources_last", {}).items()):
+        t = info.get("time")
+        age = now - t if t is not None else None
+        cls = classes.get(src) or {"unknown"}
+        rows.append({"source": src, "last_time": t, "last_seq": info.get("seq"), "age_s": age,
+                     "fresh": age is not None and age <= limit,
+                     "expected": any(in_trading_hours(c, at) for c in cls)})
+    flowing = any(r["fresh"] for r in rows)
+    for r in rows:
+        r["stalled"] = flowing and r["expected"] and not r["fresh"]
+    return rows
 
 
 FILL_ALERT_ENV = "QP_STREAM_FILL_ALERT_PCT"

@@ -1,4 +1,4 @@
-"""Warehouse tables of the market lane, declared once: tick history, one-minute bars, daily statistics.
+"""Warehouse tables of the market lane, declared once: tick history, one-minute bars, daily statistics, vendor gaps.
 
 Never describe a tick column here differently from contracts.TICK_SCHEMA: the history is the same ticks.
 """
@@ -107,5 +107,52 @@ DAILY_STATS = TableSpec(
     partition_column="trade_date",
 )
 
+VENDOR_GAPS = TableSpec(
+    schema="market",
+    name="vendor_gaps",
+    description=(
+        "What the vendors' own sequence numbers and the connectors' connection records say is missing from a UTC "
+        "tick day, one row per gap: a jump in a sequence the vendor documents as contiguous (Binance aggTrade ids "
+        "in the compacted ticks; depth update ids found live by the connector), a connection window (the connector "
+        "lost the vendor and regained it, or its process started), or events the normalizer rejected to TICKS_DLQ "
+        "that were not redriven (their raw message counts as complete for the stream-sequence check, but its "
+        "events are not in the day). Written with each compaction of the day (a redrive or a late tick followed "
+        "by a new compaction replaces the day's rows). Massive's `q` and Databento's `sequence` are not contiguous "
+        "per instrument, so for those sources only windows and rejects appear."
+    ),
+    columns=(
+        Column("trade_date", "date", "UTC day of the compacted ticks (the partition).", nullable=False),
+        Column("gap_id", "text", "Deterministic id of the gap (kind, source, instrument, range, times).",
+               nullable=False),
+        Column("source", "text", "Feed the gap is in.", nullable=False),
+        Column("kind", "text", "sequence (a jump in a contiguous vendor sequence), disconnect (the connector lost "
+               "and regained the vendor), restart (a connector process started: lost since the source's last tick "
+               "of the day, if any), rejected (events in TICKS_DLQ, not redriven).", nullable=False,
+               allowed_values=("sequence", "disconnect", "restart", "rejected")),
+        Column("channel", "text", "The vendor channel whose sequence jumped (aggTrade, depthUpdate), or the "
+               "connection (route) of a window."),
+        Column("instrument_id", "text", "The firm's instrument id (sequence gaps found in the ticks)."),
+        Column("venue_symbol", "text", "The symbol as the vendor sent it (sequence gaps)."),
+        Column("from_seq", "bigint", "First missing vendor sequence number (sequence gaps)."),
+        Column("to_seq", "bigint", "Last missing vendor sequence number (sequence gaps)."),
+        Column("missing", "bigint", "Events missing: vendor ids in the jump, or rejected frames/events; null when "
+               "the vendor's ids do not tell (a window, USD-M depth).", min_value=0),
+        Column("gap_start", "timestamptz", "Exchange time of the last event before the jump, or when the "
+               "connection was lost (its last frame)."),
+        Column("gap_end", "timestamptz", "Exchange time of the first event after the jump, or when the vendor was "
+               "regained (subscribed again)."),
+        Column("seconds", "double", "gap_end - gap_start.", unit="s"),
+        Column("raw_seq_before", "bigint", "TICKS_RAW sequence of the raw message before the gap (the connector's "
+               "record or the DLQ'd message for windows and rejects)."),
+        Column("raw_seq_after", "bigint", "TICKS_RAW sequence of the raw message after the gap."),
+        Column("detected", "text", "compaction (the day's ticks), connector (its live records) or dlq.",
+               nullable=False),
+        Column("detail", "text", "Cause where one is known (DLQ'd raw messages, a window in between, an intraday "
+               "replay requested) and how to fill it."),
+    ),
+    primary_key=("trade_date", "gap_id"),
+    partition_column="trade_date",
+)
+
 # Tables created by `warehouse init` from the generated DDL (ticks_history is backend-specific: history.py).
-MARKET_TABLES = (BARS_1M, DAILY_STATS)
+MARKET_TABLES = (BARS_1M, DAILY_STATS, VENDOR_GAPS)

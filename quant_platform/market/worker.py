@@ -74,6 +74,58 @@ async def _stats_to_metrics(role: str, stats, stop: asyncio.Event, source: str =
                     counter.labels(source=source, role=role).inc(delta)
 
 
+def _probed(probe, sink):
+    """The connector's sink with the vendor-sequence probe reading each frame first (never altering it)."""
+    observe = probe.observe
+
+    async def add(frame) -> None:
+        observe(frame)
+        await sink(frame)
+
+    return add
+
+
+def _counting_control(source: str, control):
+    """control_sink that also counts lost connections and their seconds in Prometheus."""
+
+    async def record(rec: dict) -> None:
+        if rec.get("cause") == "reconnect":
+            metrics.VENDOR_GAPS.labels(source=source, kind="disconnect").inc()
+            if rec.get("lost_ns") is not None:
+                metrics.CONNECTOR_DISCONNECTED_SECONDS.labels(source=source).inc(
+                    max(0, rec["regained_ns"] - rec["lost_ns"]) / 1e9)
+        await control(rec)
+
+    return record
+
+
+async def _connector_metrics(source: str, connector, probe, control, stop: asyncio.Event) -> None:
+    """Every second: reconnects, the last frame's time and the probe's sequence gaps into Prometheus, and the
+    depth gaps the probe found (no ticks carry them) into a control record."""
+    from quant_platform.market.vendor_gaps import SEQUENCE_GAPS
+
+    last = {"reconnects": 0, "gaps": 0, "missing": 0}
+    while not stop.is_set():
+        await asyncio.sleep(1)
+        st = connector.stats()
+        delta = st.get("reconnects", 0) - last["reconnects"]
+        last["reconnects"] = st.get("reconnects", 0)
+        if delta > 0:
+            metrics.CONNECTOR_RECONNECTS.labels(source=source).inc(delta)
+        if st.get("last_frame_at"):
+            metrics.CONNECTOR_LAST_FRAME.labels(source=source).set(st["last_frame_at"] / 1e9)
+        if probe is None:
+            continue
+        for attr, counter in (("gaps", metrics.VENDOR_GAPS.labels(source=source, kind="sequence")),
+                              ("missing", metrics.VENDOR_GAP_EVENTS.labels(source=source))):
+            value = getattr(probe, attr)
+            if value > last[attr]:
+                counter.inc(value - last[attr])
+            last[attr] = value
+        if probe.pending:
+            await control({"kind": SEQUENCE_GAPS, "gaps": probe.take_pending()})
+
+
 def _ack_observer(source: str):
     hist = metrics.PUBLISH_ACK_SECONDS.labels(source=source)
     frames_in = metrics.TICKS_IN.labels(source=source, role="connector")
@@ -111,17 +163,27 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) ->
 
         source = role.split(":", 1)[1]
         from quant_platform.market.streams import ensure_streams
+        from quant_platform.market.vendor_gaps import ControlPublisher, SequenceProbe
 
         nc = await connect_worker(url, f"qp-connector-{source}")
         await ensure_streams(nc.jetstream())
-        pub = RawPublisher(nc.jetstream(), source=source, connection_id=f"{os.getpid()}-{time.time_ns()}",
-                           **publisher_options())
+        connection_id = f"{os.getpid()}-{time.time_ns()}"
+        pub = RawPublisher(nc.jetstream(), source=source, connection_id=connection_id, **publisher_options())
         pub.ack_observer = _ack_observer(source)
-        connector = build_connector(source, InstrumentMaster.load().symbols_for(source))
+        master = InstrumentMaster.load()
+        connector = build_connector(source, master.symbols_for(source))
+        control = ControlPublisher(nc.jetstream(), source, connection_id)
+        connector.control_sink = _counting_control(source, control)
+        probe = SequenceProbe(source) if master.format_for(source) == "binance" else None
+        sink = pub.add if probe is None else _probed(probe, pub.add)
+        watch = asyncio.create_task(_connector_metrics(source, connector, probe, control, stop))
         try:
-            await connector.run(pub.add, stop)
+            await connector.run(sink, stop)
         finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await pub.close()
+            await control.close()
             await nc.close()
     elif role == "simulator":
         from quant_platform.market.connectors.simulator import MarketSimulator

@@ -1,7 +1,7 @@
 """The alert sensor: turns failed asset checks, freshness violations, tick streams filling up (above
-QP_STREAM_FILL_ALERT_PCT, default 80%, of their max_bytes) and connectors held back after a fatal error (refused
-credentials) into one webhook post per incident (Slack-compatible JSON with a link to the asset), and one more
-post when the incident is resolved.
+QP_STREAM_FILL_ALERT_PCT, default 80%, of their max_bytes), a tick source stopped while others flow and connectors
+held back after a fatal error (refused credentials) into one webhook post per incident (Slack-compatible JSON
+with a link to the asset), and one more post when the incident is resolved.
 
 Never post an incident twice and never drop one silently: open incidents and undelivered posts live in the
 sensor cursor, and the event-log position only moves past events whose alerts are already in it.
@@ -50,6 +50,11 @@ STREAM_FILL_CHECK = "stream_fill"
 STREAM_STATE_TIMEOUT_S = 3.0
 # A connector held back after a persistent fatal error: one incident per connector role.
 CONNECTOR_FATAL_CHECK = "connector_fatal"
+# A source that stopped while others flow: one incident per source (the ingest sensor's check sources_progressing
+# is one check for all sources, so its evaluations are not turned into incidents: a second source stopping while
+# the first is still down would go unposted).
+SOURCE_STALLED_CHECK = "source_stalled"
+SOURCES_PROGRESS_CHECK = "sources_progressing"
 FATAL_BACKOFF_HINT = "QP_CONNECTOR_FATAL_BACKOFF_MAX_S (1 h)"
 
 
@@ -260,6 +265,8 @@ def read_events(instance: dg.DagsterInstance, after: int) -> tuple[list[dg.Event
 def apply_check_evaluation(cursor: AlertCursor, record: dg.EventLogRecord, facts: _AssetFacts) -> None:
     entry = record.event_log_entry
     ev = entry.dagster_event.event_specific_data  # AssetCheckEvaluation
+    if list(ev.asset_key.path) == TICK_STREAM_PATH and ev.check_name == SOURCES_PROGRESS_CHECK:
+        return  # posted per source by apply_source_liveness
     partition = ev.partition or facts.run_partition(entry.run_id)
     iid = incident_id(list(ev.asset_key.path), ev.check_name, partition)
     if ev.passed:
@@ -359,6 +366,43 @@ def apply_connector_fatal(cursor: AlertCursor, incidents: dict[str, dict], now: 
         cursor.close_incident(iid, at=now, now="the connector is running again (or ingest stopped)")
 
 
+def apply_source_liveness(cursor: AlertCursor, state: dict, now: float, classes: dict[str, set[str]] | None = None
+                          ) -> None:
+    """One incident per source that stopped while others flow (observe.source_liveness on the tick streams'
+    state), posted once; resolved when the source flows again, leaves its trading hours or leaves the stream. While
+    every source is stopped an open incident stays open (stream_progressing tells that story)."""
+    from quant_platform.market import observe
+
+    if classes is None:
+        from quant_platform.market.instruments import InstrumentMaster
+
+        classes = observe.source_classes(InstrumentMaster.load())
+    rows = {r["source"]: r for r in observe.source_liveness(state, now, classes)}
+    prefix = f"{'/'.join(TICK_STREAM_PATH)}|{SOURCE_STALLED_CHECK}."
+    for src, r in sorted(rows.items()):
+        iid = incident_id(TICK_STREAM_PATH, f"{SOURCE_STALLED_CHECK}.{src}", None)
+        if r["stalled"]:
+            if iid in cursor.open:
+                cursor.open[iid]["count"] += 1
+                continue
+            last = (datetime.fromtimestamp(r["last_time"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                    if r["last_time"] else "never")
+            flowing = ", ".join(s for s, x in sorted(rows.items()) if x["fresh"])
+            cursor.open_incident(iid, {
+                "path": list(TICK_STREAM_PATH), "check": f"{SOURCE_STALLED_CHECK}.{src}", "partition": None,
+                "severity": "WARN", "run_id": None, "owners": ["team:market-data"], "opened_at": now, "count": 1,
+                "summary": (f"Source {src} stopped: its last raw message (TICKS_RAW seq {r['last_seq']}) was stored "
+                            f"{last}, {r['age_s'] / 60:.0f} min ago, during its trading hours, while {flowing} "
+                            "kept flowing. Look at its connector (logs, qp_connector_reconnects_total, "
+                            "`quant-platform ingest status`) and the vendor's status page.")[:SUMMARY_MAX],
+            })
+        elif iid in cursor.open and (r["fresh"] or not r["expected"]):
+            cursor.close_incident(iid, at=now, now=f"{src} flowing again" if r["fresh"]
+                                  else f"{src} outside its trading hours")
+    for iid in [i for i in cursor.open if i.startswith(prefix) and i[len(prefix):].split("|")[0] not in rows]:
+        cursor.close_incident(iid, at=now, now="the source is no longer in the stream")
+
+
 def read_stream_state_for_alerts(log: logging.Logger) -> dict | None:
     """The tick streams' state when a NATS server is known (QP_NATS_URL or a running `ingest run`), else None;
     an unreachable server is logged and skipped (its incidents stay as they are)."""
@@ -426,6 +470,7 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
             cursor.queue("opened", incident, at=incident["opened_at"])
     if stream_state is not None and cursor.caught_up:
         apply_stream_fill(cursor, stream_state, time.time())
+        apply_source_liveness(cursor, stream_state, time.time())
     if cursor.caught_up:
         from quant_platform.market.supervisor import read_connector_incidents
 
@@ -449,7 +494,8 @@ def evaluate_alerts(instance: dg.DagsterInstance, raw_cursor: str | None, settin
     minimum_interval_seconds=alert_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Posts failed asset checks, freshness violations (FAIL or WARN, as recorded by the "
-    "freshness daemon), tick streams above QP_STREAM_FILL_ALERT_PCT (default 80%) of their max_bytes and connectors "
+    "freshness daemon), tick streams above QP_STREAM_FILL_ALERT_PCT (default 80%) of their max_bytes, a tick source "
+    "that stopped while others flow (one incident per source) and connectors "
     "held back after a fatal error (refused credentials) to the "
     "webhook in QP_ALERT_WEBHOOK_URL, once per incident, and again when resolved.",
 )

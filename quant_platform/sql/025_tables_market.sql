@@ -34,3 +34,24 @@ CREATE TABLE IF NOT EXISTS market.daily_stats (
     spread_mean_bps DOUBLE PRECISION,
     PRIMARY KEY (trade_date, instrument_id)
 );
+
+CREATE TABLE IF NOT EXISTS market.vendor_gaps (
+    trade_date DATE NOT NULL,
+    gap_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    channel TEXT,
+    instrument_id TEXT,
+    venue_symbol TEXT,
+    from_seq BIGINT,
+    to_seq BIGINT,
+    missing BIGINT,
+    gap_start TIMESTAMPTZ,
+    gap_end TIMESTAMPTZ,
+    seconds DOUBLE PRECISION,
+    raw_seq_before BIGINT,
+    raw_seq_after BIGINT,
+    detected TEXT NOT NULL,
+    detail TEXT,
+    PRIMARY KEY (trade_date, gap_id)
+);

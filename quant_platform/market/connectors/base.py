@@ -23,10 +23,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from quant_platform.errors import ConfigError, QuantPlatformError
 from quant_platform.market.contracts import RawFrame
+from quant_platform.market.vendor_gaps import ConnectionLog
 
 log = logging.getLogger(__name__)
 
 FrameSink = Callable[[RawFrame], Awaitable[None]]
+ControlSink = Callable[[dict], Awaitable[None]]
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -211,6 +213,11 @@ class WebsocketConnector(abc.ABC):
         self.backoff_delays: collections.deque[float] = collections.deque(maxlen=100)
         self.last_error: str | None = None
         self._sink: FrameSink | None = None
+        # When the vendor was lost and regained: each (re)subscribed connection hands its window record to
+        # `control_sink` (the worker stores it in TICKS_RAW: vendor_gaps.py). None: not recorded.
+        self.control_sink: ControlSink | None = None
+        self.connection_log = ConnectionLog()
+        self.windows = 0  # window records handed to control_sink
 
     # -------------------------------------------------------------------------------------- adapter hooks
     @property
@@ -229,7 +236,20 @@ class WebsocketConnector(abc.ABC):
     def stats(self) -> dict[str, Any]:
         return {"source": self.source, "connects": self.connects, "reconnects": self.reconnects,
                 "frames": self.frames, "rejected": self.rejected, "skipped": self.skipped,
-                "last_frame_at": self.last_frame_at, "last_error": self.last_error}
+                "last_frame_at": self.last_frame_at, "last_error": self.last_error, "windows": self.windows}
+
+    async def report_window(self, **extra: Any) -> None:
+        """The connection is subscribed (again): hand its window record (vendor_gaps.ConnectionLog) to
+        control_sink. A sink that fails is logged, never fatal: the frames matter more than their bookkeeping."""
+        self.connection_log.last_frame_ns = self.last_frame_at
+        record = self.connection_log.regained(**extra)
+        if self.control_sink is None:
+            return
+        try:
+            await self.control_sink(record)
+            self.windows += 1
+        except Exception as exc:  # noqa: BLE001
+            log.error("%s: connection window not recorded (%s: %s)", self.source, type(exc).__name__, exc)
 
     def __repr__(self) -> str:  # never includes credentials
         return f"<{type(self).__name__} source={self.source} url={self.base_url} symbols={len(self.symbols)}>"
@@ -328,6 +348,7 @@ class WebsocketConnector(abc.ABC):
                         await self.on_connect(ws)
                 except TimeoutError:
                     raise HandshakeError(self.source, f"handshake not done within {self.handshake_timeout}s") from None
+                await self.report_window()
                 while True:
                     await self.receive(ws)
             except ConnectionClosed as exc:
@@ -358,6 +379,8 @@ class WebsocketConnector(abc.ABC):
 
     def _note_error(self, reason: str) -> None:
         self.last_error = reason
+        if self.connection_log.connects:
+            self.connection_log.lost(reason)
         log.warning("%s: %s; reconnecting", self.source, reason)
 
     def _fail(self, exc: ConnectorError) -> None:

@@ -91,6 +91,9 @@ class BinanceConnector(WebsocketConnector):
         if not self.routes:
             return await super().run(sink, stop)
         self._parts = self.route_connectors()
+        for p in self._parts:  # each route's connection records its own windows
+            p.control_sink = self.control_sink
+            p.connection_log.connection = p.route
         tasks = [asyncio.create_task(p.run(sink, stop)) for p in self._parts]
         try:
             # A fatal error on one route stops them all (the supervisor restarts the whole source).
@@ -107,7 +110,8 @@ class BinanceConnector(WebsocketConnector):
         if not self._parts:
             return super().stats()
         parts = [p.stats() for p in self._parts]
-        out = {k: sum(p[k] for p in parts) for k in ("connects", "reconnects", "frames", "rejected", "skipped")}
+        out = {k: sum(p[k] for p in parts) for k in ("connects", "reconnects", "frames", "rejected", "skipped",
+                                                     "windows")}
         last = [p["last_frame_at"] for p in parts if p["last_frame_at"] is not None]
         errors = [p["last_error"] for p in parts if p["last_error"]]
         return {"source": self.source, **out, "last_frame_at": max(last, default=None),

@@ -1,5 +1,6 @@
-"""Databento: the live connector (the vendor's Live client, GLBX.MDP3 `trades` + `mbp-1` by default) and the DBN
-file reader behind `ingest replay --source databento FILE.dbn[.zst]`; both cut the DBN stream into raw frames.
+"""Databento: the live connector (the vendor's Live client, GLBX.MDP3 `trades` + `mbp-1` by default, with an
+intraday replay from the last record received after a lost session) and the DBN file reader behind
+`ingest replay --source databento FILE.dbn[.zst]`; both cut the DBN stream into raw frames.
 
 Never decode, filter or rewrite a record here (records travel as the vendor's bytes), never take the API key
 from anywhere but QP_DATABENTO_API_KEY, never log it, and never retry a refused key.
@@ -29,6 +30,7 @@ from quant_platform.market.connectors.base import (
     report_fatal,
 )
 from quant_platform.market.contracts import RawFrame
+from quant_platform.market.vendor_gaps import ConnectionLog
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,17 @@ DEFAULT_DATASET = "GLBX.MDP3"
 DEFAULT_SCHEMAS = ("trades", "mbp-1")
 FRAME_RECORDS = 256  # records per raw frame at most: a frame is all or nothing at the normaliser
 _RTYPE_SYMBOL_MAPPING = 0x16
+# Not market events: instrument definitions, errors, symbol mappings, system messages (heartbeats, acks). Their
+# ts_event is the gateway's clock, so they never set where an intraday replay starts.
+_RTYPE_NOT_EVENTS = (0x13, 0x15, 0x16, 0x17)
 _HEAD = struct.Struct("<BBHI")  # record header: length/4, rtype, publisher_id, instrument_id
+_TS_EVENT = struct.Struct("<Q")  # the header's ts_event, at offset 8 (a header field: the record is not decoded)
+# Intraday replay (databento.Live.subscribe(start=...)): after a lost session the connector subscribes again from the
+# ts_event of the last market record it received, so the records of the window are sent again (the first ones
+# twice: the same event ids, removed by compaction). Databento replays up to 24 hours; older is not asked for.
+DEFAULT_HEARTBEAT_S = 30  # the gateway's default heartbeat interval
+ENV_REPLAY = "QP_DATABENTO_REPLAY_ON_RECONNECT"  # "0" turns it off
+REPLAY_LIMIT_NS = 24 * 3600 * 10**9
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -96,7 +108,7 @@ class DatabentoConnector:
     def __init__(self, symbols: Sequence[str] = (), *, dataset: str = DEFAULT_DATASET,
                  schemas: Sequence[str] = DEFAULT_SCHEMAS, gateway: str | None = None,
                  backoff: Backoff | None = None, max_records: int = FRAME_RECORDS,
-                 heartbeat_interval_s: int | None = None, master: Any = None):
+                 heartbeat_interval_s: int | None = None, master: Any = None, idle_timeout_s: float | None = None):
         self._api_key = os.environ.get(ENV_API_KEY, "")
         if not self._api_key:
             raise ConfigError(f"databento connector: {ENV_API_KEY} is not set")
@@ -125,15 +137,35 @@ class DatabentoConnector:
         self.backoff = backoff or Backoff()
         self.max_records = max_records
         self.heartbeat_interval_s = heartbeat_interval_s
+        # The gateway sends a heartbeat record after heartbeat_interval_s without data (its default is 30 s); the
+        # Live client itself never times out on a silent socket, so a session with nothing for this long is ended
+        # here and a new one started (with an intraday replay from where it stopped).
+        self.idle_timeout_s = idle_timeout_s or 2 * (heartbeat_interval_s or DEFAULT_HEARTBEAT_S) + 10
         self.connects = self.reconnects = self.frames = self.records = 0
         self.rejected = self.skipped = 0
         self.last_error: str | None = None
         self.last_frame_at: int | None = None
         self.backoff_delays: list[float] = []
+        self.control_sink = None  # see WebsocketConnector.control_sink
+        self.connection_log = ConnectionLog()
+        self.windows = 0
+        self.replay = os.environ.get(ENV_REPLAY, "1").strip() != "0"
+        self.last_ts_event: int | None = None  # of the last market record received (the replay point)
+        self.replays = 0  # sessions started with an intraday replay
+        self._replay_refused = False
 
     def stats(self) -> dict[str, Any]:
         return {"source": self.source, "connects": self.connects, "reconnects": self.reconnects,
-                "frames": self.frames, "records": self.records, "last_error": self.last_error}
+                "frames": self.frames, "records": self.records, "last_error": self.last_error,
+                "windows": self.windows, "replays": self.replays}
+
+    def replay_from(self, now_ns: int | None = None) -> int | None:
+        """Where the next session's intraday replay starts: the last market record's ts_event, when a session
+        was lost (not at the process's first one), replay is on, and it is within Databento's 24 hours."""
+        if not self.replay or self._replay_refused or not self.connects or self.last_ts_event is None:
+            return None
+        now = now_ns or time.time_ns()
+        return self.last_ts_event if now - self.last_ts_event < REPLAY_LIMIT_NS else None
 
     def __repr__(self) -> str:  # never includes the key
         return f"<DatabentoConnector {self.dataset} subscriptions={len(self.subscriptions)}>"
@@ -147,10 +179,11 @@ class DatabentoConnector:
             kwargs.update(gateway=self.gateway, port=self.port)
         return db.Live(**kwargs)
 
-    def _start(self, client) -> None:
-        """Subscribe and start (blocking: the client connects and authenticates on its own loop thread)."""
+    def _start(self, client, start: int | None = None) -> None:
+        """Subscribe (from `start`, ns, for an intraday replay) and start (blocking: the client connects and
+        authenticates on its own loop thread)."""
         for schema, stype, syms in self.subscriptions:
-            client.subscribe(dataset=self.dataset, schema=schema, stype_in=stype, symbols=syms)
+            client.subscribe(dataset=self.dataset, schema=schema, stype_in=stype, symbols=syms, start=start)
         client.start()
 
     async def _session(self, sink: FrameSink, stop: asyncio.Event) -> None:
@@ -159,15 +192,30 @@ class DatabentoConnector:
         queue: asyncio.Queue = asyncio.Queue()
         client = self._client()
         client.add_stream(_Tap(asyncio.get_running_loop(), queue))
+        start = self.replay_from()
         try:
-            await asyncio.to_thread(self._start, client)
+            await asyncio.to_thread(self._start, client, start)
         except (BentoError, ValueError) as exc:
             text = str(exc)
             if "authentication failed" in text.lower() or "api key" in text.lower():
                 raise AuthenticationError(self.source, f"{ENV_API_KEY} was rejected ({text[:200]})") from None
+            if start is not None:  # the replay may be what was refused: the next session subscribes live only
+                self._replay_refused = True
             raise ConnectorError(self.source, f"cannot start a session: {text[:200]}") from None
         self.connects += 1
-        log.info("%s: session started (connection %d)", self.source, self.connects)
+        self._replay_refused = False
+        if start is not None:
+            self.replays += 1
+        log.info("%s: session started (connection %d%s)", self.source, self.connects,
+                 f", intraday replay from ts_event {start}" if start is not None else "")
+        self.connection_log.last_frame_ns = self.last_frame_at
+        record = self.connection_log.regained(replay_from_ns=start)
+        if self.control_sink is not None:
+            try:
+                await self.control_sink(record)
+                self.windows += 1
+            except Exception as exc:  # noqa: BLE001 - bookkeeping, never fatal
+                log.error("%s: connection window not recorded (%s)", self.source, exc)
         closed = asyncio.ensure_future(client.wait_for_close())
         stopped = asyncio.ensure_future(stop.wait())
         meta: bytes | None = None
@@ -175,7 +223,11 @@ class DatabentoConnector:
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, closed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, closed, stopped}, return_when=asyncio.FIRST_COMPLETED,
+                                             timeout=self.idle_timeout_s)
+                if not done:
+                    getter.cancel()
+                    raise ConnectorError(self.source, f"no record or heartbeat for {self.idle_timeout_s:.0f}s")
                 if getter not in done:
                     getter.cancel()
                     break
@@ -215,6 +267,10 @@ class DatabentoConnector:
             length, rtype, _, iid = _HEAD.unpack_from(data)
             if rtype == _RTYPE_SYMBOL_MAPPING:
                 mappings[iid] = data
+            elif rtype not in _RTYPE_NOT_EVENTS and len(data) >= 16:
+                ts_event = _TS_EVENT.unpack_from(data, 8)[0]
+                if self.last_ts_event is None or ts_event > self.last_ts_event:
+                    self.last_ts_event = ts_event
         if not records:
             return meta
         if meta is None:
@@ -257,6 +313,8 @@ class DatabentoConnector:
                 log.warning("%s: %s; reconnecting", self.source, exc.reason)
             if stop.is_set():
                 return
+            if self.connects:
+                self.connection_log.lost(self.last_error or "session ended")
             if time.monotonic() - started >= self.backoff.reset_after:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
