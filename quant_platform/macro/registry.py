@@ -27,6 +27,7 @@ REPORT_FOLDERS: tuple[str, ...] = (
     "eia_series",
     "cftc_cot_disaggregated",
     "cftc_cot_legacy",
+    "eia_wpsr_tables",
 )
 
 

@@ -80,3 +80,18 @@ CREATE TABLE IF NOT EXISTS macro.cftc_cot_legacy (
     loaded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (as_of, contract_code)
 );
+
+CREATE TABLE IF NOT EXISTS macro.eia_wpsr_tables (
+    week_ending DATE NOT NULL,
+    wpsr_table TEXT NOT NULL,
+    series_id TEXT NOT NULL,
+    frequency TEXT NOT NULL,
+    period DATE NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    unit TEXT NOT NULL,
+    series_name TEXT NOT NULL,
+    sheet TEXT NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (week_ending, wpsr_table, series_id, frequency, period)
+);
