@@ -13,11 +13,18 @@ materialization's metadata, so a rerun of the same file is the same load (nothin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+if TYPE_CHECKING:
+    from quant_platform.macro.declaration import ReportRun
+    from quant_platform.macro.loading import RawFile
+    from quant_platform.macro.routes import Route
+
+NOT_SERVED = ("HTTP 404", "HTTP 410")  # the vendor has no such file (never published, or discontinued)
 VENDOR_MISSING = "vendor_missing"  # DataFrame.attrs key a parse sets: {partition key: why the vendor has no rows}
 SHOWN_RANGES = 12  # ranges of missing partitions named in metadata and on the CLI
 
@@ -77,3 +84,32 @@ def shown(lines: Iterable[str], limit: int = SHOWN_RANGES) -> str:
     lines = list(lines)
     more = f"; and {len(lines) - limit} more ranges" if len(lines) > limit else ""
     return "; ".join(lines[:limit]) + more
+
+
+def download_history_file(run: ReportRun, route: Route, partition_of: Callable[[bytes], str], fallback: str,
+                          **values) -> RawFile | None:
+    """A file that holds many partitions (a workbook's whole history), downloaded now and archived under the
+    partition it is the release of (`partition_of` its bytes; `fallback` when they cannot say, and the parse will
+    report why). None when the vendor does not serve it (HTTP 404/410); any other failure fails the run."""
+    import dagster as dg
+
+    from quant_platform.errors import QuantPlatformError, VendorError
+    from quant_platform.macro.loading import RawFile
+
+    try:
+        resp = run.client.get(route.url(run.settings, **values))
+    except VendorError as exc:
+        if exc.reason.startswith(NOT_SERVED):
+            run.context.log.warning(f"{route.dataset}: the vendor does not serve {exc.url} ({exc.reason[:8]})")
+            return None
+        raise dg.Failure(description=f"{route.dataset}: {exc}. Nothing was written; the previous data stays.",
+                         metadata={"url": exc.url, "reason": exc.reason}) from None
+    try:
+        partition = partition_of(resp.body)
+    except QuantPlatformError:
+        partition = fallback
+    archived = run.lake.archive_raw(run.report.vendor, route.dataset, partition, resp.body, route.ext)
+    run.context.log.info(f"fetched {resp.url} ({len(resp.body)} bytes, sha256 {resp.sha256[:12]}) for {partition}; "
+                         f"{'new revision' if archived.is_new else 'already archived'} at {archived.path}")
+    return RawFile(run.report.vendor, route.dataset, partition, resp.body, resp.sha256, archived.path, resp.url,
+                   resp.etag, resp.last_modified, resp.fetched_at, resp.fetched_at, resp.attempts, reused=False)

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from quant_platform.errors import ConfigError, ReportParseError, VendorError
+from quant_platform.errors import ConfigError
 from quant_platform.macro.declaration import TAG_REFETCH, MacroReport, ReportRun
 from quant_platform.macro.formats.wpsr_xls import parse_wpsr_xls, wpsr_xls_week_ending
-from quant_platform.macro.history import mark_vendor_missing
+from quant_platform.macro.history import download_history_file, mark_vendor_missing
 from quant_platform.macro.loading import TAG_RAW_SHA, RawFile
 from quant_platform.macro.reports.eia_wpsr_tables.routes import RELEASE, TABLES, WORKBOOKS
 from quant_platform.macro.reports.eia_wpsr_tables.table import TABLE
@@ -31,7 +31,6 @@ TABLES_ENV = "QP_WPSR_TABLES"  # comma-separated tables to load ("01,04"); defau
 # The WPSR calendar, with partitions from the first week of the workbooks' history sheets.
 CALENDAR = dataclasses.replace(WPSR_RELEASE_CALENDAR, partitions_start="1982-08-20")
 FREQUENCIES = ("W", "4W", "D")  # a monthly or annual sheet (none seen) is not a weekly table's
-NOT_SERVED = ("HTTP 404", "HTTP 410")
 COLUMNS = ("week_ending", "wpsr_table", "series_id", "frequency", "period", "value", "unit", "series_name", "sheet")
 
 
@@ -43,27 +42,6 @@ def configured_tables() -> list[str]:
     if unknown:
         raise ConfigError(f"{TABLES_ENV} names unknown WPSR tables {unknown}; known: {', '.join(TABLES)}")
     return tables
-
-
-def _download(run: ReportRun, table: str, fallback_week: str) -> RawFile | None:
-    """Today's workbook of `table`, archived under the week it ends on; None when the vendor does not serve it."""
-    route = WORKBOOKS[table]
-    try:
-        resp = run.client.get(route.url(run.settings))
-    except VendorError as exc:
-        if exc.reason.startswith(NOT_SERVED):
-            return None
-        raise dg.Failure(description=f"{route.dataset}: {exc}. Nothing was written; the previous data stays.",
-                         metadata={"url": exc.url, "reason": exc.reason}) from None
-    try:
-        week = wpsr_xls_week_ending(resp.body, table).isoformat()
-    except ReportParseError:
-        week = fallback_week  # archived as evidence; the parse reports what is wrong with it
-    archived = run.lake.archive_raw(VENDOR, route.dataset, week, resp.body, route.ext)
-    run.context.log.info(f"fetched {resp.url} ({len(resp.body)} bytes, sha256 {resp.sha256[:12]}); week {week}; "
-                         f"{'new revision' if archived.is_new else 'already archived'}")
-    return RawFile(VENDOR, route.dataset, week, resp.body, resp.sha256, archived.path, resp.url, resp.etag,
-                   resp.last_modified, resp.fetched_at, resp.fetched_at, resp.attempts, reused=False)
 
 
 def fetch_workbooks(run: ReportRun) -> list[RawFile]:
@@ -80,7 +58,8 @@ def fetch_workbooks(run: ReportRun) -> list[RawFile]:
             files.append(run.fetch(route, keys[0]))
             continue
         raw = None if refetch else run.archived(route, newest)
-        raw = raw or _download(run, table, keys[-1])
+        raw = raw or download_history_file(run, route, lambda body, t=table: wpsr_xls_week_ending(body, t).isoformat(),
+                                           keys[-1])
         if raw is None:
             not_served.append(table)
         else:
