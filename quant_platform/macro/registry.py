@@ -28,6 +28,7 @@ REPORT_FOLDERS: tuple[str, ...] = (
     "cftc_cot_disaggregated",
     "cftc_cot_legacy",
     "eia_wpsr_tables",
+    "eia_gas_storage",
 )
 
 

@@ -95,3 +95,17 @@ CREATE TABLE IF NOT EXISTS macro.eia_wpsr_tables (
     loaded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (week_ending, wpsr_table, series_id, frequency, period)
 );
+
+CREATE TABLE IF NOT EXISTS macro.eia_gas_storage (
+    week_ending DATE NOT NULL,
+    region TEXT NOT NULL,
+    series_id TEXT NOT NULL,
+    measure TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    unit TEXT NOT NULL,
+    survey TEXT NOT NULL,
+    file_as_of DATE NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (week_ending, series_id, measure)
+);
