@@ -222,8 +222,9 @@ def _row(day: str, kind: str, source: str, *, channel=None, instrument_id=None, 
 
 SEQUENCE_SQL = """
 SELECT source, instrument_id, venue_symbol, prev_seq + 1, vendor_seq - 1, vendor_seq - prev_seq - 1,
-       prev_ns, ts_ns, prev_stream, stream_seq
+       prev_ns, ts_ns, prev_stream, stream_seq, prev_rcv, rcv
 FROM (SELECT source, instrument_id, venue_symbol, vendor_seq, epoch_ns(ts) AS ts_ns, stream_seq,
+             epoch_ns(received_at) AS rcv, lag(epoch_ns(received_at)) OVER w AS prev_rcv,
              lag(vendor_seq) OVER w AS prev_seq, lag(epoch_ns(ts)) OVER w AS prev_ns, lag(stream_seq) OVER w AS prev_stream
       FROM {src} WHERE event = ? AND vendor_seq IS NOT NULL AND source IN ({sources})
       WINDOW w AS (PARTITION BY source, instrument_id ORDER BY vendor_seq))
@@ -245,10 +246,12 @@ def sequence_gaps(con, ticks_path: Path, day: str, formats: dict[str, str]) -> l
     for (event, channel), sources in sorted(by_rule.items()):
         names = ", ".join("'" + s.replace("'", "''") + "'" for s in sorted(sources))
         rows = con.execute(SEQUENCE_SQL.format(src=src, sources=names), [event]).fetchall()  # noqa: S608
-        for source, iid, sym, a, b, n, prev_ns, ns, raw_a, raw_b in rows:
-            out.append(_row(day, "sequence", source, channel=channel, instrument_id=iid, venue_symbol=sym,
-                            from_seq=int(a), to_seq=int(b), missing=int(n), start_ns=int(prev_ns), end_ns=int(ns),
-                            raw_before=int(raw_a), raw_after=int(raw_b), detected="compaction"))
+        for source, iid, sym, a, b, n, prev_ns, ns, raw_a, raw_b, rcv_a, rcv_b in rows:
+            row = _row(day, "sequence", source, channel=channel, instrument_id=iid, venue_symbol=sym,
+                       from_seq=int(a), to_seq=int(b), missing=int(n), start_ns=int(prev_ns), end_ns=int(ns),
+                       raw_before=int(raw_a), raw_after=int(raw_b), detected="compaction")
+            row["_received"] = (int(rcv_a), int(rcv_b))  # the connector's clock, as its windows are (not a column)
+            out.append(row)
     return out
 
 
@@ -344,10 +347,9 @@ def day_gaps(con, ticks_path: Path, day: str, formats: dict[str, str], dlq: DlqR
         dlqd = sorted(q for q in rejected_raw.get(r["source"], ()) if r["raw_seq_before"] <= q <= r["raw_seq_after"])
         if dlqd:
             why.append(f"raw message(s) {', '.join(map(str, dlqd[:5]))} of the source are in TICKS_DLQ")
-        a = int(r["gap_start"].timestamp() * 1e9) if r["gap_start"] else None
-        b = int(r["gap_end"].timestamp() * 1e9) if r["gap_end"] else None
+        a, b = r["_received"]
         for source, lost, regained in windows:
-            if source == r["source"] and a is not None and b is not None and regained >= a and (lost or regained) <= b:
+            if source == r["source"] and regained >= a and (lost if lost is not None else regained) <= b:
                 why.append("the connector lost the vendor in between")
                 break
         r["detail"] = "; ".join(why) or "not received from the vendor"
@@ -360,7 +362,7 @@ def gaps_table(rows: list[dict]) -> pa.Table:
     types = {"date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"), "text": pa.string(),
              "bigint": pa.int64(), "double": pa.float64()}
     schema = pa.schema([pa.field(c.name, types[c.type], nullable=c.nullable) for c in VENDOR_GAPS.columns])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], schema=schema)
 
 
 def check_metadata(rows: list[dict], formats: dict[str, str], sample: int = 10) -> tuple[bool, dict]:
