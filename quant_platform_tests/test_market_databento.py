@@ -306,6 +306,53 @@ def test_live_connector_streams_a_real_session_through_the_live_client(monkeypat
     assert {t["instrument_id"] for t in trades} == {"FUT:ES:2021-03"}
 
 
+def test_live_connector_replays_from_its_last_record_after_a_lost_session(monkeypatch):
+    """Intraday replay: the session after a lost one subscribes with `start` = the ts_event of the last market
+    record received (DBN header field, the record is not decoded), and each session's window is recorded (the
+    first as the process's start, the next as a reconnect naming the replay)."""
+    from quant_platform.market.connectors import build_connector
+    from quant_platform.market.connectors.base import Backoff
+
+    raw = _raw(TBBO)
+    gateway = LocalGateway(FAKE_KEY, raw)
+    monkeypatch.setenv("QP_DATABENTO_API_KEY", FAKE_KEY)
+    windows: list[dict] = []
+
+    async def run():
+        port = await gateway.start()
+        monkeypatch.setenv("QP_DATABENTO_GATEWAY", f"127.0.0.1:{port}")
+        conn = build_connector("databento", ["ESH1"], schemas=("tbbo",), backoff=Backoff(initial=0.05, max_delay=0.1))
+
+        async def control(record: dict) -> None:
+            windows.append(record)
+
+        async def sink(frame: RawFrame) -> None:
+            pass
+
+        conn.control_sink = control
+        conn.replay_limit_ns = 10 * 365 * 86_400 * 10**9  # the sample is from 2020: a gateway that keeps years
+        stop = asyncio.Event()
+        task = asyncio.create_task(conn.run(sink, stop))
+        for _ in range(200):
+            if gateway.sessions >= 2 and len(gateway.subscriptions) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await gateway.close()
+        return conn
+
+    conn = asyncio.run(run())
+    _, tbbo = _decoded(TBBO)
+    last_ts_event = max(r.ts_event for r in tbbo)
+    first, second = gateway.subscriptions[:2]
+    assert not first.get("start")  # the process's first session: live only
+    assert int(second["start"]) == last_ts_event and conn.replays >= 1
+    assert windows[0]["cause"] == "start" and windows[0]["lost_ns"] is None
+    assert windows[1]["cause"] == "reconnect" and windows[1]["replay_from_ns"] == last_ts_event
+    assert windows[1]["lost_ns"] <= windows[1]["regained_ns"] and conn.windows >= 2
+
+
 def test_live_connector_stops_on_a_refused_key(monkeypatch):
     from quant_platform.market.connectors import build_connector
     from quant_platform.market.connectors.base import AuthenticationError

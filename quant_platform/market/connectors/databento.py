@@ -152,6 +152,7 @@ class DatabentoConnector:
         self.replay = os.environ.get(ENV_REPLAY, "1").strip() != "0"
         self.last_ts_event: int | None = None  # of the last market record received (the replay point)
         self.replays = 0  # sessions started with an intraday replay
+        self.replay_limit_ns = REPLAY_LIMIT_NS  # how far back the gateway replays
         self._replay_refused = False
 
     def stats(self) -> dict[str, Any]:
@@ -165,7 +166,7 @@ class DatabentoConnector:
         if not self.replay or self._replay_refused or not self.connects or self.last_ts_event is None:
             return None
         now = now_ns or time.time_ns()
-        return self.last_ts_event if now - self.last_ts_event < REPLAY_LIMIT_NS else None
+        return self.last_ts_event if now - self.last_ts_event < self.replay_limit_ns else None
 
     def __repr__(self) -> str:  # never includes the key
         return f"<DatabentoConnector {self.dataset} subscriptions={len(self.subscriptions)}>"
