@@ -29,6 +29,7 @@ REPORT_FOLDERS: tuple[str, ...] = (
     "cftc_cot_legacy",
     "eia_wpsr_tables",
     "eia_gas_storage",
+    "eia_spot_prices",
 )
 
 

@@ -109,3 +109,16 @@ CREATE TABLE IF NOT EXISTS macro.eia_gas_storage (
     loaded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (week_ending, series_id, measure)
 );
+
+CREATE TABLE IF NOT EXISTS macro.eia_spot_prices (
+    series_id TEXT NOT NULL,
+    period DATE NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    unit TEXT NOT NULL,
+    series_name TEXT NOT NULL,
+    frequency TEXT NOT NULL,
+    release_date DATE NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (series_id, period)
+);
