@@ -193,12 +193,27 @@ def test_dropped_connection_reconnects_with_backoff_and_resubscribes(source, dro
     async def scenario():
         async with ReplayServer(source, drop_after=drop_after) as server:
             connector = connector_for(source, server.url)
+
+            async def control(record: dict) -> None:
+                windows.append(record)
+
+            connector.control_sink = control
             last = server.data_frames[-1]
             got = await run_until(connector, lambda frames: frames[-1].payload == last)
             return server, connector, got
 
+    windows: list[dict] = []
     server, connector, got = asyncio.run(scenario())
     assert server.drops == 1 and server.connections == 2
+    # Each subscribed connection recorded its window: the process's start, then the reconnect, from the last frame
+    # received before the drop to the moment the vendor was subscribed again (before the first frame after it).
+    assert [w["cause"] for w in windows] == ["start", "reconnect"] and connector.windows == 2
+    w = windows[1]
+    last_before_drop = next(f for f in got if f.payload == server.data_frames[drop_after - 1])
+    assert w["lost_ns"] == last_before_drop.received_at_ns
+    assert w["lost_ns"] < w["noticed_ns"] <= w["regained_ns"] and "connection closed" in w["reason"]
+    after = [f.received_at_ns for f in got if f.received_at_ns > w["regained_ns"]]
+    assert after and w["regained_ns"] - w["lost_ns"] >= connector.backoff_delays[0] * 1e9
     assert (connector.connects, connector.reconnects) == (2, 1)
     # resubscribed: the second connection asked for exactly what the first one did
     assert len(server.subscriptions) == 2 and server.subscriptions[0] == server.subscriptions[1]

@@ -136,8 +136,8 @@ def test_removed_and_rejected_stretches_are_vendor_gaps_and_a_redrive_closes_the
     i_after = frames.index(lost[-1]) + 1
     window = ConnectionLog()
     window.regained(frames[0].received_at_ns - 1)  # the process's first connection
-    window.last_frame_ns = frames[i_before].received_at_ns
-    window.lost("connection closed (code 1006)", frames[i_before].received_at_ns + 1)
+    window.lost("connection closed (code 1006)", frames[i_before].received_at_ns + 1,
+                last_frame_ns=frames[i_before].received_at_ns)
     record = window.regained(frames[i_after].received_at_ns - 1)
     full, without_ctk = InstrumentMaster.load(), _master_without("CTKUSDT")
 

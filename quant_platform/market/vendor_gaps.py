@@ -83,17 +83,16 @@ class ConnectionLog:
 
     connection: str | None = None  # the route, for a source served over several connections
     connects: int = 0
-    last_frame_ns: int | None = None
-    lost_ns: int | None = None
+    lost_ns: int | None = None  # when the loss was seen
     lost_reason: str | None = None
+    last_frame_ns: int | None = None  # the last frame received before the loss
 
-    def frame(self, at_ns: int) -> None:
-        self.last_frame_ns = at_ns
-
-    def lost(self, reason: str, at_ns: int | None = None) -> None:
+    def lost(self, reason: str, at_ns: int | None = None, last_frame_ns: int | None = None) -> None:
+        """The connection is gone (the first call of an outage counts: retries that fail add nothing)."""
         if self.lost_ns is None:
             self.lost_ns = at_ns or time.time_ns()
             self.lost_reason = reason
+            self.last_frame_ns = last_frame_ns
 
     def regained(self, at_ns: int | None = None, **extra) -> dict:
         """The window record of a connection that is (again) subscribed: cause "start" for the first one of the
@@ -109,7 +108,7 @@ class ConnectionLog:
                    "noticed_ns": self.lost_ns, "reason": (self.lost_reason or "")[:200]}
         if self.connection:
             rec["connection"] = self.connection
-        self.lost_ns, self.lost_reason = None, None
+        self.lost_ns, self.lost_reason, self.last_frame_ns = None, None, None
         return {**rec, **{k: v for k, v in extra.items() if v is not None}}
 
 

@@ -241,7 +241,6 @@ class WebsocketConnector(abc.ABC):
     async def report_window(self, **extra: Any) -> None:
         """The connection is subscribed (again): hand its window record (vendor_gaps.ConnectionLog) to
         control_sink. A sink that fails is logged, never fatal: the frames matter more than their bookkeeping."""
-        self.connection_log.last_frame_ns = self.last_frame_at
         record = self.connection_log.regained(**extra)
         if self.control_sink is None:
             return
@@ -380,7 +379,7 @@ class WebsocketConnector(abc.ABC):
     def _note_error(self, reason: str) -> None:
         self.last_error = reason
         if self.connection_log.connects:
-            self.connection_log.lost(reason)
+            self.connection_log.lost(reason, last_frame_ns=self.last_frame_at)
         log.warning("%s: %s; reconnecting", self.source, reason)
 
     def _fail(self, exc: ConnectorError) -> None:

@@ -209,7 +209,6 @@ class DatabentoConnector:
             self.replays += 1
         log.info("%s: session started (connection %d%s)", self.source, self.connects,
                  f", intraday replay from ts_event {start}" if start is not None else "")
-        self.connection_log.last_frame_ns = self.last_frame_at
         record = self.connection_log.regained(replay_from_ns=start)
         if self.control_sink is not None:
             try:
@@ -315,7 +314,7 @@ class DatabentoConnector:
             if stop.is_set():
                 return
             if self.connects:
-                self.connection_log.lost(self.last_error or "session ended")
+                self.connection_log.lost(self.last_error or "session ended", last_frame_ns=self.last_frame_at)
             if time.monotonic() - started >= self.backoff.reset_after:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
