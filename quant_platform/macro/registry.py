@@ -30,6 +30,8 @@ REPORT_FOLDERS: tuple[str, ...] = (
     "eia_wpsr_tables",
     "eia_gas_storage",
     "eia_spot_prices",
+    "cftc_cot_disaggregated_combined",
+    "cftc_cot_legacy_combined",
 )
 
 

@@ -122,3 +122,55 @@ CREATE TABLE IF NOT EXISTS macro.eia_spot_prices (
     loaded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (series_id, period)
 );
+
+CREATE TABLE IF NOT EXISTS macro.cftc_cot_disaggregated_combined (
+    as_of DATE NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    contract_code TEXT NOT NULL,
+    market_name TEXT NOT NULL,
+    exchange_code TEXT NOT NULL,
+    commodity_code TEXT NOT NULL,
+    open_interest BIGINT NOT NULL,
+    prod_merc_long BIGINT,
+    prod_merc_short BIGINT,
+    swap_long BIGINT,
+    swap_short BIGINT,
+    swap_spread BIGINT,
+    m_money_long BIGINT,
+    m_money_short BIGINT,
+    m_money_spread BIGINT,
+    other_rept_long BIGINT,
+    other_rept_short BIGINT,
+    other_rept_spread BIGINT,
+    tot_rept_long BIGINT,
+    tot_rept_short BIGINT,
+    nonrept_long BIGINT,
+    nonrept_short BIGINT,
+    contract_units TEXT,
+    source_sha256 TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (as_of, contract_code)
+);
+
+CREATE TABLE IF NOT EXISTS macro.cftc_cot_legacy_combined (
+    as_of DATE NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    contract_code TEXT NOT NULL,
+    market_name TEXT NOT NULL,
+    exchange_code TEXT NOT NULL,
+    commodity_code TEXT NOT NULL,
+    open_interest BIGINT NOT NULL,
+    noncomm_long BIGINT,
+    noncomm_short BIGINT,
+    noncomm_spread BIGINT,
+    comm_long BIGINT,
+    comm_short BIGINT,
+    tot_rept_long BIGINT,
+    tot_rept_short BIGINT,
+    nonrept_long BIGINT,
+    nonrept_short BIGINT,
+    contract_units TEXT,
+    source_sha256 TEXT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (as_of, contract_code)
+);
