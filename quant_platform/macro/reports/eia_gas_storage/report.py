@@ -30,7 +30,7 @@ from quant_platform.quality.rules import RuleOutcome
 CALENDAR = WeeklyReleaseCalendar(
     name="gas storage", reference_weekday=4, reference_rule="gas storage weeks end on a Friday",
     partition_label="week", release_after_days=6, release_time=time(10, 30), holidays_from_day=3,
-    partitions_start="2010-01-08", holiday_on_release_day_moves_earlier=True, early_release_time=time(12, 0),
+    partitions_start="2010-01-01", holiday_on_release_day_moves_earlier=True, early_release_time=time(12, 0),
     description="Thursdays 10:30 America/New_York for the week ending the previous Friday; a federal holiday on "
     "the Thursday moves it to the Wednesday before (12:00), one Monday-Wednesday one business day later.",
 )
