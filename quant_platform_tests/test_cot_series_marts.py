@@ -54,6 +54,7 @@ def _api_file_values() -> dict[pd.Timestamp, float]:
 
 def test_cot_backfill_of_a_quarter_runs_once_and_loads_every_week(simulator, warehouse, instance):
     defs = _defs()
+    started = pd.Timestamp.now(tz="UTC")
     for name, tags in (("cftc_cot_disaggregated_job", RANGE_TAGS), ("cftc_cot_legacy_job", LEGACY_RANGE_TAGS)):
         result = defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags)
         assert result.success
@@ -67,7 +68,11 @@ def test_cot_backfill_of_a_quarter_runs_once_and_loads_every_week(simulator, war
     wti = dis[(dis.contract_code == "067651") & (pd.to_datetime(dis.as_of) == "2021-03-16")].iloc[0]
     assert int(wti["m_money_long"]) == int(wti_src["M_Money_Positions_Long_All"])
     assert int(wti["swap_short"]) == int(wti_src["Swap__Positions_Short_All"])  # the vendor's typo column
-    assert pd.Timestamp(wti["available_at"]).tz_convert("UTC") == pd.Timestamp("2021-03-19 19:30", tz="UTC")
+    # Point in time: available_at is when the platform first saw the file (this run's download of the history
+    # zip), the CFTC's schedule is kept beside it.
+    assert pd.Timestamp(wti["scheduled_release_at"]).tz_convert("UTC") == pd.Timestamp("2021-03-19 19:30", tz="UTC")
+    assert started <= pd.Timestamp(wti["available_at"]) <= pd.Timestamp(wti["loaded_at"])
+    assert pd.Timestamp(wti["valid_from"]) == pd.Timestamp(wti["available_at"])
     legacy_rows = _legacy_file_rows()
     leg = warehouse.query_df("SELECT * FROM macro.cftc_cot_legacy ORDER BY as_of, contract_code")
     assert len(leg) == len(legacy_rows) == 66
@@ -79,7 +84,8 @@ def test_cot_backfill_of_a_quarter_runs_once_and_loads_every_week(simulator, war
     assert int(wti_leg["noncomm_long"]) == int(wti_leg_src["Noncommercial Positions-Long (All)"])
     assert int(wti_leg["tot_rept_long"]) == int(wti_leg_src[" Total Reportable Positions-Long (All)"])
     # Friday 2025-03-21 15:30 New York (daylight saving time) is 19:30 UTC.
-    assert pd.Timestamp(wti_leg["available_at"]).tz_convert("UTC") == pd.Timestamp("2025-03-21 19:30", tz="UTC")
+    assert pd.Timestamp(wti_leg["scheduled_release_at"]).tz_convert("UTC") == pd.Timestamp("2025-03-21 19:30",
+                                                                                        tz="UTC")
     # One run for the whole quarter (single-run backfill policy), not eleven.
     for job_name in ("cftc_cot_disaggregated_job", "cftc_cot_legacy_job"):
         assert len(instance.get_runs(filters=dg.RunsFilter(job_name=job_name))) == 1

@@ -12,6 +12,12 @@ import pandas as pd
 
 from quant_platform.macro.cftc.parsing import KEY_CONTRACTS
 from quant_platform.macro.tables import CFTC_COT_DISAGGREGATED, CFTC_COT_LEGACY, EIA_SERIES, EIA_WPSR
+from quant_platform.marts.point_in_time import (
+    current_versions,
+    revised_keys,
+    value_known_at,
+    with_version_times,
+)
 from quant_platform.marts.tables import COT_POSITIONING, US_CRUDE_BALANCE_WEEKLY
 from quant_platform.platform.calendars import COT_FRESHNESS, WPSR_FRESHNESS
 from quant_platform.platform.dagster_common import OWNER_CRUDE_ANALYSTS, WAREHOUSE_POOL, warehouse_kind
@@ -132,14 +138,16 @@ def _publish(context, warehouse: WarehouseResource, spec: TableSpec, frame: pd.D
 def us_crude_balance_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     wh = warehouse.open()
     try:
+        # Every version (<table>_versions): a week's change reads the week before as known at the week's time.
         wpsr = wh.query_df(
-            "SELECT week_ending, series_key, value FROM macro.eia_wpsr "
+            "SELECT week_ending, series_key, value, valid_from, superseded_at FROM macro.eia_wpsr_versions "
             "WHERE measure = :measure AND series_key IN :keys",
             {"measure": "level", "keys": [v[0] for v in BALANCE_SOURCES.values()]},
         )
         series_ids = [v[1] for v in BALANCE_SOURCES.values() if v[1]]
         hist = wh.query_df(
-            "SELECT series_id, period, value FROM macro.eia_series WHERE series_id IN :ids", {"ids": series_ids},
+            "SELECT series_id, period, value, valid_from, superseded_at FROM macro.eia_series_versions "
+            "WHERE series_id IN :ids", {"ids": series_ids},
         )
     finally:
         wh.dispose()
@@ -148,40 +156,79 @@ def us_crude_balance_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
         "weeks_from_wpsr": int((frame["source"] == "wpsr").sum()) if len(frame) else 0,
         "weeks_from_eia_series": int((frame["source"] == "eia_series").sum()) if len(frame) else 0,
         "latest_week": str(frame["week_ending"].max()) if len(frame) else "none",
+        "rows_recomputed_as_known_then": int(frame.attrs.get("recomputed", 0)),
     })
 
 
-def build_crude_balance(wpsr: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
-    """Weekly balance: WPSR weeks win; other weeks come from the series history (unit-converted)."""
-    cols = list(BALANCE_SOURCES)
+def _balance_versions(wpsr: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """Both inputs as one long frame of versions: source, week_ending, col, value (the mart's unit), valid_from,
+    superseded_at."""
     key_to_col = {v[0]: k for k, v in BALANCE_SOURCES.items()}
     series_to_col = {v[1]: (k, v[2]) for k, v in BALANCE_SOURCES.items() if v[1]}
     parts = []
     if len(wpsr):
-        w = wpsr.assign(col=wpsr["series_key"].map(key_to_col), week_ending=pd.to_datetime(wpsr["week_ending"]))
-        w = w.pivot_table(index="week_ending", columns="col", values="value", aggfunc="first")
-        parts.append(w.reindex(columns=cols).assign(source="wpsr"))
+        parts.append(pd.DataFrame({
+            "source": "wpsr", "week_ending": pd.to_datetime(wpsr["week_ending"]),
+            "col": wpsr["series_key"].map(key_to_col), "value": pd.to_numeric(wpsr["value"]).astype(float),
+            "valid_from": wpsr["valid_from"], "superseded_at": wpsr["superseded_at"]}))
     if len(hist):
-        h = hist.assign(col=hist["series_id"].map(lambda s: series_to_col[s][0]),
-                        factor=hist["series_id"].map(lambda s: series_to_col[s][1]),
-                        week_ending=pd.to_datetime(hist["period"]))
-        h["value"] = h["value"].astype(float) * h["factor"]
-        h = h.pivot_table(index="week_ending", columns="col", values="value", aggfunc="first")
-        h = h.reindex(columns=cols)
-        h["crude_net_imports"] = h["crude_imports"] - h["crude_exports"]
-        parts.append(h.assign(source="eia_series"))
+        factor = hist["series_id"].map(lambda s: series_to_col[s][1]).astype(float)
+        parts.append(pd.DataFrame({
+            "source": "eia_series", "week_ending": pd.to_datetime(hist["period"]),
+            "col": hist["series_id"].map(lambda s: series_to_col[s][0]),
+            "value": pd.to_numeric(hist["value"]).astype(float) * factor,
+            "valid_from": hist["valid_from"], "superseded_at": hist["superseded_at"]}))
     if not parts:
+        return pd.DataFrame(columns=["source", "week_ending", "col", "value", "valid_from", "superseded_at"])
+    return with_version_times(pd.concat(parts, ignore_index=True))
+
+
+def build_crude_balance(wpsr: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """Weekly balance: WPSR weeks win; other weeks come from the series history (unit-converted). Inputs are the
+    <table>_versions rows; a row holds the current numbers of its week, available_at is when the platform had
+    them all, and its week-on-week changes read the week before as known then."""
+    cols = list(BALANCE_SOURCES)
+    versions = _balance_versions(wpsr, hist)
+    current = current_versions(versions)
+    if current.empty:
         return pd.DataFrame(columns=[c for c in US_CRUDE_BALANCE_WEEKLY.column_names if c != "loaded_at"])
-    both = pd.concat(parts)
-    both["priority"] = (both["source"] != "wpsr").astype(int)
-    both = both.reset_index().sort_values(["week_ending", "priority"])
-    frame = both.drop_duplicates("week_ending", keep="first").drop(columns="priority")
-    frame = frame.sort_values("week_ending", ignore_index=True)
+    wide = current.pivot_table(index=["week_ending", "source"], columns="col", values="value", aggfunc="first")
+    wide = wide.reindex(columns=cols)
+    known = current.groupby(["week_ending", "source"])["valid_from"].max().rename("available_at")
+    wide = wide.join(known).reset_index()
+    series_rows = wide["source"] == "eia_series"
+    wide.loc[series_rows, "crude_net_imports"] = (wide.loc[series_rows, "crude_imports"]
+                                                  - wide.loc[series_rows, "crude_exports"])
+    wide["priority"] = (wide["source"] != "wpsr").astype(int)
+    frame = wide.sort_values(["week_ending", "priority"]).drop_duplicates("week_ending", keep="first")
+    frame = frame.drop(columns="priority").sort_values("week_ending", ignore_index=True)
     consecutive = frame["week_ending"].diff() == pd.Timedelta(days=7)
     for wow, base in WOW_COLUMNS.items():
         frame[wow] = frame[base].diff().where(consecutive)
     frame[cols + list(WOW_COLUMNS)] = frame[cols + list(WOW_COLUMNS)].astype(float)
+    frame.attrs["recomputed"] = _balance_as_known_then(frame, versions, consecutive)
     return frame
+
+
+def _balance_as_known_then(frame: pd.DataFrame, versions: pd.DataFrame, consecutive: pd.Series) -> int:
+    """Recompute, in place, the week-on-week changes of the weeks whose previous week has more than one version,
+    with the previous week as known at the week's available_at. Returns how many rows were recomputed."""
+    revised = revised_keys(versions, ["source", "week_ending"])
+    if revised.empty:
+        return 0
+    prev = frame[["week_ending", "source"]].shift(1)
+    rows = frame.index[consecutive & prev.merge(revised, on=["source", "week_ending"], how="left",
+                                                indicator=True)["_merge"].eq("both").to_numpy()]
+    if rows.empty:
+        return 0
+    requests = pd.DataFrame([
+        {"row": idx, "source": prev.at[idx, "source"], "week_ending": prev.at[idx, "week_ending"], "col": base,
+         "wow": wow, "at": frame.at[idx, "available_at"]}
+        for idx in rows for wow, base in WOW_COLUMNS.items()])
+    requests["value"] = value_known_at(versions, ["source", "week_ending", "col"], "value", requests)
+    for r in requests.itertuples():
+        frame.at[r.row, r.wow] = float(frame.at[r.row, r.col] - r.value)
+    return len(rows)
 
 
 @dg.asset(
@@ -204,50 +251,96 @@ def cot_positioning(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     codes = list(KEY_CONTRACTS)
     wh = warehouse.open()
     try:
+        # Every version of every week (<table>_versions): each row's z-score reads the weeks as known at its time.
         dis = wh.query_df(
-            "SELECT as_of, available_at, contract_code, m_money_long AS long_contracts, m_money_short AS "
-            "short_contracts, open_interest FROM macro.cftc_cot_disaggregated WHERE contract_code IN :codes",
-            {"codes": codes})
+            "SELECT as_of, contract_code, m_money_long AS long_contracts, m_money_short AS short_contracts, "
+            "open_interest, valid_from, superseded_at FROM macro.cftc_cot_disaggregated_versions "
+            "WHERE contract_code IN :codes", {"codes": codes})
         leg = wh.query_df(
-            "SELECT as_of, available_at, contract_code, noncomm_long AS long_contracts, noncomm_short AS "
-            "short_contracts, open_interest FROM macro.cftc_cot_legacy WHERE contract_code IN :codes",
-            {"codes": codes})
+            "SELECT as_of, contract_code, noncomm_long AS long_contracts, noncomm_short AS short_contracts, "
+            "open_interest, valid_from, superseded_at FROM macro.cftc_cot_legacy_versions "
+            "WHERE contract_code IN :codes", {"codes": codes})
     finally:
         wh.dispose()
     frame = build_cot_positioning(dis, leg)
     yield from _publish(context, warehouse, COT_POSITIONING, frame, _lineage_cot(), {
         "contracts": int(frame["contract_code"].nunique()) if len(frame) else 0,
         "latest_as_of": str(frame["as_of"].max()) if len(frame) else "none",
+        "rows_recomputed_as_known_then": int(frame.attrs.get("recomputed", 0)),
     })
 
 
 ZSCORE_WINDOW = 156
 ZSCORE_MIN_WEEKS = 26
+COT_GROUP = ("contract_code", "trader_group")
 
 
 def build_cot_positioning(dis: pd.DataFrame, leg: pd.DataFrame) -> pd.DataFrame:
-    """Net positions with a trailing z-score: each row only sees weeks up to its own as_of."""
+    """Net positions with a trailing z-score, point in time: a row is the current version of its week, and its
+    week-on-week change and z-score read the weeks up to its own as_of as known at its valid_from (a revision
+    loaded later changes the revised week's row, never the rows computed before it). Inputs are the
+    <table>_versions rows: as_of, contract_code, long/short contracts, open_interest, valid_from, superseded_at."""
     parts = []
     for df, group in ((dis, "managed_money"), (leg, "non_commercial")):
         if len(df):
             parts.append(df.assign(trader_group=group))
     if not parts:
         return pd.DataFrame(columns=[c for c in COT_POSITIONING.column_names if c != "loaded_at"])
-    f = pd.concat(parts, ignore_index=True)
-    f["as_of"] = pd.to_datetime(f["as_of"])
-    f["available_at"] = pd.to_datetime(f["available_at"], utc=True)
+    versions = with_version_times(pd.concat(parts, ignore_index=True))
+    versions["as_of"] = pd.to_datetime(versions["as_of"])
     for c in ("long_contracts", "short_contracts", "open_interest"):
-        f[c] = pd.to_numeric(f[c]).astype("Int64")
+        versions[c] = pd.to_numeric(versions[c]).astype("Int64")
+    versions["net"] = (versions["long_contracts"] - versions["short_contracts"]).astype(float)
+    f = current_versions(versions)
+    f["available_at"] = f["valid_from"]  # when the platform had this row's numbers
     f["instrument"] = f["contract_code"].map(KEY_CONTRACTS)
     f["net_contracts"] = f["long_contracts"] - f["short_contracts"]
     f["net_pct_open_interest"] = (f["net_contracts"].astype(float) / f["open_interest"].astype(float) * 100).round(4)
-    f = f.sort_values(["contract_code", "trader_group", "as_of"], ignore_index=True)
-    g = f.groupby(["contract_code", "trader_group"], sort=False)["net_contracts"]
+    f = f.sort_values([*COT_GROUP, "as_of"], ignore_index=True)
+    g = f.groupby(list(COT_GROUP), sort=False)["net_contracts"]
     f["net_change_wow"] = g.diff().astype("Int64")
     net = f["net_contracts"].astype(float)
-    mean = net.groupby([f["contract_code"], f["trader_group"]]).transform(
+    mean = net.groupby([f[c] for c in COT_GROUP]).transform(
         lambda s: s.rolling(ZSCORE_WINDOW, min_periods=ZSCORE_MIN_WEEKS).mean())
-    std = net.groupby([f["contract_code"], f["trader_group"]]).transform(
+    std = net.groupby([f[c] for c in COT_GROUP]).transform(
         lambda s: s.rolling(ZSCORE_WINDOW, min_periods=ZSCORE_MIN_WEEKS).std())
     f["net_zscore_3y"] = ((net - mean) / std.replace(0, np.nan)).round(4)
+    recomputed = _cot_as_known_then(f, versions)
+    f = f.drop(columns=["net", "valid_from", "superseded_at"])
+    f.attrs["recomputed"] = recomputed
     return f
+
+
+def _cot_as_known_then(f: pd.DataFrame, versions: pd.DataFrame) -> int:
+    """Recompute, in place, the change and z-score of the rows whose window holds a week with more than one
+    version, each with the weeks as known at the row's valid_from. Returns how many rows were recomputed."""
+    revised = revised_keys(versions, [*COT_GROUP, "as_of"])
+    if revised.empty:
+        return 0
+    f["_pos"] = f.groupby(list(COT_GROUP), sort=False).cumcount()
+    hit = f.merge(revised, on=[*COT_GROUP, "as_of"])[[*COT_GROUP, "_pos"]]
+    first_hit = hit.groupby(list(COT_GROUP))["_pos"].min().rename("_first_revised")
+    f2 = f.join(first_hit, on=list(COT_GROUP))
+    rows = f2.index[f2["_first_revised"].notna() & (f2["_pos"] >= f2["_first_revised"])]
+    # Requests: for each affected row, every week of its window (and the week before it), as known at its time.
+    windows = []
+    for idx in rows:
+        row = f.loc[idx]
+        lo = max(0, int(row["_pos"]) - ZSCORE_WINDOW + 1)
+        span = f[(f["contract_code"] == row["contract_code"]) & (f["trader_group"] == row["trader_group"])
+                 & (f["_pos"] >= lo) & (f["_pos"] <= row["_pos"])]
+        windows.append(span[[*COT_GROUP, "as_of", "_pos"]].assign(row=idx, at=row["valid_from"]))
+    requests = pd.concat(windows, ignore_index=True)
+    requests["net"] = value_known_at(versions, [*COT_GROUP, "as_of"], "net", requests)
+    for idx, window in requests.groupby("row", sort=False):
+        nets = window.sort_values("_pos")["net"].astype(float)
+        own = float(f.at[idx, "net_contracts"])
+        if len(nets) >= 2:
+            previous = nets.iloc[-2]
+            f.at[idx, "net_change_wow"] = int(round(own - previous)) if pd.notna(previous) else pd.NA
+        valid = nets.dropna()
+        if len(valid) >= ZSCORE_MIN_WEEKS:
+            sd = valid.std()
+            f.at[idx, "net_zscore_3y"] = round((own - valid.mean()) / sd, 4) if sd else np.nan
+    f.drop(columns="_pos", inplace=True)
+    return len(rows)

@@ -22,7 +22,9 @@ US_CRUDE_BALANCE_WEEKLY = TableSpec(
         "U.S. crude oil balance, one row per week ending Friday: stocks, production, imports, exports and "
         "refinery runs with week-on-week changes. From the WPSR table 1 where the platform has the week, "
         "otherwise from the EIA weekly series history (WCESTUS1, WCRFPUS2, ...), so the table reaches back "
-        "decades. The 'source' column says which."
+        "decades. The 'source' column says which. Point in time: a row holds the current numbers of its week, "
+        "and its week-on-week changes read the week before as the platform knew it at the row's available_at "
+        "(a revision loaded later changes the revised week, not the changes computed before it)."
     ),
     columns=(
         Column("week_ending", "date", "Friday ending the report week.", nullable=False),
@@ -40,6 +42,9 @@ US_CRUDE_BALANCE_WEEKLY = TableSpec(
         _num("refinery_crude_input_wow", "Week-on-week change of refinery runs.", _KBD, -10000, 10000),
         Column("source", "text", "'wpsr' (table 1 of the weekly report) or 'eia_series' (series history).",
                nullable=False, allowed_values=("wpsr", "eia_series")),
+        Column("available_at", "timestamptz", "When the platform had every number of this row (UTC): the latest "
+               "valid_from of its inputs in macro.eia_wpsr_versions or macro.eia_series_versions.", nullable=False,
+               backfill_from="loaded_at"),
         Column("loaded_at", "timestamptz", "When this row was written (UTC).", nullable=False),
     ),
     primary_key=("week_ending",),
@@ -51,12 +56,16 @@ COT_POSITIONING = TableSpec(
     description=(
         "Speculative positioning in the firm's key energy futures, point-in-time: managed-money net "
         "positions (disaggregated report) and non-commercial net positions (legacy report) per contract and "
-        "week, with the week-on-week change and a 3-year z-score computed only from weeks published up to "
-        "that row. Join on available_at <= your timestamp to avoid look-ahead."
+        "week, with the week-on-week change and a 3-year z-score computed only from the weeks up to that row "
+        "as the platform knew them at the row's available_at: a revision loaded later changes the revised "
+        "week's row, never the z-scores computed before it. Join on available_at <= your timestamp to avoid "
+        "look-ahead."
     ),
     columns=(
         Column("as_of", "date", "Tuesday the positions are measured.", nullable=False),
-        Column("available_at", "timestamptz", "When the CFTC published them (UTC).", nullable=False),
+        Column("available_at", "timestamptz", "When the platform had this row's numbers (UTC): the valid_from of "
+               "the week's current version in macro.cftc_cot_*_versions (its first sight of the CFTC file, or of "
+               "the revision). The scheduled release is scheduled_release_at in those tables.", nullable=False),
         Column("contract_code", "text", "CFTC contract market code (stable across renames).", nullable=False),
         Column("instrument", "text", "The firm's label for the contract, e.g. 'NYMEX WTI crude oil (CL)'.",
                nullable=False),
@@ -72,7 +81,8 @@ COT_POSITIONING = TableSpec(
         Column("net_change_wow", "bigint", "Change of the net position since the previous week.",
                unit="contracts"),
         _num("net_zscore_3y", "Z-score of the net position against the trailing 156 weeks up to and "
-             "including this week (needs 26 weeks of history, empty before).", "standard deviations", -20, 20),
+             "including this week, each week as known at this row's available_at (needs 26 weeks of history, "
+             "empty before).", "standard deviations", -20, 20),
         Column("loaded_at", "timestamptz", "When this row was written (UTC).", nullable=False),
     ),
     primary_key=("as_of", "contract_code", "trader_group"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from quant_platform.platform.tables import TableSpec
 
+HISTORY_FILE = "011_tables_macro_history.sql"
 HEADER = "-- Generated from the TableSpecs by `quant-platform warehouse ddl --write`; do not edit by hand.\n"
 
 
@@ -22,6 +23,8 @@ def all_table_groups() -> dict[str, tuple[TableSpec, ...]]:
 
     return {
         "010_tables_macro.sql": registered_tables(),  # one per report folder listed in macro/registry.py
+        # each report table's superseded versions, and (after them, in the same file) its <table>_versions view
+        HISTORY_FILE: tuple(t.history_spec() for t in registered_tables()),
         "015_tables_core.sql": INTERNAL_TABLES,
         "020_tables_marts.sql": MART_TABLES,
         "025_tables_market.sql": MARKET_TABLES,
@@ -192,6 +195,9 @@ def generated_files() -> dict[str, str]:
     """Every generated file under sql/, relative path -> content."""
     tables = all_tables()
     files = {name: render(group) for name, group in all_table_groups().items()}
+    from quant_platform.macro.registry import registered_tables
+
+    files[HISTORY_FILE] += render_versions_views(list(registered_tables()))
     files["040_views_analyst.sql"] = render_analyst_views(tables)
     files["postgres/090_roles.sql"] = render_roles(tables)
     return files
@@ -199,6 +205,15 @@ def generated_files() -> dict[str, str]:
 
 def all_tables() -> list[TableSpec]:
     return [t for group in all_table_groups().values() for t in group]
+
+
+def render_versions_views(tables: list[TableSpec]) -> str:
+    """<table>_versions for every table that keeps history: current rows and superseded ones, one view."""
+    if not tables:
+        return ""
+    return ("\n-- Every version of every row: the current ones (superseded_at NULL) and the superseded ones.\n"
+            "-- As known at T: WHERE valid_from <= T AND (superseded_at IS NULL OR superseded_at > T).\n"
+            + "\n\n".join(t.versions_view_ddl() for t in tables) + "\n")
 
 
 def render(tables: tuple[TableSpec, ...]) -> str:

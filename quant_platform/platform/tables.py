@@ -21,6 +21,13 @@ LOGICAL_TYPES: dict[str, tuple[str, str]] = {
     "bool": ("BOOLEAN", "bool"),
 }
 
+# Point in time (every macro report table, macro/loading.py): the table holds the current version of each row,
+# <table>_history the superseded ones (with superseded_at), the view <table>_versions both.
+VALID_FROM = "valid_from"
+SUPERSEDED_AT = "superseded_at"
+HISTORY_SUFFIX = "_history"
+VERSIONS_SUFFIX = "_versions"
+
 
 @dataclass(frozen=True)
 class Column:
@@ -145,6 +152,38 @@ class TableSpec:
             else:
                 out[c.name] = s.astype("object").where(s.notna(), None)
         return out
+
+    def history_spec(self) -> TableSpec:
+        """<table>_history: the table's columns plus superseded_at, keyed on the table's key and valid_from."""
+        if VALID_FROM not in self.column_names:
+            raise ValueError(f"{self.qualified_name} has no {VALID_FROM} column: it cannot keep versions")
+        return TableSpec(
+            schema=self.schema,
+            name=f"{self.name}{HISTORY_SUFFIX}",
+            description=(f"Superseded versions of {self.qualified_name}'s rows: a row moves here, unchanged, when a "
+                         f"revised vendor file changes or drops it. {self.qualified_name}{VERSIONS_SUFFIX} shows "
+                         "current and superseded versions together."),
+            columns=(*self.columns, Column(
+                SUPERSEDED_AT, "timestamptz", "When a later version replaced this row, or a revised file dropped "
+                "it (UTC): the valid_from of what replaced it. The row was the platform's knowledge from "
+                f"{VALID_FROM} until then.", nullable=False)),
+            primary_key=(*self.primary_key, VALID_FROM),
+            partition_column=self.partition_column,
+            tags={**self.tags, "history_of": self.qualified_name},
+        )
+
+    @property
+    def versions_view(self) -> str:
+        return f"{self.qualified_name}{VERSIONS_SUFFIX}"
+
+    def versions_view_ddl(self) -> str:
+        """Every version of every row: current ones (superseded_at NULL) and superseded ones. As known at T:
+        WHERE valid_from <= T AND (superseded_at IS NULL OR superseded_at > T)."""
+        cols = ", ".join(self.column_names)
+        history = self.history_spec().qualified_name
+        return (f"CREATE OR REPLACE VIEW {self.versions_view} AS\n"
+                f"SELECT {cols}, CAST(NULL AS TIMESTAMPTZ) AS {SUPERSEDED_AT} FROM {self.qualified_name}\n"
+                f"UNION ALL\nSELECT {cols}, {SUPERSEDED_AT} FROM {history};")
 
     def ddl(self) -> str:
         lines = []

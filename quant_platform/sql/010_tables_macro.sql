@@ -13,6 +13,9 @@ CREATE TABLE IF NOT EXISTS macro.eia_wpsr (
     not_meaningful BOOLEAN NOT NULL,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (week_ending, series_key, measure)
 );
 
@@ -26,12 +29,14 @@ CREATE TABLE IF NOT EXISTS macro.eia_series (
     source TEXT NOT NULL,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (series_id, period)
 );
 
 CREATE TABLE IF NOT EXISTS macro.cftc_cot_disaggregated (
     as_of DATE NOT NULL,
-    available_at TIMESTAMPTZ NOT NULL,
     contract_code TEXT NOT NULL,
     market_name TEXT NOT NULL,
     exchange_code TEXT NOT NULL,
@@ -55,12 +60,14 @@ CREATE TABLE IF NOT EXISTS macro.cftc_cot_disaggregated (
     contract_units TEXT,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (as_of, contract_code)
 );
 
 CREATE TABLE IF NOT EXISTS macro.cftc_cot_legacy (
     as_of DATE NOT NULL,
-    available_at TIMESTAMPTZ NOT NULL,
     contract_code TEXT NOT NULL,
     market_name TEXT NOT NULL,
     exchange_code TEXT NOT NULL,
@@ -78,6 +85,9 @@ CREATE TABLE IF NOT EXISTS macro.cftc_cot_legacy (
     contract_units TEXT,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (as_of, contract_code)
 );
 
@@ -93,6 +103,9 @@ CREATE TABLE IF NOT EXISTS macro.eia_wpsr_tables (
     sheet TEXT NOT NULL,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (week_ending, wpsr_table, series_id, frequency, period)
 );
 
@@ -107,6 +120,9 @@ CREATE TABLE IF NOT EXISTS macro.eia_gas_storage (
     file_as_of DATE NOT NULL,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (week_ending, series_id, measure)
 );
 
@@ -120,12 +136,14 @@ CREATE TABLE IF NOT EXISTS macro.eia_spot_prices (
     release_date DATE NOT NULL,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (series_id, period)
 );
 
 CREATE TABLE IF NOT EXISTS macro.cftc_cot_disaggregated_combined (
     as_of DATE NOT NULL,
-    available_at TIMESTAMPTZ NOT NULL,
     contract_code TEXT NOT NULL,
     market_name TEXT NOT NULL,
     exchange_code TEXT NOT NULL,
@@ -149,12 +167,14 @@ CREATE TABLE IF NOT EXISTS macro.cftc_cot_disaggregated_combined (
     contract_units TEXT,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (as_of, contract_code)
 );
 
 CREATE TABLE IF NOT EXISTS macro.cftc_cot_legacy_combined (
     as_of DATE NOT NULL,
-    available_at TIMESTAMPTZ NOT NULL,
     contract_code TEXT NOT NULL,
     market_name TEXT NOT NULL,
     exchange_code TEXT NOT NULL,
@@ -172,5 +192,8 @@ CREATE TABLE IF NOT EXISTS macro.cftc_cot_legacy_combined (
     contract_units TEXT,
     source_sha256 TEXT NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
+    scheduled_release_at TIMESTAMPTZ,
+    valid_from TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (as_of, contract_code)
 );

@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS marts.us_crude_balance_weekly (
     crude_imports_wow DOUBLE PRECISION,
     refinery_crude_input_wow DOUBLE PRECISION,
     source TEXT NOT NULL,
+    available_at TIMESTAMPTZ NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (week_ending)
 );
