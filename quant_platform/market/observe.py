@@ -267,11 +267,11 @@ DEFAULT_SOURCE_STALE_MINUTES = 10.0
 
 
 def source_stale_after_s() -> float:
-    """QP_SOURCE_STALE_MINUTES (0.05-1440, default 10) in seconds."""
+    """QP_SOURCE_STALE_MINUTES (0.01-1440, default 10) in seconds."""
     from quant_platform.platform.settings import SettingError, bounded_env
 
     try:
-        return bounded_env(SOURCE_STALE_ENV, DEFAULT_SOURCE_STALE_MINUTES, 0.05, 1440) * 60
+        return bounded_env(SOURCE_STALE_ENV, DEFAULT_SOURCE_STALE_MINUTES, 0.01, 1440) * 60
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
 
