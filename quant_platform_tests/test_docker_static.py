@@ -517,9 +517,12 @@ def test_grafana_dashboards_use_real_metric_names():
         unknown = names - allowed
         assert not unknown, f"panel {title!r} queries unknown metrics {unknown}"
         used |= names
-    # The panels the operators need: throughput, lag, DLQ, publish->ack latency.
+    # The panels the operators need: throughput, lag, DLQ, publish->ack latency; per-source liveness,
+    # reconnects and vendor gaps.
     assert {"qp_ticks_in_total", "qp_ticks_out_total", "qp_consumer_lag", "qp_dlq_total",
-            "qp_publish_ack_seconds_bucket"} <= used
+            "qp_publish_ack_seconds_bucket", "qp_connector_last_frame_timestamp_seconds",
+            "qp_connector_reconnects_total", "qp_connector_disconnected_seconds_total", "qp_vendor_gaps_total",
+            "qp_vendor_gap_events_total"} <= used
     if used & EXPORTER_METRICS:
         assert "-jsz=all" in _command(_services()["nats-exporter"]), "consumer metrics need -jsz=all"
 
