@@ -109,7 +109,7 @@ def cmd_backfill(args) -> int:
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
     failed = 0
     for batch in batches:
-        tags = {"qp/triggered_by": args.triggered_by}
+        tags = {"qp/triggered_by": args.triggered_by, **({"qp/refetch": "true"} if args.refetch else {})}
         if len(batch) > 1:
             tags.update({"dagster/asset_partition_range_start": batch[0],
                          "dagster/asset_partition_range_end": batch[-1]})
@@ -122,6 +122,10 @@ def cmd_backfill(args) -> int:
         rows = f", {meta['dagster/row_count']} rows" if "dagster/row_count" in meta else ""
         print(f"{args.asset} {batch[0]}..{batch[-1]}: {state} ({len(batch)} partitions{rows}; run {result.run_id})",
               flush=True)
+        for event in ([] if result.success else result.all_events):
+            if event.event_type_value == "STEP_FAILURE" and event.event_specific_data.error:
+                print(f"{args.asset}: {event.event_specific_data.error.message.strip().splitlines()[-1][:400]}",
+                      flush=True)
         if meta.get("vendor_missing"):
             print(f"{args.asset}: {meta['vendor_missing']} of {len(batch)} partitions vendor_missing (never published "
                   f"by the vendor; recorded, left empty, not retried): {meta.get('vendor_missing_partitions', '')}",
@@ -633,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("start", nargs="?", default=None, help="first partition (default: the asset's first)")
     bf.add_argument("end", nargs="?", default=None,
                     help="last partition (default: the newest released; later ones are left out)")
+    bf.add_argument("--refetch", action="store_true",
+                    help="download the vendor's files again instead of reusing the archived ones")
     bf.add_argument("--triggered-by", default="cli-backfill", help=argparse.SUPPRESS)
     bf.set_defaults(func=cmd_backfill)
 

@@ -21,7 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from quant_platform.errors import ReportParseError
-from quant_platform.macro.declaration import MacroReport, ReleaseSensor, ReportRun
+from quant_platform.macro.declaration import TAG_REFETCH, MacroReport, ReleaseSensor, ReportRun
 from quant_platform.macro.formats.cftc_cot import (
     COT_HISTORY,
     COT_YEARLY,
@@ -113,9 +113,10 @@ def fetch_cot_files(run: ReportRun, weekly: Route, history: Route, kind: str = "
             wanted[_archive_partition(multi)] = (multi_route, _archive_partition(multi), {})
         else:
             wanted[str(year)] = (history, str(year), {"year": year})
+    refetch = run.tags.get(TAG_REFETCH) == "true"
     for partition, (route, _, values) in wanted.items():
-        # Past years are final: reuse the archived file. The current year's file grows every week.
-        final = not values or values["year"] < this_year
+        # Past years are final: reuse the archived file (unless qp/refetch). The current year's file grows weekly.
+        final = (not values or values["year"] < this_year) and not refetch
         raw = run.archived(route, partition) if final else None
         if raw is None:
             try:
@@ -159,7 +160,9 @@ def parse_cot_files(files: Sequence[RawFile], keys: Sequence[str], kind: str,
         df["source_sha256"] = f.sha256
         frames.append(df)
         days = pd.to_datetime(df["as_of"]).dt.date
-        spans.append((f.url.rsplit("/", 1)[-1], days.min() if len(df) else None, days.max() if len(df) else None))
+        archive = _archive_of(f, kind, futures_and_options)
+        years = archive.years or (int(f.partition), int(f.partition))
+        spans.append((f.url.rsplit("/", 1)[-1], years, days.min() if len(df) else None, days.max() if len(df) else None))
     if not frames:
         empty = pd.DataFrame({"as_of": pd.Series(dtype="datetime64[ns]")})
         return mark_vendor_missing(empty, keys, "as_of", _missing_reasons(keys, spans, []))
@@ -173,25 +176,28 @@ def parse_cot_files(files: Sequence[RawFile], keys: Sequence[str], kind: str,
     return mark_vendor_missing(out, keys, "as_of", _missing_reasons(keys, spans, off_tuesday))
 
 
-def _missing_reasons(keys: Sequence[str], spans: list[tuple[str, date | None, date | None]],
+def _missing_reasons(keys: Sequence[str], spans: list[tuple[str, tuple[int, int], date | None, date | None]],
                      off_tuesday: list[date]) -> dict[str, str]:
-    """Why each week could be absent from the files: the file of its year is not served, the CFTC's newest week
-    is older, the CFTC reported that week on another day, or the CFTC published no report as of that Tuesday."""
+    """Why each week could be absent from the files (file name, the years it stands for, its first and last as-of):
+    no file for its year, the CFTC's newest week is older, the CFTC reported that week on another day, or the CFTC
+    published no report as of that Tuesday."""
     reasons: dict[str, str] = {}
     off = {_week_tuesday(d).isoformat(): d for d in off_tuesday}
     for key in keys:
         day = date.fromisoformat(key)
-        covering = [(name, lo, hi) for name, lo, hi in spans if lo and hi and lo.year <= day.year <= hi.year]
+        covering = [(name, lo, hi) for name, (first, last), lo, hi in spans if first <= day.year <= last]
         if key in off:
             d = off[key]
             reasons[key] = (f"the CFTC's report that week is as of {d} (a {d:%A}), not the Tuesday partition "
                             "(not loaded)")
         elif not covering:
-            reasons[key] = f"no CFTC history file for {day.year} (not served, or none requested)"
-        elif all(day > hi for _, _, hi in covering):
+            reasons[key] = f"no CFTC history file for {day.year} (the CFTC does not serve it)"
+        elif all(lo is None for _, lo, _ in covering):
+            reasons[key] = f"{covering[0][0]} holds no rows"
+        elif all(hi is not None and day > hi for _, _, hi in covering):
             name, _, hi = max(covering, key=lambda c: c[2])
             reasons[key] = f"not published yet: the newest week in {name} is {hi}"
-        elif all(day < lo for _, lo, _ in covering):
+        elif all(lo is not None and day < lo for _, lo, _ in covering):
             name, lo, _ = min(covering, key=lambda c: c[1])
             reasons[key] = f"before the first week in {name} ({lo})"
         else:

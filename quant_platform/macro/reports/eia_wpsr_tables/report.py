@@ -79,7 +79,7 @@ def week_ending(period: pd.Series, frequency: pd.Series) -> pd.Series:
     """The WPSR week each observation was published for: a daily value in the week (Saturday to Friday) it falls
     in, a weekly value dated on a Friday in that week, one dated another day (retail prices: Mondays) in the
     week that ended the Friday before."""
-    weekday = period.dt.weekday
+    weekday = period.dt.day_of_week
     daily = frequency == "D"
     forward = pd.to_timedelta((4 - weekday) % 7, unit="D")
     back = pd.to_timedelta((weekday - 4) % 7, unit="D")
