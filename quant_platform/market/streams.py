@@ -18,6 +18,9 @@ the connector's publisher gets an error ack and keeps its batch, so nothing a co
 TICKS and TICKS_DLQ drop their oldest messages (`discard: old`). The sum of the limits (times the replica count)
 must fit the server's JetStream `max_file_store` (nats_server.py sizes the embedded one from them).
 
+Redelivery: a message not acked within QP_NATS_ACK_WAIT_S (default 30 s) is delivered again, possibly to another
+worker; duplicates are removed at compaction by event_id.
+
 Poison messages: the pipeline consumers redeliver at most QP_NATS_MAX_DELIVER times (default 8). The workers
 nak a failing message with a growing delay and, at its last delivery, dead-letter it (TICKS_DLQ, with the
 reason) and `term()` it, so it never blocks the ack floor and later messages flow.
@@ -151,6 +154,19 @@ def configured_max_deliver() -> int:
     return int(value)
 
 
+ACK_WAIT_ENV = "QP_NATS_ACK_WAIT_S"
+DEFAULT_ACK_WAIT_S = 30.0
+
+
+def configured_ack_wait() -> float:
+    """QP_NATS_ACK_WAIT_S (1-3600, default 30): how long a pipeline consumer waits for an ack before it delivers the
+    message again (to any worker). Every process that declares the consumers must see the same value."""
+    value = _positive_env(ACK_WAIT_ENV, DEFAULT_ACK_WAIT_S)
+    if not 1 <= value <= 3600:
+        raise ConfigError(f"{ACK_WAIT_ENV} must be a number of seconds from 1 to 3600, got {value!r}")
+    return value
+
+
 # ------------------------------------------------------------------------------------------- declarations
 @dataclass(frozen=True)
 class StreamSpec:
@@ -190,7 +206,7 @@ class ConsumerSpec:
     durable: str
     stream: str
     filter_subject: str | None = None
-    ack_wait_s: float = 30.0
+    ack_wait_s: float | None = None  # None: QP_NATS_ACK_WAIT_S (default 30)
     max_ack_pending: int = 20_000  # the default 1000 starves several workers with micro-batches
     # Bounded: the worker dead-letters and term()s a message at its last delivery (never left to the server,
     # which would stop delivering it without moving the ack floor past it). None: QP_NATS_MAX_DELIVER.
@@ -207,7 +223,7 @@ class ConsumerSpec:
             description=self.description or None,
             deliver_policy=api.DeliverPolicy(self.deliver_policy),
             ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait_s,
+            ack_wait=self.ack_wait_s if self.ack_wait_s is not None else configured_ack_wait(),
             max_deliver=self.max_deliver if self.max_deliver is not None else configured_max_deliver(),
             max_ack_pending=self.max_ack_pending,
             filter_subject=self.filter_subject,
