@@ -160,8 +160,8 @@ def parse_cot_files(files: Sequence[RawFile], keys: Sequence[str], kind: str,
         df["source_sha256"] = f.sha256
         frames.append(df)
         days = pd.to_datetime(df["as_of"]).dt.date
-        archive = _archive_of(f, kind, futures_and_options)
-        years = archive.years or (int(f.partition), int(f.partition))
+        archive = _archive_of(f, kind, futures_and_options) if f.lake_path.endswith(".zip") else None
+        years = (archive and archive.years) or (int(f.partition[:4]), int(f.partition[:4]))
         spans.append((f.url.rsplit("/", 1)[-1], years, days.min() if len(df) else None, days.max() if len(df) else None))
     if not frames:
         empty = pd.DataFrame({"as_of": pd.Series(dtype="datetime64[ns]")})
