@@ -502,6 +502,14 @@ def cmd_bench_release(args) -> int:
     return 0
 
 
+def cmd_bench_backfill(args) -> int:
+    from quant_platform.bench.backfill import run_backfill_benchmark
+
+    print(json.dumps(run_backfill_benchmark(years=args.years, weeks=args.weeks, workdir=args.workdir, keep=args.keep),
+                     indent=2))
+    return 0
+
+
 def cmd_bench_ingest(args) -> int:
     from quant_platform.bench.ingest import run_ingest_benchmark
 
@@ -718,6 +726,15 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--sensor-interval", type=int, default=30)
     rel.add_argument("--timeout", type=float, default=300)
     rel.set_defaults(func=cmd_bench_release)
+    bb = bs.add_parser("backfill", help="history backfill of WPSR (every table) and COT weeks, vs the parse alone (JSON)",
+                       description="Backfill --years of WPSR weeks (every table's workbook) and of the COT reports "
+                       "through the vendor simulator, one single-run backfill per report, into a DuckDB warehouse: "
+                       "partitions/s and rows/s against the same files parsed alone in the same run.")
+    bb.add_argument("--years", type=int, default=10)
+    bb.add_argument("--weeks", type=int, default=None, help="weeks per report instead of --years")
+    bb.add_argument("--workdir", default=None)
+    bb.add_argument("--keep", action="store_true")
+    bb.set_defaults(func=cmd_bench_backfill)
     bi = bs.add_parser("ingest", help="the tick path end to end on the embedded server (JSON)",
                        description="Ticks/s end to end with fsync before ack, lost/duplicates, latency at 10k "
                        "ticks/s, CPU and bytes per tick, against a raw JetStream publish baseline.")
