@@ -48,7 +48,8 @@ def test_new_wpsr_week_lands_through_the_release_sensor(simulator, warehouse, in
     assert all(checks.values()), checks
     assert set(checks) == {"schema_and_types", "primary_key_unique", "units_and_codes_valid",
                            "values_in_plausible_range", "row_count_in_range", "great_expectations_suite",
-                           "release_on_time"}
+                           "release_on_time", "stocks_sum_of_parts", "prior_week_matches_loaded",
+                           "week_on_week_plausible"}
     week1 = _rows(warehouse, "2026-04-24")
     assert len(week1) == 540
     assert set(week1["source_sha256"]) == {sha}
@@ -102,8 +103,9 @@ def test_same_file_again_is_a_noop_and_a_revision_is_kept(simulator, warehouse, 
     reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
     assert reqs == []
 
-    # The vendor revises the week (one number changes): a new revision, loaded and archived beside the first.
-    revised = real.replace(b'"459.495"', b'"459.501"', 1)
+    # The vendor revises the week (commercial stocks, and total crude with them): a new revision, loaded and
+    # archived beside the first.
+    revised = real.replace(b'"459.495"', b'"459.501"', 1).replace(b'"857.419"', b'"857.425"', 1)
     assert revised != real
     simulator.publish("/wpsr/table1.csv", revised)
     reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)

@@ -13,6 +13,7 @@ from quant_platform.errors import ReportParseError
 from quant_platform.macro.declaration import MacroReport, ReleaseSensor
 from quant_platform.macro.eia.parsing import parse_wpsr_table1, wpsr_week_ending
 from quant_platform.macro.loading import RawFile
+from quant_platform.macro.reports.eia_wpsr.checks import DOMAIN_CHECKS
 from quant_platform.macro.reports.eia_wpsr.routes import TABLE1
 from quant_platform.macro.reports.eia_wpsr.table import TABLE
 from quant_platform.platform.calendars import WPSR_RELEASE_CALENDAR
@@ -57,6 +58,7 @@ REPORT = MacroReport(
         "partition_key": "week ending (Friday), YYYY-MM-DD",
     },
     code_version="eia_wpsr.v1",
+    domain_checks=DOMAIN_CHECKS,  # stocks add up (blocking), prior week as loaded and plausible changes (WARN)
 )
 
 # Whether the sensor polls table1.csv now (the calendar rule; tests call it with a cursor state and a time).
