@@ -211,6 +211,13 @@ def cmd_up(args) -> int:
             print("seeded demo operational databases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         init_warehouse(env.get("QP_WAREHOUSE_URL") or settings.warehouse_url)
         one_shot: list[subprocess.Popen] = []
+        from quant_platform import first_start
+
+        args.history_load = first_start.start(env, settings.home)  # a few years of history, on the first start
+        if args.history_load is not None:
+            one_shot.append(args.history_load)
+            print(f"loading {first_start.history_years()} years of report history in the background (first start; "
+                  f"log {settings.home / first_start.LOG})", flush=True)
         if not args.no_market:
             from quant_platform.demo import start_ingest, start_replays
 
@@ -269,7 +276,8 @@ def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> 
                 print("a platform process exited early", file=sys.stderr, flush=True)
                 break
             time.sleep(5)
-            if done(progress(instance)):
+            history = getattr(args, "history_load", None)  # the first-start history load, when it runs
+            if done(progress(instance)) and (history is None or history.poll() is not None):
                 time.sleep(2)
                 break
         report = summary(instance, env.get("QP_WAREHOUSE_URL") or settings.warehouse_url,
