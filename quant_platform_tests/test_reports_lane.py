@@ -8,6 +8,7 @@ Never start a browser of Playwright's own: Debian's /usr/bin/chromium, as in tes
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -117,6 +118,68 @@ def test_findings_and_report_from_metric_chunks(lane):
     assert "## Crude" in md and "Change point" in md
 
 
+def _weekly_with_outlier(last: str, weeks: int = 260, outlier_weeks_before_last: int = 150) -> pd.DataFrame:
+    """A WPSR-like weekly series (Fridays) ending `last`, one wild week `outlier_weeks_before_last` before it."""
+    rng = np.random.default_rng(5)
+    times = pd.date_range(end=pd.Timestamp(last, tz="UTC"), periods=weeks, freq="7D")
+    values = rng.normal(0, 0.2, size=weeks)
+    values[weeks - 1 - outlier_weeks_before_last] += 6.0
+    return pd.DataFrame({"series_id": "US:commercial_crude_stocks|wow_vs_5y_range", "desk": "crude",
+                         "entity": "US:commercial_crude_stocks", "metric": "wow_vs_5y_range", "unit": "5y ranges",
+                         "time": times, "value": values, "source_asset": "marts/us_crude_balance_weekly",
+                         "source_partition": [t.date().isoformat() for t in times]})
+
+
+def test_report_shows_what_is_recent_per_family_and_the_latest_earlier_findings(lane):
+    from quant_platform.reports import metrics as mt
+    from quant_platform.reports.findings import run_family
+    from quant_platform.reports.report import build_report
+
+    wh, lake = lane["wh"], lane["lake"]
+    weekly = _weekly_with_outlier("2023-12-29")
+    for year, chunk in mt.year_chunks(weekly).items():
+        mt.write_chunk(lake, "macro_wpsr", year, chunk)
+    run_family(lake, "macro_wpsr", wh)
+    wk = wh.query_df("SELECT * FROM reports.findings WHERE family = 'macro_wpsr'")
+    assert len(wk) >= 1 and pd.Timestamp(wk["detected_at"].max()) < pd.Timestamp("2023-12-01", tz="UTC")
+    first = dict(zip(wk["finding_id"], wk["recorded_at"], strict=True))
+    run_family(lake, "macro_wpsr", wh, replay=True)  # found again: first detected stays the first recording
+    again = wh.query_df("SELECT finding_id, recorded_at FROM reports.findings WHERE family = 'macro_wpsr'")
+    assert dict(zip(again["finding_id"], again["recorded_at"], strict=True)) == first
+
+    built = build_report(lake, wh, DAY)
+    body = json.loads(built.json_path.read_text())
+    fams = body["families"]
+    # the weekly family's window: its last 4 weekly observations up to its latest (2023-12-29), not DAY's week
+    assert fams["macro_wpsr"]["latest_observation"].startswith("2023-12-29")
+    assert fams["macro_wpsr"]["window_start"].startswith("2023-12-02") and fams["macro_wpsr"]["recent"] == 0
+    assert fams["market_daily"]["window_start"].startswith("2024-02-24") and fams["market_daily"]["recent"] > 0
+    earlier = [f for f in body["findings"] if f["section"] == "earlier"]
+    recent = [f for f in body["findings"] if f["section"] == "recent"]
+    # nothing recent for the weekly family: its latest findings are shown, as earlier ones, with their dates
+    latest = wk.sort_values("detected_at", ascending=False).head(3)
+    assert [f["finding_id"] for f in earlier] == list(latest["finding_id"])
+    assert all(f["family"] == "market_daily" for f in recent) and recent
+    for f in earlier:
+        row = wk.set_index("finding_id").loc[f["finding_id"]]
+        assert pd.Timestamp(f["occurred_at"]) == pd.Timestamp(row["occurred_at"])
+        assert pd.Timestamp(f["first_detected_at"]) == pd.Timestamp(row["recorded_at"])
+        assert f["age_days"] > 60 and len(f["series"]) > 20
+        # the plot is around the finding, not the last 90 weeks before the report date
+        times = [pd.Timestamp(p["time"]) for p in f["series"]]
+        assert times[0] <= pd.Timestamp(f["occurred_at"]) <= times[-1]
+    page = built.html_path.read_text()
+    assert "Earlier findings (not new)" in page and "first detected by the platform" in page
+    assert page.count("<svg") == body["findings_shown"] == len(recent) + len(earlier)
+    assert "4 weeks to 2023-12-29" in page and "days before 2024-03-01" in page
+
+    # a report of an earlier day never shows a finding confirmed after it
+    early = json.loads(build_report(lake, wh, "2024-02-20").json_path.read_text())
+    assert all(pd.Timestamp(f["detected_at"]) < pd.Timestamp("2024-02-21", tz="UTC") for f in early["findings"])
+    assert all(pd.Timestamp(p["time"]) < pd.Timestamp("2024-02-21", tz="UTC")
+               for f in early["findings"] for p in f["series"])
+
+
 def test_api_serves_the_same_findings_over_http_read_only(lane, api):
     wh = lane["wh"]
     health = requests.get(f"{api}/health", timeout=10).json()
@@ -186,26 +249,56 @@ def test_finding_alerts_are_queued_once_each(lane, monkeypatch):
     assert cursor.pending[0]["series_id"] in msg["text"] and msg["blocks"][0]["type"] == "header"
 
 
-def test_reports_sensor_requests_changed_families_and_the_latest_report_day(lane):
+def _platform_chunk(day: str, value: float) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "series_id": "feed:simulator|ingest_lag_p95_ms", "desk": "platform", "entity": "feed:simulator",
+        "metric": "ingest_lag_p95_ms", "unit": "ms", "time": pd.Timestamp(day, tz="UTC"), "value": value,
+        "source_asset": "market/ticks_daily", "source_partition": day}])
+
+
+def _add_run(instance, job_name: str, status, tags: dict) -> None:
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    instance.add_run(DagsterRun(job_name=job_name, status=status, tags=tags))
+
+
+def test_reports_sensor_runs_metrics_then_findings_then_the_report_without_a_cursor(lane):
     from quant_platform.reports import metrics as mt
-    from quant_platform.reports.assets import evaluate_reports_sensor, macro_metrics
+    from quant_platform.reports.assets import evaluate_reports_sensor, findings, macro_metrics
     from quant_platform.resources import WarehouseResource
 
-    requests_, cursor = evaluate_reports_sensor(lane["instance"], {}, lane["lake"])
-    keys = {r.run_key.rsplit(":", 1)[0] for r in requests_}
-    assert "findings:market_daily" in keys and f"daily_report:{DAY}" in keys
-    assert not any(k.startswith("macro_metrics") for k in keys)  # no mart or COT report has landed
-    again, cursor = evaluate_reports_sensor(lane["instance"], cursor, lane["lake"])
-    assert again == []  # nothing changed since
-    mt.write_chunk(lane["lake"], "platform", DAY, pd.DataFrame([{
-        "series_id": "feed:simulator|ingest_lag_p95_ms", "desk": "platform", "entity": "feed:simulator",
-        "metric": "ingest_lag_p95_ms", "unit": "ms", "time": pd.Timestamp(DAY, tz="UTC"), "value": 3.0,
-        "source_asset": "market/ticks_daily", "source_partition": DAY}]))
-    res = dg.materialize([macro_metrics], partition_key="cot_net_positioning", instance=lane["instance"],
-                         resources={"warehouse": WarehouseResource(url=lane["wh"].url)})
-    assert res.success
-    third, _ = evaluate_reports_sensor(lane["instance"], cursor, lane["lake"])
-    assert {r.partition_key for r in third} == {"platform"}  # COT tables empty: no macro chunk, no change
+    inst, lake = lane["instance"], lane["lake"]
+    resources = {"warehouse": WarehouseResource(url=lane["wh"].url)}
+
+    def keys(today: str = DAY) -> tuple[list[str], list[str]]:
+        requested, waiting = evaluate_reports_sensor(inst, lake, today)
+        return [r.run_key.rsplit(":", 1)[0] for r in requested], [p.asset for p in waiting]
+
+    # The fixture ran findings[market_daily] and the report of DAY: each recorded what it read, nothing is due.
+    assert keys() == ([], [])
+    assert keys("2024-03-02") == (["daily_report:2024-03-02"], [])  # a new day gets its report
+    res = dg.materialize([macro_metrics], partition_key="cot_net_positioning", instance=inst, resources=resources)
+    assert res.success and keys() == ([], [])  # no mart or COT report has landed: nothing for the macro lane
+
+    mt.write_chunk(lake, "platform", DAY, _platform_chunk(DAY, 3.0))
+    # The tick lane (which writes the platform chunks) is still running: findings wait for it, so does the report.
+    _add_run(inst, "ticks_daily_job", dg.DagsterRunStatus.STARTED, {"dagster/partition": DAY})
+    assert keys() == ([], ["reports/findings[platform]"])
+    for run in inst.get_runs(dg.RunsFilter(job_name="ticks_daily_job")):
+        inst.report_run_canceled(run)
+    assert keys() == (["findings:platform"], [])
+
+    # findings ran: the report of the day is due, and only once nothing upstream of it is pending.
+    assert dg.materialize([findings], partition_key="platform", instance=inst, resources=resources).success
+    assert keys() == ([f"daily_report:{DAY}"], [])
+    mt.write_chunk(lake, "market_daily", DAY, mt.read_observations(mt.list_chunks(lake, "market_daily")[-1:])
+                   .assign(value=lambda f: f["value"] + 1.0))
+    assert keys() == (["findings:market_daily"], [f"reports/daily_report[{DAY}]"])
+    # A findings step whose run failed is not asked again and does not hold the report back.
+    requested, _ = evaluate_reports_sensor(inst, lake, DAY)
+    _add_run(inst, "reports_findings_job", dg.DagsterRunStatus.FAILURE,
+             {"dagster/run_key": requested[0].run_key, "dagster/partition": "market_daily"})
+    assert keys() == ([f"daily_report:{DAY}"], [])
 
 
 def test_benchmark_commands_on_tiny_inputs():

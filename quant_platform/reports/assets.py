@@ -8,10 +8,10 @@ reports/findings names its inputs by column lineage and row lineage (source_asse
 """
 
 
-import json
 import os
 import time
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -213,6 +213,8 @@ def macro_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
     source = context.partition_key
     family = MACRO_SOURCES[source]
+    # what this run reads, recorded for reports_sensor (read before the tables, so a later load is not missed)
+    upstream = max(_latest_storage_id(context.instance, k) for k in MACRO_UPSTREAM[source])
     wh = warehouse.open()
     try:
         if source == "wpsr_week_on_week":
@@ -231,6 +233,7 @@ def macro_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             mt.write_chunk(root, family, old.chunk, frame.iloc[0:0])
     written = [mt.write_chunk(root, family, y, g) for y, g in parts.items()]
     return dg.MaterializeResult(metadata={"dagster/row_count": len(frame), "family": family,
+                                          "upstream_storage_id": upstream,
                                           "series": int(frame["series_id"].nunique()) if len(frame) else 0,
                                           "chunks": len(written),
                                           "latest": str(frame["time"].max().date()) if len(frame) else "none"})
@@ -271,24 +274,30 @@ def findings(context: dg.AssetExecutionContext, config: FindingsConfig, warehous
     from quant_platform.reports.findings import run_family
 
     family = context.partition_key
+    signature = family_signature(lake_root(), family)  # the chunks this run reads, for reports_sensor
     wh = warehouse.open()
     try:
         run = run_family(lake_root(), family, wh, replay=config.replay)
     finally:
         wh.dispose()
     return dg.MaterializeResult(metadata={
-        **run.metadata(), "dagster/row_count": len(run.findings),
+        **run.metadata(), "dagster/row_count": len(run.findings), "signature": signature,
         "alert_findings": dg.MetadataValue.json(run.alert_candidates)})
 
 
 @dg.asset(
     key=DAILY_REPORT_KEY,
     description=(
-        "The daily report: the best findings detected in the 7 days to the report date, one per series and at "
-        "most 6 per desk (crude, gas, crypto, equities, platform), each with a plot of its series, the "
-        "predictive band and the change points, outliers and trends found. HTML (inline SVG), Markdown and JSON "
-        "in the lake (reports/daily/date=D/), indexed in reports.daily_reports; served by `quant-platform "
-        "reports serve`."),
+        "The daily report of day D: the findings recent for their family (daily families, market and platform: "
+        "confirmed by an observation of the 7 UTC days to D; weekly families, WPSR and COT: by one of their last 4 "
+        "weekly observations up to their latest at or before D), the best per series and at most 6 per desk "
+        "(crude, gas, crypto, equities, platform); for a family with nothing recent, its latest 3 earlier "
+        "findings, marked as earlier. Each finding with when it happened, the observation that confirmed it, when "
+        "the platform first detected it, and a plot of its series around it (the predictive band and the change "
+        "points, outliers and trends found). HTML (inline SVG), Markdown and JSON in the lake "
+        "(reports/daily/date=D/), indexed in reports.daily_reports; served by `quant-platform reports serve`. "
+        "reports_sensor builds today's report once the metrics and findings it depends on are done; a past day: "
+        "`quant-platform reports build D` or a backfill of this asset."),
     partitions_def=DAILY,
     deps=[dg.AssetDep(FINDINGS.asset_key, partition_mapping=dg.AllPartitionMapping())],
     group_name=GROUP,
@@ -297,17 +306,20 @@ def findings(context: dg.AssetExecutionContext, config: FindingsConfig, warehous
     tags={"layer": "report"},
     metadata={**DAILY_REPORTS.catalog_metadata()},
     pool=WAREHOUSE_POOL,
-    code_version="daily_report.v1",
+    code_version="daily_report.v2",
 )
 def daily_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     from quant_platform.reports.report import build_report
 
+    findings_storage_id = _latest_storage_id(context.instance, FINDINGS.asset_key)  # read by reports_sensor
     wh = warehouse.open()
     try:
         built = build_report(lake_root(), wh, context.partition_key)
     finally:
         wh.dispose()
     return dg.MaterializeResult(metadata={
+        "findings_storage_id": findings_storage_id, "findings_recent_shown": built.findings_recent_shown,
+        "findings_earlier_shown": built.findings_shown - built.findings_recent_shown,
         "findings_shown": built.findings_shown, "findings_in_window": built.findings_in_window,
         "desks": ", ".join(f"{d}:{n}" for d, n in built.desks.items()), "content_sha256": built.content_sha256,
         "html": dg.MetadataValue.path(str(built.html_path)), "dagster/uri": built.html_path.resolve().as_uri()})
@@ -325,6 +337,15 @@ REPORTING_JOBS = [macro_metrics_job, findings_job, daily_report_job]
 
 MACRO_UPSTREAM = {"wpsr_week_on_week": (US_CRUDE_BALANCE_WEEKLY.asset_key,),
                   "cot_net_positioning": (CFTC_COT_DISAGGREGATED.asset_key, CFTC_COT_LEGACY.asset_key)}
+# The runs that write a family's metric chunks: the macro metrics partition of its source, or for the market and
+# platform families the tick lane's job (market/ticks_daily and everything below it, these metrics included).
+TICKS_DAILY_JOB = "ticks_daily_job"
+FAMILY_WRITERS = {"macro_wpsr": (macro_metrics_job.name, "wpsr_week_on_week"),
+                  "macro_cot": (macro_metrics_job.name, "cot_net_positioning"),
+                  "market_daily": (TICKS_DAILY_JOB, None), "market_intraday": (TICKS_DAILY_JOB, None),
+                  "platform": (TICKS_DAILY_JOB, None)}
+IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED)
 
 
 def family_signature(root: Path, family: str) -> str:
@@ -341,61 +362,139 @@ def family_signature(root: Path, family: str) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16] if parts else ""
 
 
+def _latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
+    flt = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    records = instance.fetch_materializations(flt, limit=1, ascending=False).records
+    return records[0] if records else None
+
+
 def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int:
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1, ascending=False).records
-    return int(records[0].storage_id) if records else 0
+    rec = _latest_record(instance, key)
+    return int(rec.storage_id) if rec else 0
 
 
-def evaluate_reports_sensor(instance: dg.DagsterInstance, cursor: dict, root: Path) -> tuple[list, dict]:
-    """Run requests of one tick: macro metrics after their marts or reports change, a family's findings after
-    its chunks change, the report of the latest day a finished findings run reached."""
-    requests = []
-    macro = cursor.setdefault("macro", {})
+def _recorded(rec, name: str, default=None):
+    """A metadata value of a materialization record (what the run recorded it had read)."""
+    md = rec.asset_materialization.metadata if rec is not None and rec.asset_materialization else {}
+    value = md.get(name)
+    return getattr(value, "value", value) if value is not None else default
+
+
+def today_utc() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One step of the lane whose inputs changed since it last ran: what to run and why."""
+
+    asset: str  # e.g. "reports/findings[macro_wpsr]"
+    job_name: str
+    partition: str
+    run_key: str
+    reason: str
+
+
+def pending_work(instance: dg.DagsterInstance, root: Path, today: str | None = None) -> list[Pending]:
+    """What the lane still has to do, in pipeline order, read from the instance and the lake alone (no cursor):
+    a macro metrics source whose upstream materialized after the one its last run read; a family whose metric
+    chunks differ from those its last findings run read; today's report if a findings run materialized after
+    the one its last build read. Each run records what it read (metadata), so this is exact and restartable."""
+    today = today or today_utc()
+    out = []
     for source, keys in MACRO_UPSTREAM.items():
-        latest = max(_latest_storage_id(instance, k) for k in keys)
-        if latest and latest != macro.get(source):
-            requests.append(dg.RunRequest(run_key=f"macro_metrics:{source}:{latest}", partition_key=source,
-                                          job_name=macro_metrics_job.name))
-            macro[source] = latest
-    sigs = cursor.setdefault("families", {})
+        upstream = max(_latest_storage_id(instance, k) for k in keys)
+        rec = _latest_record(instance, MACRO_METRICS_KEY, source)
+        if upstream and (rec is None or int(_recorded(rec, "upstream_storage_id", 0) or 0) < upstream):
+            out.append(Pending(f"reports/macro_metrics[{source}]", macro_metrics_job.name, source,
+                               f"macro_metrics:{source}:{upstream}", f"upstream materialization {upstream}"))
     for family in FAMILIES:
         sig = family_signature(root, family)
-        if sig and sig != sigs.get(family):
-            requests.append(dg.RunRequest(run_key=f"findings:{family}:{sig}", partition_key=family,
-                                          job_name=findings_job.name))
-            sigs[family] = sig
-    after = int(cursor.get("findings_after", 0))
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=FINDINGS.asset_key, after_storage_id=after or None), limit=100,
-        ascending=True).records
-    days = set()
-    for rec in records:
-        md = rec.asset_materialization.metadata if rec.asset_materialization else {}
-        latest = getattr(md.get("latest_day"), "value", None)
-        if latest and latest != "None" and latest >= DAILY.get_first_partition_key():
-            days.add(str(latest))
-        after = max(after, int(rec.storage_id))
-    cursor["findings_after"] = after
-    for day in sorted(days):
-        requests.append(dg.RunRequest(run_key=f"daily_report:{day}:{after}", partition_key=day,
-                                      job_name=daily_report_job.name))
-    return requests, cursor
+        rec = _latest_record(instance, FINDINGS.asset_key, family)
+        if sig and (rec is None or _recorded(rec, "signature") != sig):
+            out.append(Pending(f"reports/findings[{family}]", findings_job.name, family, f"findings:{family}:{sig}",
+                               f"metric chunks {sig}"))
+    findings_latest = _latest_storage_id(instance, FINDINGS.asset_key)
+    rec = _latest_record(instance, DAILY_REPORT_KEY, today)
+    if findings_latest and (rec is None or int(_recorded(rec, "findings_storage_id", 0) or 0) < findings_latest):
+        out.append(Pending(f"reports/daily_report[{today}]", daily_report_job.name, today,
+                           f"daily_report:{today}:{findings_latest}", f"findings materialization {findings_latest}"))
+    return out
+
+
+def runs_in_flight(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Queued and running runs of the lane's jobs and of the jobs that write its inputs."""
+    jobs = {macro_metrics_job.name, findings_job.name, daily_report_job.name, TICKS_DAILY_JOB}
+    runs = instance.get_runs(dg.RunsFilter(statuses=list(IN_FLIGHT)), limit=1000)
+    upstream = {k for keys in MACRO_UPSTREAM.values() for k in keys}
+    return [r for r in runs if r.job_name in jobs or (r.asset_selection and r.asset_selection & upstream)]
+
+
+def _ended(instance: dg.DagsterInstance, run_key: str) -> bool:
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=5)
+    return bool(runs) and all(r.status not in IN_FLIGHT for r in runs)
+
+
+def _busy(runs: list[dg.DagsterRun], job_name: str, partition: str | None) -> bool:
+    return any(r.job_name == job_name and (partition is None or r.tags.get("dagster/partition") == partition)
+               for r in runs)
+
+
+def evaluate_reports_sensor(instance: dg.DagsterInstance, root: Path, today: str | None = None
+                            ) -> tuple[list[dg.RunRequest], list[Pending]]:
+    """Run requests of one tick, in pipeline order (metrics -> findings -> report): each pending step is
+    requested once nothing that writes its inputs is queued or running (so a step never reads half of an
+    update), and today's report only once no metrics or findings step is pending or in flight. Returns the
+    requests and what waits."""
+    todo = pending_work(instance, root, today)
+    # A step whose run already ended without doing it (a failure) is not asked again with the same key, and
+    # does not hold the report back: the report is built from what the other families found.
+    failed = {p.run_key for p in todo if _ended(instance, p.run_key)}
+    todo = [p for p in todo if p.run_key not in failed]
+    flight = runs_in_flight(instance)
+    upstream = {k for keys in MACRO_UPSTREAM.values() for k in keys}
+    requests, waiting = [], []
+    for p in todo:
+        if p.job_name == macro_metrics_job.name:
+            blocked = (_busy(flight, p.job_name, p.partition)
+                       or any(r.asset_selection and r.asset_selection & upstream for r in flight))
+        elif p.job_name == findings_job.name:
+            writer, part = FAMILY_WRITERS[p.partition]
+            blocked = (_busy(flight, p.job_name, p.partition) or _busy(flight, writer, part)
+                       or any(q.partition == part for q in todo if q.job_name == macro_metrics_job.name))
+        else:
+            blocked = (any(q.job_name != daily_report_job.name for q in todo)
+                       or any(r.job_name in (macro_metrics_job.name, findings_job.name, daily_report_job.name)
+                              for r in flight))
+        if blocked:
+            waiting.append(p)
+        else:
+            requests.append(dg.RunRequest(run_key=p.run_key, partition_key=p.partition, job_name=p.job_name,
+                                          tags={"qp/reason": p.reason}))
+    return requests, waiting
+
+
+def _sensor_interval() -> int:
+    return int(os.environ.get("QP_REPORTS_SENSOR_INTERVAL", "30"))
 
 
 @dg.sensor(
     name="reports_sensor",
     jobs=REPORTING_JOBS,
-    minimum_interval_seconds=int(os.environ.get("QP_REPORTS_SENSOR_INTERVAL", "30")),
+    minimum_interval_seconds=_sensor_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Moves the reporting lane along (light: event-log queries and a listing of the metric chunks): requests "
-        "reports/macro_metrics when its marts or COT reports land, reports/findings for a family whose metric "
-        "chunks changed (the market and platform metrics are built in the ticks_daily_job run of their day), "
-        "and reports/daily_report for the latest day a findings run reached."),
+        "Moves the reporting lane along in pipeline order, metrics -> findings -> report (light: a few event-log "
+        "queries and a listing of the metric chunks; no cursor: each run records what it read). Requests "
+        "reports/macro_metrics when its marts or COT reports materialized after what its last run read, "
+        "reports/findings for a family whose metric chunks changed once nothing writing them is queued or running "
+        "(the market and platform metrics are built in the ticks_daily_job run of their day), and today's "
+        "reports/daily_report once a findings run materialized after its last build and no metrics or findings "
+        "step is pending or running. Interval: QP_REPORTS_SENSOR_INTERVAL seconds (default 30)."),
 )
 def reports_sensor(context: dg.SensorEvaluationContext):
-    cursor = json.loads(context.cursor) if context.cursor else {}
     t0 = time.monotonic()
-    requests, cursor = evaluate_reports_sensor(context.instance, cursor, lake_root())
-    context.log.info(f"{len(requests)} run request(s) in {time.monotonic() - t0:.2f} s")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+    requests, waiting = evaluate_reports_sensor(context.instance, lake_root())
+    context.log.info(f"{len(requests)} run request(s), {len(waiting)} waiting "
+                     f"({', '.join(p.asset for p in waiting) or 'none'}) in {time.monotonic() - t0:.2f} s")
+    return dg.SensorResult(run_requests=requests)

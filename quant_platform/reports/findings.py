@@ -293,15 +293,30 @@ def _findings_frame(found, bank: DetectorBank, obs: pd.DataFrame, chunks: list[m
 
 
 def _write_findings(warehouse, family: str, findings: pd.DataFrame, resumed: int | None) -> None:
-    """Replace the family's findings detected after the checkpoint the run resumed from, in one transaction."""
+    """Replace the family's findings detected after the checkpoint the run resumed from, in one transaction. A
+    finding found again (same finding_id: a rewind, a replay) keeps the recorded_at of its first recording, so
+    the report can tell an analyst when the platform first detected it."""
+    where, params = "family = :family", {"family": family}
+    if resumed is not None:
+        where += " AND detected_at > :after"
+        params["after"] = pd.Timestamp(resumed, tz="UTC").to_pydatetime()
     with warehouse.transaction() as con:
-        if resumed is None:
-            warehouse.run(con, "DELETE FROM reports.findings WHERE family = :family", {"family": family})
-        else:
-            warehouse.run(con, "DELETE FROM reports.findings WHERE family = :family AND detected_at > :after",
-                          {"family": family, "after": pd.Timestamp(resumed, tz="UTC").to_pydatetime()})
+        if len(findings):
+            old = warehouse.run(con, f"SELECT finding_id, recorded_at FROM reports.findings WHERE {where}",  # noqa: S608
+                                params) or []
+            first = {fid: pd.Timestamp(at) for fid, at in old}
+            if first:
+                findings = findings.copy()
+                findings["recorded_at"] = [
+                    min(pd.Timestamp(now), _utc(first[fid])) if fid in first else pd.Timestamp(now)
+                    for fid, now in zip(findings["finding_id"], findings["recorded_at"], strict=True)]
+        warehouse.run(con, f"DELETE FROM reports.findings WHERE {where}", params)  # noqa: S608
         if len(findings):
             warehouse.append_rows(FINDINGS, findings, con=con)
+
+
+def _utc(t: pd.Timestamp) -> pd.Timestamp:
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def scored_path(lake_root: Path, family: str, chunk: str) -> Path:

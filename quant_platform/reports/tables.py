@@ -61,7 +61,9 @@ FINDINGS = TableSpec(
                nullable=False),
         Column("detector_version", "text", "Detector code version and parameter hash that produced the row.",
                nullable=False),
-        Column("recorded_at", "timestamptz", "When the row was written (UTC).", nullable=False),
+        Column("recorded_at", "timestamptz", "When the platform first recorded this finding (UTC): a rewind or "
+               "replay that finds it again keeps this time. The report shows it as 'first detected'.",
+               nullable=False),
     ),
     primary_key=("finding_id",),
     partition_column="family",
@@ -77,11 +79,15 @@ DAILY_REPORTS = TableSpec(
     ),
     columns=(
         Column("report_date", "date", "UTC day the report covers (the partition).", nullable=False),
-        Column("window_days", "int", "Findings detected in the window_days days ending report_date are shown.",
+        Column("window_days", "int", "Recent window of the daily families (market, platform): findings confirmed "
+               "by an observation of the window_days UTC days ending report_date. Weekly families (WPSR, COT) use "
+               "their last 4 weekly observations up to their latest one at or before report_date.",
                unit="days", nullable=False, min_value=1),
-        Column("findings_shown", "int", "Findings in the report.", nullable=False, min_value=0),
-        Column("findings_in_window", "int", "Findings detected in the window (before ranking).", nullable=False,
+        Column("findings_shown", "int", "Findings in the report: the best recent ones, and for a family with "
+               "nothing recent its latest earlier findings (marked as earlier, not new).", nullable=False,
                min_value=0),
+        Column("findings_in_window", "int", "Findings in their families' recent windows (before ranking).",
+               nullable=False, min_value=0),
         Column("desks", "text", "Desks with findings, 'desk:count' comma-separated.", nullable=False),
         Column("html_path", "text", "Lake path of the HTML body (SVG plots inline).", nullable=False),
         Column("markdown_path", "text", "Lake path of the Markdown body.", nullable=False),
