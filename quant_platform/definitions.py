@@ -11,7 +11,7 @@ import dagster as dg
 
 from quant_platform.governance.audit import governance_audit_sensor_factory
 from quant_platform.internal.assets import INTERNAL_ASSETS, internal_extract_job, internal_extract_sensor
-from quant_platform.macro.definitions import defs as macro_defs  # every macro report, from macro/registry.py
+from quant_platform.macro.definitions import MACRO_LANE  # the lane, not its Definitions: one Definitions here
 from quant_platform.market.assets import (
     MARKET_ASSETS,
     market_ingest_sensor,
@@ -52,7 +52,9 @@ def _upstream_of(key: dg.AssetKey) -> str:
 
 governance_audit_sensor = governance_audit_sensor_factory(_upstream_of)
 
-defs = dg.Definitions.merge(macro_defs, dg.Definitions(
+# Every macro report, from macro/registry.py. Dagster's module loader (dagster dev -m, the daemon) refuses a module
+# with two Definitions objects at module scope, so the lane's is built here, not imported.
+defs = dg.Definitions.merge(MACRO_LANE.definitions, dg.Definitions(
     assets=ASSETS,
     asset_checks=[stream_progressing],
     jobs=[internal_extract_job, ticks_daily_job, market_retention_job, *REPORTING_JOBS],
