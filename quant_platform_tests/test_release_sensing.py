@@ -1,8 +1,9 @@
-"""Calendar-aware polling: sensors poll while a release is due or overdue, and stay quiet otherwise."""
+"""Calendar-aware polling: sensors poll while a release is due or overdue, densely in the minute after it, and
+stay quiet otherwise."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from quant_platform.macro.cftc.cot import cot_should_poll
 from quant_platform.macro.release_sensing import CursorState, url_ext
@@ -49,3 +50,47 @@ def test_archive_extension_follows_the_vendor_url():
     assert url_ext("http://x/dnav/pet/hist/LeafHandler.ashx?n=PET&s=WCESTUS1&f=W") == "csv"
     assert url_ext("http://x/v2/petroleum/stoc/wstk/data/") == "json"
     assert url_ext("http://x/files/dea/history/deacot2021.zip") == "zip"
+
+
+def test_the_sensor_polls_densely_in_the_minute_after_a_release(simulator, instance, monkeypatch):
+    """A tick that starts two seconds before a scheduled release waits for it and polls once a second: the file
+    the vendor posts at the scheduled time is seen within about a second, in the same tick."""
+    import threading
+    import time
+
+    from quant_platform.definitions import defs
+    from quant_platform.macro.release_sensing import CLOCK_SHIFT_ENV
+    from quant_platform.platform.calendars import WPSR_RELEASE_CALENDAR
+    from quant_platform.vendors.simulator import next_wpsr_week
+    from quant_platform_tests.conftest import SAMPLE_DATA
+    from quant_platform_tests.release_helpers import evaluate_sensor
+
+    real = (SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, None)
+    assert [r.partition_key for r in reqs] == ["2026-04-24"]
+
+    release = WPSR_RELEASE_CALENDAR.release_at(date(2026, 5, 1))  # Wed 2026-05-06 10:30 New York
+    shift = release - timedelta(seconds=2) - datetime.now(UTC)
+    monkeypatch.setenv(CLOCK_SHIFT_ENV, str(shift.total_seconds()))
+    posted: list[float] = []
+
+    def vendor_posts_on_time() -> None:
+        body = next_wpsr_week(real, weeks=1)
+        time.sleep(2)
+        posted.append(time.time())
+        simulator.publish("/wpsr/table1.csv", body)
+
+    threading.Thread(target=vendor_posts_on_time, daemon=True).start()
+    started = time.time()
+    reqs, cursor, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
+    assert [r.partition_key for r in reqs] == ["2026-05-01"]
+    seen = datetime.fromisoformat(reqs[0].tags["qp/first_seen_at"]).timestamp()
+    assert -0.1 <= seen - posted[0] <= 1.5, (seen - posted[0])  # first sight: when the poll that got it began
+    assert time.time() - started < 10
+
+    # A minute and a half after the release, with the week in: an ordinary quick tick, nothing new.
+    monkeypatch.setenv(CLOCK_SHIFT_ENV, str((release + timedelta(seconds=90) - datetime.now(UTC)).total_seconds()))
+    started = time.time()
+    reqs, _, skip = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, cursor)
+    assert reqs == [] and "polled" not in (skip or "")
+    assert time.time() - started < 5

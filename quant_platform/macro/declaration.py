@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from quant_platform.macro.loading import TAG_RAW_SHA, DomainCheck, RawFile, archived_raw, fetch_raw
-from quant_platform.macro.release_sensing import due_to_poll
+from quant_platform.macro.release_sensing import DENSE_WINDOW, due_to_poll
 from quant_platform.macro.routes import Route
 from quant_platform.platform.calendars import WeeklyReleaseCalendar
 from quant_platform.platform.tables import TableSpec
@@ -59,6 +59,9 @@ class ReleaseWatch:
     scheduled_release: Callable[[str], datetime | None]
     due: Callable[[dict, datetime], tuple[bool, str]]  # (poll now?, why) from the cursor state and the time
     params: dict | None = None
+    # The scheduled release to poll densely for (its first minute, or up to `lead` before it), from the cursor
+    # state, the time and the lead; None outside such a window or once its file is in (release_sensing.py).
+    dense_release: Callable[[dict, datetime, timedelta], datetime | None] | None = None
 
 
 @dataclass
@@ -217,6 +220,18 @@ class MacroReport:
         return due_to_poll(state, now, latest_due=self.calendar.latest_released, release_at=self.calendar.release_at,
                            revision_window=self.revision_window, label=self.calendar.partition_label)
 
+    def dense_release(self, state: dict, now: datetime, lead: timedelta) -> datetime | None:
+        """The scheduled release whose first minute `now` is in, or at most `lead` before, while the sensor has
+        not yet seen a file of its week (then the sensor polls release_route once a second)."""
+        if self.calendar is None:
+            return None
+        week = self.calendar.latest_released(now + lead)
+        release = self.calendar.release_at(week)
+        if not release - lead <= now <= release + DENSE_WINDOW:
+            return None
+        have = state.get("partition")
+        return None if have and have >= week.isoformat() else release
+
     def watches(self, settings: Settings, now: datetime) -> list[ReleaseWatch]:
         """The URLs the release sensor polls for this report now."""
         watches = list(self.release_watches(settings, now)) if self.release_watches else []
@@ -227,6 +242,7 @@ class MacroReport:
                 partition_of=self.release_partition or (lambda _body: self.calendar.latest_released(now).isoformat()),
                 fallback_partition=self.calendar.latest_released(now).isoformat(),
                 valid_partition=self.has_partition, scheduled_release=self.scheduled_release, due=self.should_poll,
+                dense_release=self.dense_release,
             ))
         return watches
 

@@ -3,11 +3,18 @@ Never load data in a sensor (it notices, archives as evidence, asks for a run), 
 
 release_sensor() is the one release sensor every report gets: it polls each of its reports' release watches
 (macro/declaration.py) when they are due, with the calendar-aware rule due_to_poll for calendar reports.
+
+In the minute after a scheduled release (and from one sensor interval before it) a tick polls densely: once a
+second, until the new file is there, the minute is over or the tick has used its budget; the next tick goes on.
+So a file is seen about a second after the vendor posts it, while the sensor ticks every QP_RELEASE_SENSOR_INTERVAL
+seconds and asks the vendor nothing between releases.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -34,10 +41,32 @@ from quant_platform.resources import LakeResource, VendorResource
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-    from quant_platform.macro.declaration import MacroReport, ReleaseSensor
+    from quant_platform.macro.declaration import MacroReport, ReleaseSensor, ReleaseWatch
 
 SENSOR_ATTEMPTS = 3  # sensors stay light: the next tick tries again
 TAG_SCHEDULED_RELEASE = "qp/scheduled_release_at"
+
+# Dense polling around a scheduled release (see the module docstring).
+DENSE_WINDOW = timedelta(seconds=60)  # after the scheduled release
+DENSE_POLL_EVERY_S = 1.0
+# A tick polls densely for at most this long: Dagster times a sensor evaluation out after 60 s.
+DENSE_TICK_BUDGET_S = 45.0
+# A tick that starts this long before a release waits for it (at least one tick starts in any sensor interval; the
+# daemon checks sensors every 5 s). Capped so that tick still polls the first 15 s after the release.
+DENSE_LEAD_MAX = timedelta(seconds=30)
+# Rehearsal only (bench release): the release calendars are judged as if it were this many seconds later. Never
+# set in production; recorded times (first sight, loads) are real times either way.
+CLOCK_SHIFT_ENV = "QP_RELEASE_CLOCK_SHIFT_S"
+
+
+def calendar_now() -> datetime:
+    """Now, for judging release calendars: the real time, shifted by QP_RELEASE_CLOCK_SHIFT_S in a rehearsal."""
+    return datetime.now(UTC) + timedelta(seconds=float(os.environ.get(CLOCK_SHIFT_ENV) or 0))
+
+
+def dense_lead(sensor_interval_s: float) -> timedelta:
+    """How long before a scheduled release a tick starts waiting for it: a sensor interval and the daemon's 5 s."""
+    return min(timedelta(seconds=sensor_interval_s + 5), DENSE_LEAD_MAX)
 
 
 @dataclass
@@ -166,40 +195,72 @@ def release_sensor(sensor: ReleaseSensor, reports: Sequence[MacroReport],
     (conditional GET) and requests a run of the report's job for each new file."""
     targets = [jobs[r.report_id] for r in reports]
     target = {"job": targets[0]} if len(targets) == 1 else {"jobs": targets}
+    interval = max(sensor.minimum_interval_floor_s, load_settings().release_sensor_interval_s)
 
     @dg.sensor(
         name=sensor.name,
-        minimum_interval_seconds=max(sensor.minimum_interval_floor_s, load_settings().release_sensor_interval_s),
+        minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=sensor.description,
         **target,
     )
     def _release_sensor(context: dg.SensorEvaluationContext, vendor: VendorResource, lake: LakeResource):
+        started = time.monotonic()
         cursor = CursorState.load(context.cursor)
-        now = datetime.now(UTC)
+        now = calendar_now()
         settings = vendor.settings()
         client = vendor.client()
         client.attempts = min(client.attempts, SENSOR_ATTEMPTS)
         lk = lake.open()
-        requests, notes = [], []
+        lead = dense_lead(interval)
+        requests, notes, dense = [], [], []
+
+        def poll(report: MacroReport, watch: ReleaseWatch, state: dict) -> NewRelease | None:
+            return poll_release(
+                name=watch.name, url=watch.url, params=watch.params, client=client, lake=lk, state=state,
+                vendor=report.vendor, dataset=watch.dataset, partition_of=watch.partition_of,
+                fallback_partition=watch.fallback_partition, job_name=jobs[report.report_id].name,
+                valid_partition=watch.valid_partition, scheduled_release=watch.scheduled_release,
+                log=context.log,
+            )
+
         for report in reports:
             for watch in report.watches(settings, now):
                 state = cursor.get(watch.cursor_key)
-                poll, why = watch.due(state, now)
-                if not poll:
+                release = watch.dense_release(state, now, lead) if watch.dense_release else None
+                poll_now, why = watch.due(state, now)
+                if not poll_now and release is None:
                     notes.append(why)
                     continue
-                found = poll_release(
-                    name=watch.name, url=watch.url, params=watch.params, client=client, lake=lk, state=state,
-                    vendor=report.vendor, dataset=watch.dataset, partition_of=watch.partition_of,
-                    fallback_partition=watch.fallback_partition, job_name=jobs[report.report_id].name,
-                    valid_partition=watch.valid_partition, scheduled_release=watch.scheduled_release,
-                    log=context.log,
-                )
+                found = poll(report, watch, state) if poll_now else None
                 if found and found.run_request:
                     requests.append(found.run_request)
                 else:
                     notes.append(f"{watch.name}: no new file" + (f" ({why})" if why else ""))
+                    if release is not None:
+                        dense.append((report, watch, state, release))
+        # The minute after a scheduled release: poll the due files once a second until one is new.
+        polls = 0
+        while dense and not requests and time.monotonic() - started + DENSE_POLL_EVERY_S < DENSE_TICK_BUDGET_S:
+            now = calendar_now()
+            first = min(release for *_, release in dense)
+            time.sleep(min(max((first - now).total_seconds(), DENSE_POLL_EVERY_S),
+                           DENSE_TICK_BUDGET_S - (time.monotonic() - started)))
+            now = calendar_now()
+            for item in list(dense):
+                report, watch, state, release = item
+                if now > release + DENSE_WINDOW:
+                    dense.remove(item)
+                    continue
+                if now < release:
+                    continue
+                polls += 1
+                found = poll(report, watch, state)
+                if found and found.run_request:
+                    requests.append(found.run_request)
+                    dense.remove(item)
+        if polls:
+            notes.append(f"polled {polls} times in the minute after a scheduled release")
         if not requests:
             return dg.SensorResult(skip_reason="; ".join(n for n in notes if n) or "no new file", cursor=cursor.dump())
         return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
