@@ -264,7 +264,13 @@ def _add_run(instance, job_name: str, status, tags: dict) -> None:
 
 def test_reports_sensor_runs_metrics_then_findings_then_the_report_without_a_cursor(lane):
     from quant_platform.reports import metrics as mt
-    from quant_platform.reports.assets import evaluate_reports_sensor, findings, macro_metrics
+    from quant_platform.reports.assets import (
+        daily_report,
+        evaluate_reports_sensor,
+        findings,
+        macro_metrics,
+        today_utc,
+    )
     from quant_platform.resources import WarehouseResource
 
     inst, lake = lane["instance"], lane["lake"]
@@ -273,6 +279,14 @@ def test_reports_sensor_runs_metrics_then_findings_then_the_report_without_a_cur
     def keys(today: str = DAY) -> tuple[list[str], list[str]]:
         requested, waiting = evaluate_reports_sensor(inst, lake, today)
         return [r.run_key.rsplit(":", 1)[0] for r in requested], [p.asset for p in waiting]
+
+    # Every request names a partition its job has: today's report included (the report's days end today).
+    requested, _ = evaluate_reports_sensor(inst, lake)
+    assert [r.partition_key for r in requested] == [today_utc()]
+    asset_of = {"reports_macro_metrics_job": macro_metrics, "reports_findings_job": findings,
+                "reports_daily_report_job": daily_report}
+    for r in requested:
+        assert asset_of[r.job_name].partitions_def.has_partition_key(r.partition_key)
 
     # The fixture ran findings[market_daily] and the report of DAY: each recorded what it read, nothing is due.
     assert keys() == ([], [])

@@ -37,6 +37,8 @@ DAILY_REPORT_KEY = dg.AssetKey(["reports", "daily_report"])
 # Same definition as the tick lane's (equal by value): the market and platform metrics of day D run in the
 # ticks_daily_job run of day D, right after daily_stats and bars_1m.
 DAILY = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
+# The reports' days include today (end_offset=1): today's report is built, and rebuilt, as findings arrive.
+REPORT_DAYS = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="UTC", end_offset=1)
 FAMILY_PARTITIONS = dg.StaticPartitionsDefinition(list(FAMILIES))
 MACRO_SOURCES = {"wpsr_week_on_week": "macro_wpsr", "cot_net_positioning": "macro_cot"}
 MACRO_PARTITIONS = dg.StaticPartitionsDefinition(list(MACRO_SOURCES))
@@ -298,7 +300,7 @@ def findings(context: dg.AssetExecutionContext, config: FindingsConfig, warehous
         "(reports/daily/date=D/), indexed in reports.daily_reports; served by `quant-platform reports serve`. "
         "reports_sensor builds today's report once the metrics and findings it depends on are done; a past day: "
         "`quant-platform reports build D` or a backfill of this asset."),
-    partitions_def=DAILY,
+    partitions_def=REPORT_DAYS,
     deps=[dg.AssetDep(FINDINGS.asset_key, partition_mapping=dg.AllPartitionMapping())],
     group_name=GROUP,
     owners=[OWNER_REPORTING],
@@ -373,11 +375,23 @@ def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int:
     return int(rec.storage_id) if rec else 0
 
 
-def _recorded(rec, name: str, default=None):
-    """A metadata value of a materialization record (what the run recorded it had read)."""
+def _recorded(instance: dg.DagsterInstance, rec, name: str, default=None):
+    """What the run of a materialization record read: its metadata value `name`, or for a run of an older version
+    that did not record it, the last field of the run key reports_sensor gave it (the same value)."""
     md = rec.asset_materialization.metadata if rec is not None and rec.asset_materialization else {}
     value = md.get(name)
-    return getattr(value, "value", value) if value is not None else default
+    if value is not None:
+        return getattr(value, "value", value)
+    run = instance.get_run_by_id(rec.run_id) if rec is not None else None
+    key = run.tags.get("dagster/run_key", "") if run else ""
+    return key.rsplit(":", 1)[-1] if key.count(":") == 2 else default
+
+
+def _as_int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def today_utc() -> str:
@@ -405,21 +419,28 @@ def pending_work(instance: dg.DagsterInstance, root: Path, today: str | None = N
     for source, keys in MACRO_UPSTREAM.items():
         upstream = max(_latest_storage_id(instance, k) for k in keys)
         rec = _latest_record(instance, MACRO_METRICS_KEY, source)
-        if upstream and (rec is None or int(_recorded(rec, "upstream_storage_id", 0) or 0) < upstream):
+        if upstream and (rec is None or _as_int(_recorded(instance, rec, "upstream_storage_id")) < upstream):
             out.append(Pending(f"reports/macro_metrics[{source}]", macro_metrics_job.name, source,
                                f"macro_metrics:{source}:{upstream}", f"upstream materialization {upstream}"))
     for family in FAMILIES:
         sig = family_signature(root, family)
         rec = _latest_record(instance, FINDINGS.asset_key, family)
-        if sig and (rec is None or _recorded(rec, "signature") != sig):
+        if sig and (rec is None or _recorded(instance, rec, "signature") != sig):
             out.append(Pending(f"reports/findings[{family}]", findings_job.name, family, f"findings:{family}:{sig}",
                                f"metric chunks {sig}"))
     findings_latest = _latest_storage_id(instance, FINDINGS.asset_key)
     rec = _latest_record(instance, DAILY_REPORT_KEY, today)
-    if findings_latest and (rec is None or int(_recorded(rec, "findings_storage_id", 0) or 0) < findings_latest):
+    if findings_latest and (rec is None or _as_int(_recorded(instance, rec, "findings_storage_id")) < findings_latest):
         out.append(Pending(f"reports/daily_report[{today}]", daily_report_job.name, today,
                            f"daily_report:{today}:{findings_latest}", f"findings materialization {findings_latest}"))
     return out
+
+
+def open_work(instance: dg.DagsterInstance, root: Path, today: str | None = None) -> list[Pending]:
+    """pending_work less the steps whose run already ended without doing them (a failure): those are not asked
+    again with the same key, and do not hold the report back (it is built from what the other families found;
+    the failed run is in the run list)."""
+    return [p for p in pending_work(instance, root, today) if not _ended(instance, p.run_key)]
 
 
 def runs_in_flight(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -446,18 +467,14 @@ def evaluate_reports_sensor(instance: dg.DagsterInstance, root: Path, today: str
     requested once nothing that writes its inputs is queued or running (so a step never reads half of an
     update), and today's report only once no metrics or findings step is pending or in flight. Returns the
     requests and what waits."""
-    todo = pending_work(instance, root, today)
-    # A step whose run already ended without doing it (a failure) is not asked again with the same key, and
-    # does not hold the report back: the report is built from what the other families found.
-    failed = {p.run_key for p in todo if _ended(instance, p.run_key)}
-    todo = [p for p in todo if p.run_key not in failed]
+    todo = open_work(instance, root, today)
     flight = runs_in_flight(instance)
-    upstream = {k for keys in MACRO_UPSTREAM.values() for k in keys}
     requests, waiting = [], []
     for p in todo:
         if p.job_name == macro_metrics_job.name:
+            mine = set(MACRO_UPSTREAM[p.partition])
             blocked = (_busy(flight, p.job_name, p.partition)
-                       or any(r.asset_selection and r.asset_selection & upstream for r in flight))
+                       or any(r.asset_selection and r.asset_selection & mine for r in flight))
         elif p.job_name == findings_job.name:
             writer, part = FAMILY_WRITERS[p.partition]
             blocked = (_busy(flight, p.job_name, p.partition) or _busy(flight, writer, part)
