@@ -91,15 +91,17 @@ def canonical_table(n: int, symbols=("CL", "BZ")) -> pa.Table:
 
 # ----------------------------------------------------------------------------------------------- normalizer
 def test_a_raw_message_that_keeps_failing_is_dead_lettered_whole_and_later_messages_flow(url, tmp_path, monkeypatch):
-    """One raw message whose canonical ticks exceed the largest message NATS takes (no publisher of ours sends
-    one: batches stop at 1 MiB) fails on every delivery; after 3 it is in TICKS_DLQ verbatim with the reason."""
+    """One raw message whose DLQ record exceeds the largest message NATS takes (76,000 frames of a symbol nobody
+    listed: the record holds every frame JSON-escaped; no publisher of ours sends such a batch, they stop at 1 MiB)
+    fails on every delivery; after 3 it is in TICKS_DLQ verbatim with the reason. (Its canonical ticks, were they
+    good, would go in parts: a TICKS message is cut at 4 MiB.)"""
     monkeypatch.setenv("QP_REDELIVERY_DELAY_MS", "1500")  # 1.5 s, then 3 s: room to see later messages land
     from quant_platform.market.lander import LanderStats, run_lander
     from quant_platform.market.normalizer import NormalizerStats, run_normalizer
     from quant_platform.market.publisher import publish_frames
     from quant_platform.market.streams import ensure_streams
 
-    poison = encode_batch(sim_frames(76_000, symbols=("CL",)))
+    poison = encode_batch(sim_frames(76_000, symbols=("XX",)))  # not in the instrument master
     assert 7 * 1024**2 < len(poison) < 8 * 1024**2 - 4096
     lake = tmp_path / "lake"
 

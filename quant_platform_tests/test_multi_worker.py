@@ -61,6 +61,36 @@ def test_ids_and_file_names_follow_the_content_not_the_fetched_range(tmp_path):
     assert land_batch(lake, whole, 7, 9, None, batch_digest([9, 8, 7]))[0][0] == b[0][0]  # a redelivery: same file
 
 
+def test_an_instruments_ticks_over_the_message_limit_go_in_parts_with_their_own_ids(monkeypatch):
+    """A full fetch set of one busy instrument made one TICKS message over the server's max_payload: the set
+    failed, went down the one-by-one path, and the other instruments' messages already stored landed twice (the
+    realistic bench landed 784,736 duplicates of 2M ticks that way)."""
+    from quant_platform.market import normalizer
+    from quant_platform.market.instruments import InstrumentMaster
+    from quant_platform.market.normalizer import ipc_to_table, prepare
+
+    frames = sim_frames(3000, symbols=("CL", "BZ"))
+    msgs = [_raw_msg(seq, frames[500 * (seq - 1):500 * seq]) for seq in range(1, 7)]
+    whole = [p for p in prepare(msgs, InstrumentMaster.load()).publishes if p[3] == "TICKS"]
+    assert len(whole) == 2
+    limit = max(len(p[1]) for p in whole) // 5
+    monkeypatch.setattr(normalizer, "MAX_TICKS_MESSAGE_BYTES", limit)
+    parts = [p for p in prepare(msgs, InstrumentMaster.load()).publishes if p[3] == "TICKS"]
+    assert len(parts) >= 10 and all(len(p[1]) <= limit for p in parts)
+    assert len({p[2]["Nats-Msg-Id"] for p in parts}) == len(parts)
+    rows = [r for p in parts for r in ipc_to_table(p[1])["event_id"].to_pylist()]
+    assert sorted(rows) == sorted(r for p in whole for r in ipc_to_table(p[1])["event_id"].to_pylist())
+    assert {p[2]["Qp-Raw-Ticks"] for p in parts} == {whole[0][2]["Qp-Raw-Ticks"]}  # every part names the set
+
+
+def test_a_fetched_set_is_normalised_in_chunks_of_bounded_bytes():
+    from quant_platform.market.normalizer import set_chunks
+
+    msgs = [SimpleNamespace(data=b"x" * n) for n in (5, 5, 5, 20, 1)]
+    assert [[len(m.data) for m in c] for c in set_chunks(msgs, 10)] == [[5, 5], [5], [20], [1]]
+    assert set_chunks([], 10) == []
+
+
 def _worker(role: str, url: str, lake, env) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "quant_platform.market.worker", "--role", role, "--lake", str(lake)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -287,12 +287,29 @@ def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
         first, last = min(seqs), max(seqs)
         ids = table["instrument_id"]
         for inst in pc.unique(ids).to_pylist():
-            part = table.filter(pc.equal(ids, inst))
-            data = table_to_ipc(part)
-            out.publishes.append((norm_subject(source, inst), data, {
-                "Nats-Msg-Id": ticks_msg_id(source, inst, seqs, data), "Qp-Format": ARROW_FORMAT,
-                HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks)}, STREAM_NORM))
+            for data in ipc_parts(table.filter(pc.equal(ids, inst))):
+                out.publishes.append((norm_subject(source, inst), data, {
+                    "Nats-Msg-Id": ticks_msg_id(source, inst, seqs, data), "Qp-Format": ARROW_FORMAT,
+                    HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks)}, STREAM_NORM))
     return out
+
+
+# A TICKS message holds at most this many bytes: one instrument's ticks of a full fetch set (256 raw messages of
+# 500 frames; a Databento frame makes up to 256 ticks) can be more than the server's max_payload (8 MiB), which
+# failed the whole set, sent it down the one-by-one path and, with the other instruments' messages of the set
+# already stored, landed those twice. Parts are cut by rows and each has its own content-derived id.
+MAX_TICKS_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def ipc_parts(part: pa.Table, limit: int | None = None) -> list[bytes]:
+    """The table as one Arrow IPC message, or as several of at most `limit` bytes (MAX_TICKS_MESSAGE_BYTES) each."""
+    limit = limit or MAX_TICKS_MESSAGE_BYTES
+    data = table_to_ipc(part)
+    if len(data) <= limit or part.num_rows <= 1:
+        return [data]
+    pieces = -(-len(data) // limit) + 1  # a margin: rows differ in size, and each piece carries the schema
+    rows = -(-part.num_rows // pieces)
+    return [d for k in range(0, part.num_rows, rows) for d in ipc_parts(part.slice(k, rows), limit)]
 
 
 def ticks_msg_id(source: str, instrument_id: str, raw_seqs: list[int], data: bytes) -> str:
@@ -432,6 +449,28 @@ async def fetch_set(sub, batch: int, timeout: float, linger_s: float) -> list:
     return msgs
 
 
+# A fetched set is normalised in chunks of at most this many raw bytes, and before each chunk the set's remaining
+# messages are marked in progress: a full set of a slow format (256 raw messages of 500 Databento frames, 128k DBN
+# decodes) took longer than the consumer's ack wait on a busy host, was delivered again meanwhile and landed twice.
+MAX_SET_BYTES = 8 * 1024 * 1024
+
+
+def set_chunks(msgs: list, limit: int | None = None) -> list[list]:
+    """Consecutive chunks of a fetched set, each at most `limit` (MAX_SET_BYTES) bytes of raw data (at least one
+    message)."""
+    limit = limit or MAX_SET_BYTES
+    chunks: list[list] = [[]]
+    size = 0
+    for m in msgs:
+        n = len(m.data or b"")
+        if chunks[-1] and size + n > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(m)
+        size += n
+    return chunks if chunks[0] else []
+
+
 async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 256,
                          master: InstrumentMaster | None = None, stats: NormalizerStats | None = None,
                          linger_s: float | None = None) -> None:
@@ -447,13 +486,18 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
     max_deliver = await consumer_max_deliver(sub)
 
     async def handle(batch):
-        try:
-            await process_raw_messages(js, batch, master, stats, max_deliver=max_deliver, stop=stop)
-        except Exception as exc:  # a bug must not kill the worker: nak and carry on
-            stats.failures += 1
-            log.exception("raw messages failed: %s", exc)
-            for m in batch:
-                await _quietly(m.nak(delay=redelivery_delay(deliveries(m))))
+        chunks = set_chunks(batch)
+        for k, chunk in enumerate(chunks):
+            if k:  # the rest of the set waited while the earlier chunks were normalised: restart its ack clock
+                for m in (m for rest in chunks[k:] for m in rest):
+                    await _quietly(m.in_progress())
+            try:
+                await process_raw_messages(js, chunk, master, stats, max_deliver=max_deliver, stop=stop)
+            except Exception as exc:  # a bug must not kill the worker: nak and carry on
+                stats.failures += 1
+                log.exception("raw messages failed: %s", exc)
+                for m in chunk:
+                    await _quietly(m.nak(delay=redelivery_delay(deliveries(m))))
 
     try:
         while not stop.is_set():
