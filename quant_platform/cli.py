@@ -126,8 +126,8 @@ def cmd_backfill(args) -> int:
             if event.event_type_value == "STEP_FAILURE" and event.event_specific_data.error:
                 print(f"{args.asset}: {event.event_specific_data.error.message.strip().splitlines()[-1][:400]}",
                       flush=True)
-        if meta.get("vendor_missing"):
-            print(f"{args.asset}: {meta['vendor_missing']} of {len(batch)} partitions vendor_missing (never published "
+        if meta.get("partitions_vendor_missing"):
+            print(f"{args.asset}: {meta['partitions_vendor_missing']} of {len(batch)} partitions vendor_missing (never published "
                   f"by the vendor; recorded, left empty, not retried): {meta.get('vendor_missing_partitions', '')}",
                   flush=True)
     return 1 if failed else 0

@@ -83,9 +83,10 @@ def test_a_range_of_wpsr_history_weeks_lands_completely_and_a_rerun_is_a_no_op(s
     with dg.DagsterInstance.from_config(str(qp_home / "dagster")) as inst:
         assert len(inst.get_runs()) == 2
         assert set(weeks) <= inst.get_materialized_partitions(key)
-        observed = inst.fetch_observations(dg.AssetKey(key.path), limit=10).records
-        assert {r.asset_observation.partition for r in observed} == {"2026-02-13"}
-        assert "not published yet" in observed[0].asset_observation.metadata["vendor_missing"].value
+        mats = [r.asset_materialization for r in inst.fetch_materializations(key, limit=200).records]
+        flagged = {m.partition: m.metadata["vendor_missing"].value for m in mats if "vendor_missing" in m.metadata}
+        assert flagged == {"2026-02-13": "not published yet: the newest week in psw01.xls is 2026-02-06"}
+        assert {m.metadata["partitions_vendor_missing"].value for m in mats} == {1}
 
 
 def _ngs_lower_48(sheet_name: str) -> dict[str, float]:

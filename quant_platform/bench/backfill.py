@@ -88,7 +88,7 @@ def run_backfill_benchmark(years: int = 10, weeks: int | None = None, workdir: s
                 mats = result.asset_materializations_for_node("__".join(report.asset_key.path))
                 meta = {k: getattr(v, "value", v) for k, v in (mats[-1].metadata if mats else {}).items()}
                 rows = int(meta.get("dagster/row_count", 0))
-                missing = int(meta.get("vendor_missing", 0))
+                missing = int(meta.get("partitions_vendor_missing", 0))
                 files = _files_of(meta, home)
                 parse_s, parse_rows = _baseline(report, keys, files)
                 entry = {

@@ -86,12 +86,12 @@ def _parsed(frame, error):
 
 def _report_missing(context: dg.AssetExecutionContext, spec: TableSpec, missing: dict[str, str], loaded: list[str],
                     extra: dict) -> None:
-    """Each partition the vendor never published, recorded (an observation of that partition) and summarized."""
+    """Each partition the vendor never published, recorded on that partition's materialization (`vendor_missing`:
+    why) and summarized on every partition's."""
     for key, why in sorted(missing.items()):
-        context.log_event(dg.AssetObservation(asset_key=spec.asset_key, partition=key,
-                                              metadata={"vendor_missing": why}))
+        context.add_asset_metadata({"vendor_missing": why}, partition_key=key)
     lines = summarize_missing(missing)
-    extra.update({"vendor_missing": len(missing), "vendor_missing_partitions": shown(lines),
+    extra.update({"partitions_vendor_missing": len(missing), "vendor_missing_partitions": shown(lines),
                   "partitions_loaded": len(loaded)})
     context.log.warning(f"{spec.qualified_name}: {len(missing)} of {len(missing) + len(loaded)} partitions were "
                         f"never published by the vendor (left empty, not retried): {shown(lines, 3)}")

@@ -7,8 +7,8 @@ history workbook) loads a range of partitions in one run. A requested partition 
 is not an error of the load: the vendor never published it (the CFTC skipped weeks in the 2025 shutdown, reported
 other days than Tuesday before 1992 and on holidays, a series begins after the range starts). The report's parse
 names those partitions with a reason (mark_vendor_missing); macro/assets.py then writes the partitions that have
-rows, records each missing one as an AssetObservation with `vendor_missing`, and lists them in the
-materialization's metadata, so a rerun of the same file is the same load (nothing is retried forever).
+rows, records `vendor_missing: <why>` on each missing partition's materialization and a summary on every
+partition's, so a rerun of the same file is the same load (nothing is retried forever).
 """
 
 from __future__ import annotations
