@@ -213,11 +213,11 @@ def cmd_up(args) -> int:
         one_shot: list[subprocess.Popen] = []
         from quant_platform import first_start
 
-        args.history_load = first_start.start(env, settings.home)  # a few years of history, on the first start
+        args.history_load = first_start.start(env, settings.home, args.headless)  # report history, on first start
         if args.history_load is not None:
             one_shot.append(args.history_load)
-            print(f"loading {first_start.history_years()} years of report history in the background (first start; "
-                  f"log {settings.home / first_start.LOG})", flush=True)
+            print(f"loading report history in the background (first start; log {settings.home / first_start.LOG})",
+                  flush=True)
         if not args.no_market:
             from quant_platform.demo import start_ingest, start_replays
 
