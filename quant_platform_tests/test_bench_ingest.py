@@ -34,9 +34,8 @@ GOALS = {"ticks_per_s_end_to_end": 200_000, "p99_receipt_to_durable_ms_at_10k": 
 # measured 0.03-0.06 of the raw publish's ticks/s and 7-12x its CPU per tick.
 MIN_THROUGHPUT_VS_BASELINE = 0.01
 MAX_CPU_PER_TICK_VS_BASELINE = 25.0
-# Receipt -> durable ack with six connectors publishing eagerly at 10k ticks/s: each sends most frames alone, so
-# the server fsyncs ~2,500 batches/s; on this shared disk the median measured 5-500 ms in a 1 s run. A publisher
-# that does not work never acks (a timeout) or takes seconds.
+# Receipt -> durable ack with six connectors at 10k ticks/s (the deployment's batching): on this shared disk the
+# median measured 5-500 ms in a 1 s run. A publisher that does not work never acks (a timeout) or takes seconds.
 MAX_ACK_P50_MS = 2000.0
 
 
@@ -98,7 +97,7 @@ def test_ingest_benchmark_small_run():
         # Paced at ~10k ticks/s: every figure measured; the ack not missed by far; receipt -> queryable measured by
         # DuckDB queries over the OLAP views that saw every marker, within twice the goal on a loaded machine.
         assert abs(paced["ticks"] - 10_000 * PACED_SECONDS) <= 0.02 * 10_000 * PACED_SECONDS and paced["batches"] >= 1
-        assert paced["publisher"] == {"eager_inflight": 1, "max_delay_ms": 1.0}
+        assert paced["publisher"] == {"eager_inflight": 0, "max_delay_ms": 5.0}  # the deployment defaults
         for block in (paced, paced["ingest_path_alone"]):
             _assert_latency_block(block)
         ack = paced["receipt_to_durable_ack_ms"]
