@@ -190,3 +190,18 @@ def test_bench_backfill_smoke(tmp_path):
     finally:
         wh.dispose()
     assert out["total"]["partitions"] == 8 and out["total"]["rows_per_s"] > 0
+
+
+def test_first_start_history_ends_at_the_newest_week_the_vendor_serves():
+    from datetime import UTC, datetime
+
+    from quant_platform.first_start import ranges
+
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    got = ranges(now, 1, {"macro/eia_wpsr_tables": "2026-02-06", "macro/cftc_cot_legacy": "2025-03-18",
+                          "macro/eia_gas_storage": "2030-01-04"})
+    assert got == [("macro/eia_wpsr_tables", "2025-02-14", "2026-02-06"),  # 52 weeks to the workbook's newest
+                   ("macro/cftc_cot_legacy", "2024-03-26", "2025-03-18"),
+                   # never past the newest scheduled release: 2026-11-27's is Thursday 10:30, still ahead at 07:00 ET
+                   ("macro/eia_gas_storage", "2025-11-28", "2026-11-20")]
+    assert ranges(now, 3)[0] == ("macro/eia_wpsr_tables", "2023-12-08", "2026-11-27")
