@@ -27,6 +27,9 @@ concurrency:
     # DuckDB allows one writing process: assets in pool 'warehouse_writer' run one at a time.
     default_limit: 1
     granularity: op
+# A queued run starts within a second (default 5 s): a release's rows are due in the warehouse within 15 s.
+run_queue:
+  dequeue_interval_seconds: 1
 sensors:
   use_threads: true
   num_workers: 4
