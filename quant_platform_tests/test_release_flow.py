@@ -8,6 +8,7 @@ import time
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from quant_platform_tests.conftest import SAMPLE_DATA
 from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
@@ -120,3 +121,32 @@ def test_same_file_again_is_a_noop_and_a_revision_is_kept(simulator, warehouse, 
     revs = warehouse.query_df("SELECT revision FROM governance.raw_files WHERE partition_key = :p ORDER BY 1",
                               {"p": "2026-04-24"})
     assert revs["revision"].tolist() == [1, 2]
+
+
+def test_bench_release_summary_reports_the_p95_against_the_goal():
+    from quant_platform.bench.release import p95, summarize
+
+    assert p95([3.0, 1.0, 2.0]) == 3.0  # nearest rank: below 20 samples the largest, never optimistic
+    assert p95([float(v) for v in range(1, 41)]) == 38.0
+    samples = [{"week": f"2026-05-{d:02d}", "release_to_seen_s": 0.5, "seen_to_run_queued_s": 0.1,
+                "queued_to_run_started_s": 4.0, "run_started_to_committed_s": 4.0, "release_to_committed_s": total}
+               for d, total in ((1, 8.6), (8, 9.0), (15, 14.0))]
+    out = summarize(samples, baseline_s=6.5, sensor_interval_s=30)
+    assert out["release_to_committed_s"] == {"p50": 9.0, "p95": 14.0, "max": 14.0, "n": 3}
+    assert out["met_goal"] and out["goal_p95_s"] == 15.0 and out["baseline"]["seconds"] == 6.5
+    assert out["components_p50_s"]["queued_to_run_started_s"] == 4.0
+
+
+@pytest.mark.slow
+def test_bench_release_smoke_one_release_through_the_daemon(tmp_path, monkeypatch):
+    """One WPSR release at its scheduled time through a real daemon: seen by dense polling, committed."""
+    from quant_platform.bench.release import run_release_benchmark
+
+    for var in ("QP_WAREHOUSE_URL", "QP_LAKE_URL", "QP_EIA_API_KEY", "QP_EIA_IR_BASE_URL", "QP_EIA_API_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    out = run_release_benchmark(sensor_interval_s=5, timeout_s=240, releases=1, home=tmp_path / "bench")
+    (sample,) = out["releases"]
+    assert sample["week"] == "2026-05-01"
+    assert -0.5 <= sample["release_to_seen_s"] <= 2.0  # dense polling: about a second at most
+    assert 0 < sample["release_to_committed_s"] < 120
+    assert out["release_to_committed_s"]["n"] == 1 and out["baseline"]["seconds"] > 0

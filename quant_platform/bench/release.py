@@ -1,115 +1,220 @@
-"""Release -> in-warehouse latency through the real machinery: simulator, Dagster daemon, release sensor,
-run launcher, asset run, warehouse; compared with the same load run in-process (no sensor, no daemon).
+"""Release -> rows committed through the real machinery: simulator, Dagster daemon, release sensor, run queue and
+launcher, asset run, warehouse; several releases, p95, against the same load run in-process in the same run.
 
-Never shortcut the daemon here: the figure must include the sensor interval and run start-up.
+Never shortcut the daemon here: the figure must include the sensor, the queue and run start-up.
+
+Each release happens at its scheduled time: WPSR week n is posted by the simulator at the instant the platform
+believes is its Wednesday 10:30 release. A daemon is started per release with QP_RELEASE_CLOCK_SHIFT_S (release
+calendars judged as if it were that release's day; every recorded time stays real) about 45 s before it, so its
+release sensor ticks at some phase before the release, as it would on the day. Between releases the queue drains
+(marts and audit runs a load triggers), as it would in the week between two releases.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
 
 WPSR_URL_PATH = "/wpsr/table1.csv"
+GOAL_P95_S = 15.0
+DAEMON_LEAD_S = 45.0  # daemon started this long before the release: code load, first tick, a tick in the lead
+IDLE_FOR_S = 6.0  # the queue is drained when nothing ran or waited for this long
+WARMUP_TIMEOUT_S = 600.0
 
 
-def _rows_for_week(wh, week: str) -> int:
-    try:
-        return int(wh.scalar("SELECT count(*) FROM macro.eia_wpsr WHERE week_ending = :week",
-                             {"week": date.fromisoformat(week)}))
-    except Exception:  # the table may be locked by a writer for an instant
-        return 0
+def p95(values: list[float]) -> float:
+    """Nearest-rank 95th percentile (the largest value below 20 samples: never optimistic)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, releases: int = 2) -> dict:
+def summarize(samples: list[dict], baseline_s: float, sensor_interval_s: int) -> dict:
+    """The benchmark's JSON from its per-release samples (pure: tests call it)."""
+    totals = [s["release_to_committed_s"] for s in samples]
+    parts = ("release_to_seen_s", "seen_to_run_queued_s", "queued_to_run_started_s", "run_started_to_committed_s")
+    return {
+        "benchmark": "release_to_rows_committed",
+        "path": "simulator posts the WPSR week at its scheduled time -> eia_wpsr_release_sensor (dense polling in "
+        "the minute after the release) -> run queue -> run process -> load (parse, checks, revise) -> DuckDB commit",
+        "sensor_interval_s": sensor_interval_s,
+        "releases": samples,
+        "release_to_committed_s": {"p50": round(statistics.median(totals), 2), "p95": round(p95(totals), 2),
+                                   "max": round(max(totals), 2), "n": len(totals)},
+        "components_p50_s": {p: round(statistics.median(s[p] for s in samples), 2) for p in parts},
+        "baseline": {"what": "the same partition loaded in-process with materialize() in this run (no sensor, no "
+                     "daemon, no run process)", "seconds": round(baseline_s, 2)},
+        "goal_p95_s": GOAL_P95_S,
+        "met_goal": p95(totals) <= GOAL_P95_S,
+        "firm_bar_s": 3600,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+
+
+def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, releases: int = 5,
+                          home: Path | None = None) -> dict:
     import dagster as dg
 
-    from quant_platform.instance import ensure_embedded_instance
+    from quant_platform.instance import prepare_embedded_instance
     from quant_platform.macro.eia.parsing import wpsr_week_ending
+    from quant_platform.macro.release_sensing import CLOCK_SHIFT_ENV
+    from quant_platform.platform.calendars import WPSR_RELEASE_CALENDAR
     from quant_platform.platform.warehouse import Warehouse, sql_dir
     from quant_platform.vendors.simulator import VendorSimulator, next_wpsr_week, resolve_data_dir
 
-    home = Path(tempfile.mkdtemp(prefix="qp-bench-release-"))
+    home = home or Path(tempfile.mkdtemp(prefix="qp-bench-release-"))
     sim = VendorSimulator(preload=True).start()
     env = dict(os.environ)
     env.update(QP_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), QP_EIA_BASE_URL=sim.base_url,
                QP_CFTC_BASE_URL=sim.base_url, QP_EIA_SERIES="WCESTUS1",
                QP_RELEASE_SENSOR_INTERVAL=str(sensor_interval_s))
-    saved = {k: os.environ.get(k) for k in env}
+    env.pop(CLOCK_SHIFT_ENV, None)
+    saved = {k: os.environ.get(k) for k in (*env, CLOCK_SHIFT_ENV)}
     os.environ.update(env)
-    ensure_embedded_instance(home / "dagster")
-    wh = Warehouse(f"duckdb:///{home / 'warehouse.duckdb'}")
-    wh.apply_sql_dir(sql_dir())
-    base_body = (resolve_data_dir() / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
-    first_week = wpsr_week_ending(base_body).isoformat()
-
-    # Baseline: the same partition load in-process, no sensor and no daemon.
-    from quant_platform.macro.eia.assets import eia_wpsr
-    from quant_platform.resources import platform_resources
-
-    with dg.instance_for_test() as tmp_instance:
-        t = time.perf_counter()
-        res = dg.materialize([eia_wpsr], partition_key=first_week, resources=platform_resources(),
-                             instance=tmp_instance, raise_on_error=False)
-        baseline_s = time.perf_counter() - t
-    if not res.success:
-        raise QuantPlatformError("baseline in-process load failed; see the Dagster log above")
-
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-m", "quant_platform.definitions"],
-        env=env, cwd=str(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    samples = []
+    os.environ.pop(CLOCK_SHIFT_ENV, None)
+    daemon: subprocess.Popen | None = None
     try:
-        body = base_body
+        prepare_embedded_instance(home / "dagster")
+        wh = Warehouse(f"duckdb:///{home / 'warehouse.duckdb'}")
+        wh.apply_sql_dir(sql_dir())
+        base_body = (resolve_data_dir() / "eia" / "wpsr_table1_2026-05-01.csv").read_bytes()
+        first_week = wpsr_week_ending(base_body)
+
+        # Baseline: the same partition load in-process, no sensor and no daemon.
+        from quant_platform.macro.eia.assets import eia_wpsr
+        from quant_platform.resources import platform_resources
+
+        with dg.instance_for_test() as tmp_instance:
+            t = time.perf_counter()
+            res = dg.materialize([eia_wpsr], partition_key=first_week.isoformat(), resources=platform_resources(),
+                                 instance=tmp_instance, raise_on_error=False)
+            baseline_s = time.perf_counter() - t
+        if not res.success:
+            raise QuantPlatformError("baseline in-process load failed; see the Dagster log above")
+
+        instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+        # Warm-up: every sensor's first files (the current week, COT, series, ...) load, then the queue drains.
+        daemon = _start_daemon(env, home, "warmup")
+        _wait_idle(instance, daemon, WARMUP_TIMEOUT_S, at_least_s=3 * sensor_interval_s)
+        _stop(daemon)
+        daemon = None
+
+        samples = []
         for n in range(1, releases + 1):
+            week = first_week + timedelta(days=7 * n)
             body = next_wpsr_week(base_body, weeks=n)
-            week = wpsr_week_ending(body).isoformat()
-            # Release between two sensor ticks, like a vendor that does not know our schedule.
-            released_at = time.time()
-            sim.publish(WPSR_URL_PATH, body, at=released_at)
-            while _rows_for_week(wh, week) == 0:
-                if time.time() - released_at > timeout_s:
-                    raise QuantPlatformError(f"week {week} not in the warehouse {timeout_s:.0f}s after release")
-                if daemon.poll() is not None:
-                    raise QuantPlatformError("the Dagster daemon exited during the benchmark")
-                time.sleep(0.25)
-            samples.append({"week": week, "release_to_warehouse_s": round(time.time() - released_at, 2)})
+            assert wpsr_week_ending(body) == week
+            scheduled = WPSR_RELEASE_CALENDAR.release_at(week)
+            release_real = time.time() + DAEMON_LEAD_S
+            shift = scheduled.timestamp() - release_real
+            sim.publish(WPSR_URL_PATH, body, at=release_real)  # the vendor posts it at the scheduled instant
+            daemon = _start_daemon({**env, CLOCK_SHIFT_ENV: f"{shift:.3f}"}, home, f"release-{n}")
+            samples.append(_measure(wh, instance, daemon, week, hashlib.sha256(body).hexdigest(), release_real,
+                                    timeout_s))
+            _wait_idle(instance, daemon, timeout_s, at_least_s=IDLE_FOR_S)
+            _stop(daemon)
+            daemon = None
+        instance.dispose()
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        if daemon is not None:
+            _stop(daemon)
         sim.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    values = [s["release_to_warehouse_s"] for s in samples]
+    out = summarize(samples, baseline_s, sensor_interval_s)
+    out["qp_home"] = str(home)
+    return out
+
+
+def _start_daemon(env: dict, home: Path, label: str) -> subprocess.Popen:
+    log = (home / f"daemon-{label}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-m", "quant_platform.definitions"],
+        env=env, cwd=str(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _stop(daemon: subprocess.Popen) -> None:
+    daemon.terminate()
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(timeout=30)
+
+
+def _active_runs(instance) -> int:
+    import dagster as dg
+
+    busy = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED]
+    return len(instance.get_run_records(filters=dg.RunsFilter(statuses=busy)))
+
+
+def _wait_idle(instance, daemon: subprocess.Popen, timeout_s: float, at_least_s: float) -> None:
+    """Until no run waits or runs for IDLE_FOR_S (after at least `at_least_s`, so the sensors have ticked)."""
+    start = time.time()
+    idle_since = None
+    while True:
+        if daemon.poll() is not None:
+            raise QuantPlatformError("the Dagster daemon exited during the benchmark (see daemon-*.log)")
+        now = time.time()
+        idle_since = (idle_since or now) if _active_runs(instance) == 0 else None
+        if idle_since and now - idle_since >= IDLE_FOR_S and now - start >= at_least_s:
+            return
+        if now - start > timeout_s:
+            raise QuantPlatformError(f"runs still queued or running {timeout_s:.0f}s on (see daemon-*.log)")
+        time.sleep(1)
+
+
+def _measure(wh, instance, daemon: subprocess.Popen, week: date, sha: str, release_real: float,
+             timeout_s: float) -> dict:
+    """Wait for the run of the released file (the run key carries its sha256) to finish, then read when its rows
+    were committed (governance.raw_files.loaded_at, stamped in the publishing transaction) and the run's times.
+    Nothing polls the DuckDB file meanwhile: a reader would hold its lock against the run that writes."""
+    import dagster as dg
+
+    while True:
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={"qp/raw_sha256": sha}), limit=1)
+        if records and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            break
+        if records and records[0].dagster_run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            raise QuantPlatformError(f"the run loading week {week} failed (see the Dagster run log in {instance.root_directory})")
+        if time.time() - release_real > timeout_s:
+            raise QuantPlatformError(f"week {week} not in the warehouse {timeout_s:.0f}s after its release")
+        if daemon.poll() is not None:
+            raise QuantPlatformError("the Dagster daemon exited during the benchmark (see daemon-*.log)")
+        time.sleep(0.2)
+    record = records[0]
+    loaded_at = wh.scalar("SELECT loaded_at FROM governance.raw_files WHERE sha256 = :sha", {"sha": sha})
+    committed = _epoch(loaded_at)
+    seen = datetime.fromisoformat(record.dagster_run.tags["qp/first_seen_at"]).timestamp()
+    queued = record.create_timestamp.timestamp()
+    started = record.start_time or queued
     return {
-        "benchmark": "release_to_warehouse",
-        "path": "simulator release -> eia_wpsr_release_sensor tick -> queued run -> run process -> DuckDB",
-        "sensor_interval_s": sensor_interval_s,
-        "releases": samples,
-        "release_to_warehouse_s_median": statistics.median(values),
-        "release_to_warehouse_s_max": max(values),
-        "baseline": {"what": "same partition loaded in-process with materialize() (no sensor, no daemon)",
-                     "seconds": round(baseline_s, 2)},
-        "goal_s": 120,
-        "firm_bar_s": 3600,
-        "met_goal": max(values) <= 120,
-        "expected_upper_bound_s": round(sensor_interval_s + baseline_s + 15, 1),
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "qp_home": str(home),
-        "note": "Expected ~ U(0, interval) sensor wait + run start-up + load; "
-        f"{timedelta(seconds=sensor_interval_s)} sensor interval.",
+        "week": week.isoformat(),
+        "release_to_seen_s": round(seen - release_real, 2),
+        "seen_to_run_queued_s": round(queued - seen, 2),
+        "queued_to_run_started_s": round(started - queued, 2),
+        "run_started_to_committed_s": round(committed - started, 2),
+        "release_to_committed_s": round(committed - release_real, 2),
     }
+
+
+def _epoch(value) -> float:
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize(UTC) if ts.tzinfo is None else ts).timestamp()
