@@ -1,5 +1,6 @@
 """release_on_time judges when a week's rows were committed to the warehouse, against the real release
-calendars and a fixed `now`: on time, late (fetched on time, loaded hours later) and missing weeks.
+calendars and a fixed `now`: on time, late (fetched on time and loaded hours later, or published late by the
+vendor) and missing weeks.
 
 Never judge with the wall clock here: every instant is fixed, and the calendar's holidays are the real ones.
 """
@@ -61,9 +62,20 @@ def test_a_week_fetched_on_time_but_loaded_three_hours_later_is_late(warehouse):
     _loaded(warehouse, W2, timedelta(minutes=2), timedelta(hours=3, minutes=2))
     outcome, result = _judge(warehouse, datetime(2026, 5, 20, 16, 0, tzinfo=NEW_YORK))
     assert not result.passed
-    assert outcome["late"] == ["2026-05-15 (loaded 3.0 h after release)"] and outcome["missing"] == []
-    assert result.metadata["late_partitions"].value == "2026-05-15 (loaded 3.0 h after release)"
+    late = "2026-05-15 (loaded 3.0 h after release, first seen 0.0 h after: the load was late)"
+    assert outcome["late"] == [late] and outcome["missing"] == []
+    assert result.metadata["late_partitions"].value == late
     assert result.metadata["releases_judged"].value == 1  # W1 was released before the platform's first fetch
+
+
+def test_a_week_the_vendor_published_late_says_so(warehouse):
+    """The platform saw the file only 3 hours after the scheduled release and loaded it at once: late, and the
+    lateness is the vendor's (its first sight is the rows' available_at)."""
+    _loaded(warehouse, W1, timedelta(minutes=2), timedelta(minutes=6))
+    _loaded(warehouse, W2, timedelta(hours=3), timedelta(hours=3, minutes=1))
+    outcome, _ = _judge(warehouse, datetime(2026, 5, 20, 16, 0, tzinfo=NEW_YORK))
+    assert outcome["late"] == ["2026-05-15 (loaded 3.0 h after release, first seen 3.0 h after: the vendor was "
+                               "late)"]
 
 
 def test_a_week_never_loaded_is_missing(warehouse):

@@ -39,7 +39,8 @@ def release_lateness(
     a sensor (and only while it runs), and a macro row's loaded_at is overwritten by every reload. A file
     fetched on time but loaded late is late; a week with no loaded file is missing. The platform started
     watching at its first fetch (not its first load, which may itself be late): releases before it are not
-    judged.
+    judged. A late week says when its file was first seen (its rows' available_at), so a vendor that published
+    late (the CFTC during the Oct-Nov 2025 shutdown) is told from a load that came late.
     """
     seen = wh.query_df(
         "SELECT partition_key, min(fetched_at) AS first_fetched, min(loaded_at) AS first_loaded "
@@ -49,6 +50,7 @@ def release_lateness(
     if seen.empty:
         return {"judged": 0, "late": [], "missing": [], "note": "nothing loaded yet"}
     loaded = {str(k)[:10]: _utc(v) for k, v in zip(seen["partition_key"], seen["first_loaded"], strict=True)}
+    fetched = {str(k)[:10]: _utc(v) for k, v in zip(seen["partition_key"], seen["first_fetched"], strict=True)}
     started = min(_utc(v) for v in seen["first_fetched"])
     late, missing, judged = [], [], 0
     week = latest_due(now - DUE_WITHIN)
@@ -60,9 +62,17 @@ def release_lateness(
             if got is None:
                 missing.append(f"{week} (due {scheduled:%Y-%m-%d %H:%M %Z})")
             elif got - scheduled > DUE_WITHIN:
-                late.append(f"{week} (loaded {(got - scheduled).total_seconds() / 3600:.1f} h after release)")
+                # First sight (the file's available_at) tells a late vendor from a late load.
+                first = fetched.get(week.isoformat(), got)
+                who = "the vendor was late" if first - scheduled > DUE_WITHIN else "the load was late"
+                late.append(f"{week} (loaded {_hours(got - scheduled)} h after release, first seen "
+                            f"{_hours(first - scheduled)} h after: {who})")
         week -= timedelta(days=7)
     return {"judged": judged, "late": late, "missing": missing, "platform_started": started.isoformat()}
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f}"
 
 
 def _utc(value) -> pd.Timestamp:
