@@ -346,9 +346,8 @@ FAMILY_WRITERS = {"macro_wpsr": (macro_metrics_job.name, "wpsr_week_on_week"),
                   "macro_cot": (macro_metrics_job.name, "cot_net_positioning"),
                   "market_daily": (TICKS_DAILY_JOB, None), "market_intraday": (TICKS_DAILY_JOB, None),
                   "platform": (TICKS_DAILY_JOB, None)}
-# The lane's runs take seconds; they go before queued runs of priority 0 (the run queue dequeues by priority),
-# so a report follows its data instead of waiting behind unrelated loads for the warehouse-writer slot.
-RUN_PRIORITY = "1"
+# No run priority: with the warehouse-writer slot contended, runs of a higher priority take the slot each time
+# it frees and starve the loads the lane waits for (measured: a WPSR load waited 370 s behind findings runs).
 IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED)
 
@@ -490,7 +489,7 @@ def evaluate_reports_sensor(instance: dg.DagsterInstance, root: Path, today: str
             waiting.append(p)
         else:
             requests.append(dg.RunRequest(run_key=p.run_key, partition_key=p.partition, job_name=p.job_name,
-                                          tags={"qp/reason": p.reason, "dagster/priority": RUN_PRIORITY}))
+                                          tags={"qp/reason": p.reason}))
     return requests, waiting
 
 
@@ -510,8 +509,7 @@ def _sensor_interval() -> int:
         "reports/findings for a family whose metric chunks changed once nothing writing them is queued or running "
         "(the market and platform metrics are built in the ticks_daily_job run of their day), and today's "
         "reports/daily_report once a findings run materialized after its last build and no metrics or findings "
-        "step is pending or running. Its runs have priority 1 in the run queue (they take seconds). Interval: "
-        "QP_REPORTS_SENSOR_INTERVAL seconds (default 30)."),
+        "step is pending or running. Interval: QP_REPORTS_SENSOR_INTERVAL seconds (default 30)."),
 )
 def reports_sensor(context: dg.SensorEvaluationContext):
     t0 = time.monotonic()
