@@ -1,4 +1,5 @@
-"""The market lane of `quant-platform up`, and the headless summary: what `up --headless` waits for and prints.
+"""The market lane of `quant-platform up`, and the headless summary: what `up --headless` waits for and prints
+(every lane's assets, the reporting lane up to date with what it reads, today's report).
 
 Never start a process here that `up` does not stop: every child is returned to the caller, which owns it.
 """
@@ -19,11 +20,21 @@ CAPTURES = {  # source -> capture file under <sample data>/ticks
     "alpaca": "alpaca_v2_sip_session.txt",
 }
 
-# The assets every lane must have materialized before the headless demo reports success.
+# The assets every lane must have materialized before the headless demo reports success. A reporting entry
+# names a partition ("today": the UTC day of the check) and counts only once it is up to date: materialized,
+# and nothing it depends on pending in the lane (reports.assets.pending_work).
 EXPECTED = {
     "macro": ("macro/eia_wpsr", "macro/eia_series", "macro/cftc_cot_disaggregated", "marts/us_crude_balance_weekly"),
     "internal": ("core/dim_employee", "core/dim_client", "core/dim_supplier"),
     "market": ("market/ticks_daily", "market/bars_1m", "market/daily_stats", "market/ticks_history"),
+    "reports": ("reports/macro_metrics[wpsr_week_on_week]", "reports/macro_metrics[cot_net_positioning]",
+                "reports/findings[macro_wpsr]", "reports/findings[macro_cot]", "reports/daily_report[today]"),
+}
+# What else must be settled before a reporting entry counts ("*": anything pending in the lane).
+REPORTS_DEPEND_ON = {
+    "reports/findings[macro_wpsr]": ("reports/macro_metrics[wpsr_week_on_week]",),
+    "reports/findings[macro_cot]": ("reports/macro_metrics[cot_net_positioning]",),
+    "reports/daily_report[today]": ("*",),
 }
 
 
@@ -81,12 +92,37 @@ def _latest_checks(instance) -> dict[tuple[str, str, str], tuple[bool, str]]:
     return out
 
 
+def _reports_progress(instance) -> dict[str, bool]:
+    """Per reporting entry of EXPECTED: materialized (that partition) and up to date."""
+    from dagster import AssetKey, AssetRecordsFilter
+
+    from quant_platform.reports.assets import lake_root, open_work, today_utc
+
+    today = today_utc()
+    pending = {p.asset for p in open_work(instance, lake_root(), today)}
+    out = {}
+    for entry in EXPECTED["reports"]:
+        key, part = entry.rstrip("]").split("[")
+        part = today if part == "today" else part
+        resolved = f"{key}[{part}]"
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(key.split("/")), asset_partitions=[part]), limit=1).records
+        deps = REPORTS_DEPEND_ON.get(entry, ())
+        settled = resolved not in pending and not ("*" in deps and pending) and not (set(deps) & pending)
+        out[entry] = bool(records) and settled
+    return out
+
+
 def progress(instance) -> dict:
-    """What the instance knows: materialized assets, runs by status, check outcomes."""
+    """What the instance knows: materialized assets (the reporting lane's: up to date), runs by status, check
+    outcomes."""
     from dagster import AssetKey, DagsterRunStatus, RunsFilter
 
     materialized = {}
-    for keys in EXPECTED.values():
+    for lane, keys in EXPECTED.items():
+        if lane == "reports":
+            materialized.update(_reports_progress(instance))
+            continue
         for k in keys:
             rec = instance.get_latest_materialization_event(AssetKey(k.split("/")))
             materialized[k] = rec is not None
@@ -122,10 +158,11 @@ def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
     try:
         tables = wh.query_df(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN "
-            "('macro', 'core', 'market', 'marts', 'governance') ORDER BY 1, 2")
+            "('macro', 'core', 'market', 'marts', 'governance', 'reports') ORDER BY 1, 2")
         counts = {}
         for schema, name in tables.itertuples(index=False):
             counts[f"{schema}.{name}"] = int(wh.scalar(f"SELECT count(*) FROM {vetted(schema)}.{vetted(name)}"))  # noqa: S608
+        report = _todays_report(wh, lake_root)
     finally:
         wh.dispose()
     landed = sum(pq.ParquetFile(f).metadata.num_rows for files in landing_days(lake_root).values() for f in files)
@@ -137,7 +174,28 @@ def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
     ok = (all(all(v.values()) for v in lanes.values()) and not p["checks"]["failed"]
           and not p["runs"].get("FAILURE") and landed > 0 and bool(compacted))
     return {"ok": ok, "lanes": lanes, "tables": counts, "checks": p["checks"], "runs": p["runs"],
-            "ticks": {"landed_rows": landed, "compacted_days": compacted}}
+            "ticks": {"landed_rows": landed, "compacted_days": compacted}, "report": report}
+
+
+def _todays_report(wh, lake_root: Path) -> dict | None:
+    """Today's daily report as the summary shows it: its files and its findings (from its JSON body)."""
+    from datetime import date
+
+    from quant_platform.reports.assets import today_utc
+
+    today = today_utc()
+    row = wh.query_df("SELECT * FROM reports.daily_reports WHERE report_date = :d", {"d": date.fromisoformat(today)})
+    if row.empty:
+        return None
+    r = row.iloc[0]
+    body = json.loads((lake_root / r["json_path"]).read_text(encoding="utf-8"))
+    return {"date": today, "html": str(lake_root / r["html_path"]), "markdown": str(lake_root / r["markdown_path"]),
+            "findings_shown": body["findings_shown"], "findings_recent": body["findings_recent_shown"],
+            "findings_earlier": body["findings_earlier_shown"],
+            "families": {f: v["shown"] for f, v in body["families"].items() if v["shown"]},
+            "findings": [{k: f[k] for k in ("finding_id", "section", "family", "kind", "series_id", "occurred_at",
+                                            "detected_at", "first_detected_at", "probability")}
+                         for f in body["findings"]]}
 
 
 def print_summary(s: dict) -> None:
@@ -152,5 +210,15 @@ def print_summary(s: dict) -> None:
     t = s["ticks"]
     print(f"ticks:    {t['landed_rows']} landed in the lake; compacted days: "
           + (", ".join(f"{d} ({n} ticks)" for d, n in t["compacted_days"].items()) or "none"))
+    r = s.get("report")
+    if r:
+        fams = ", ".join(f"{f} {n}" for f, n in r["families"].items()) or "none"
+        print(f"report:   {r['date']}: {r['findings_shown']} findings ({r['findings_recent']} recent, "
+              f"{r['findings_earlier']} earlier; by family: {fams}); {r['html']}")
+        for f in r["findings"][:6]:
+            print(f"          {f['section']:7} {f['kind']:12} {f['series_id']} happened {f['occurred_at'][:16]}, "
+                  f"confirmed {f['detected_at'][:10]}, p={f['probability']:.3f}")
+    else:
+        print("report:   none for today")
     print("result:   " + ("every lane has data and every blocking check passed" if s["ok"] else "INCOMPLETE"))
     print(json.dumps(s, default=str), flush=True)

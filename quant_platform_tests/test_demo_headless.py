@@ -1,6 +1,8 @@
 """The README's promise, proven from a clean copy: the committed tree (`git archive HEAD`) alone in an empty
 folder, installed non-editable into a fresh venv, runs `warehouse init` and `up --headless` from a folder
-with nothing beside it, to a summary where every lane has data and every check passed, leaving no process.
+with nothing beside it, to a summary where every lane has data and every check passed, leaving no process;
+and today's daily report, built from the demo's own data, holds findings with their plots that are the rows
+of reports.findings (read from the warehouse file after the run).
 
 Never point this test at the repository's own files or venv: it proves that the wheel carries everything.
 """
@@ -61,7 +63,7 @@ def test_clean_clone_installs_and_runs_the_headless_demo_to_a_complete_summary(t
     env = {k: v for k, v in os.environ.items() if not k.startswith("QP_") and k != "DAGSTER_HOME"}
     env.pop("PYTHONPATH", None)
     env.update(QP_HOME=str(home), QP_RELEASE_SENSOR_INTERVAL="5", QP_INGEST_SENSOR_INTERVAL="5",
-               QP_TICK_LATENESS_MINUTES="0",
+               QP_TICK_LATENESS_MINUTES="0", QP_REPORTS_SENSOR_INTERVAL="5",
                # The market simulator at a tenth of its default rate: the lane still lands thousands of ticks,
                # and the two cores stay free for the Dagster runs the test waits for.
                QP_SIM_RATE="200")
@@ -95,6 +97,50 @@ def test_clean_clone_installs_and_runs_the_headless_demo_to_a_complete_summary(t
     assert report["ticks"]["landed_rows"] > 1000  # the market simulator ran
     assert "2021-10-12" in report["ticks"]["compacted_days"]  # the real Binance capture's trades, compacted
     assert "every lane has data" in proc.stdout
+    _assert_todays_report(report, home, proc.stdout)
     time.sleep(1)
     assert _processes_with(f"QP_HOME={home}") == [], "a process of the demo outlived it"
-    print(f"clean install {installed:.0f} s, headless demo {elapsed:.0f} s")
+    print(f"clean install {installed:.0f} s, headless demo {elapsed:.0f} s; report {report['report']['date']}: "
+          f"{report['report']['findings_shown']} findings ({report['report']['families']})")
+
+
+def _assert_todays_report(report: dict, home: Path, stdout: str) -> None:
+    """Today's report in the summary is the reports.daily_reports row of its day; its HTML holds each finding
+    with a plot, and each finding is a row of reports.findings with the same values; at least one comes from
+    the real macro data (WCESTUS1's weekly history or the COT files)."""
+    import duckdb
+    import pandas as pd
+
+    assert report["tables"]["reports.findings"] > 0 and report["tables"]["reports.daily_reports"] >= 1
+    rep = report["report"]
+    assert rep and rep["findings_shown"] >= 1, rep
+    assert f"report:   {rep['date']}: {rep['findings_shown']} findings" in stdout
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        row = con.execute("SELECT * FROM reports.daily_reports WHERE report_date = ?", [rep["date"]]).df()
+        table = con.execute("SELECT * FROM reports.findings").df().set_index("finding_id")
+    finally:
+        con.close()
+    assert len(row) == 1 and int(row["findings_shown"].iloc[0]) == rep["findings_shown"]
+    html_path = home / "lake" / row["html_path"].iloc[0]
+    assert Path(rep["html"]) == html_path and html_path.is_file()
+    page = html_path.read_text(encoding="utf-8")
+    body = json.loads((home / "lake" / row["json_path"].iloc[0]).read_text(encoding="utf-8"))
+    assert [f["finding_id"] for f in body["findings"]] == [f["finding_id"] for f in rep["findings"]]
+    earlier_part = page.split("<h2 id='earlier'>", 1)[1] if "<h2 id='earlier'>" in page else ""
+    for f in body["findings"]:
+        card = page.split(f"id='f-{f['finding_id']}'", 1)[1].split("<div class='finding", 1)[0]
+        assert "<svg" in card and "polyline class=\"series\"" in card, f["finding_id"]
+        assert f["finding_id"] in table.index, f
+        t = table.loc[f["finding_id"]]
+        assert (t["family"], t["kind"], t["series_id"]) == (f["family"], f["kind"], f["series_id"])
+        assert pd.Timestamp(t["occurred_at"]) == pd.Timestamp(f["occurred_at"])
+        assert pd.Timestamp(t["detected_at"]) == pd.Timestamp(f["detected_at"])
+        assert pd.Timestamp(t["recorded_at"]) == pd.Timestamp(f["first_detected_at"])
+        assert abs(t["probability"] - f["probability"]) < 1e-12
+        assert f["section"] in ("recent", "earlier")
+        assert (f["section"] == "earlier") == (f"id='f-{f['finding_id']}'" in earlier_part)
+    macro = [f for f in body["findings"] if f["family"] in ("macro_wpsr", "macro_cot")]
+    assert macro, [(f["family"], f["series_id"]) for f in body["findings"]]
+    assert any(f["source_asset"] in ("marts/us_crude_balance_weekly", "macro/cftc_cot_disaggregated",
+                                     "macro/cftc_cot_legacy") for f in macro)
