@@ -216,7 +216,8 @@ def print_summary(s: dict) -> None:
         print(f"report:   {r['date']}: {r['findings_shown']} findings ({r['findings_recent']} recent, "
               f"{r['findings_earlier']} earlier; by family: {fams}); {r['html']}")
         for f in r["findings"][:6]:
-            print(f"          {f['section']:7} {f['kind']:12} {f['series_id']} happened {f['occurred_at'][:16]}, "
+            happened = f["occurred_at"][:16].replace("T00:00", "").replace("T", " ")
+            print(f"          {f['section']:7} {f['kind']:12} {f['series_id']} happened {happened}, "
                   f"confirmed {f['detected_at'][:10]}, p={f['probability']:.3f}")
     else:
         print("report:   none for today")
