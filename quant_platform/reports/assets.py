@@ -207,7 +207,8 @@ def platform_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     kinds={"parquet", "pandas"},
     tags={"layer": "metrics"},
     metadata={"dagster/column_schema": OBS_SCHEMA, "dagster/table_name": "lake.reports_metrics"},
-    pool=WAREHOUSE_POOL,
+    # No warehouse-writer pool: it only reads the warehouse (DuckDB's lock is waited for with backoff), so it
+    # does not queue behind the loads for the one writer slot.
     code_version="macro_metrics.v1",
 )
 def macro_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
