@@ -7,7 +7,9 @@ real worker code, one user per role.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -116,12 +118,35 @@ def _qp_env_names_read_by_code() -> set[str]:
     return names
 
 
-def _connector_sources() -> set[str]:
+@functools.cache
+def _connector_sources() -> frozenset[str]:
+    """Every source a `connector:<source>` worker can run, i.e. what build_connector builds: each registered
+    adapter, and each source configured in the packaged instrument master's `sources:` (a feed in a known
+    format, config only: the image reads that file). A new source in either place needs its NATS user, compose
+    service and Kubernetes Deployment, or the tests below fail."""
     import quant_platform.market.connectors  # noqa: F401 - importing registers every adapter
     from quant_platform.market.connectors.base import CONNECTORS
+    from quant_platform.market.instruments import PACKAGED_INSTRUMENTS_FILE, InstrumentMaster
 
     assert CONNECTORS, "no connector registered"
-    return set(CONNECTORS)
+    master = InstrumentMaster.load(PACKAGED_INSTRUMENTS_FILE)
+    configured = set(yaml.safe_load(PACKAGED_INSTRUMENTS_FILE.read_text()).get("sources") or {})
+    for source in configured:
+        assert master.format_for(source) in CONNECTORS, (
+            f"configured source {source}: no connector for its format {master.format_for(source)!r}")
+    return frozenset(CONNECTORS) | frozenset(configured)
+
+
+@functools.cache
+def _vendor_credentials(source: str) -> frozenset[str]:
+    """The secret environment variables (API keys, key ids, secrets) the connector of `source` reads: those its
+    adapter's module names (a configured source uses the adapter of its format)."""
+    from quant_platform.market.connectors.base import CONNECTORS
+    from quant_platform.market.instruments import PACKAGED_INSTRUMENTS_FILE, InstrumentMaster
+
+    cls = CONNECTORS.get(source) or CONNECTORS[InstrumentMaster.load(PACKAGED_INSTRUMENTS_FILE).format_for(source)]
+    names = re.findall(r"""["'](QP_[A-Z0-9_]+)["']""", Path(inspect.getfile(cls)).read_text())
+    return frozenset(n for n in names if re.search(r"PASSWORD|SECRET|_KEY($|_)", n))
 
 
 def _valid_role(role: str) -> bool:
@@ -401,8 +426,13 @@ def test_worker_commands_use_real_flags_roles_and_nats_users():
         expected = role.split(":")[1] if role.startswith("connector:") else role.split(":")[0]
         assert user == expected, f"{name} ({role}) connects as NATS user {user}, expected {expected}"
         assert user in users
-    # Every registered connector source has a service.
-    assert {f"connector:{s}" for s in _connector_sources() if s != "simulator"} | {"simulator"} <= roles
+        if role.startswith("connector:"):
+            # Its vendor's credentials, from the environment (test_env_vars_match_the_instance_and_the_code).
+            missing = _vendor_credentials(expected) - set(_env(svc))
+            assert not missing, f"{name}: the {expected} connector reads {sorted(missing)}, not set here"
+    # Every connector source the code knows (adapters and configured sources) has a service.
+    missing = ({f"connector:{s}" for s in _connector_sources() if s != "simulator"} | {"simulator"}) - roles
+    assert not missing, f"no compose service runs {sorted(missing)}"
     # The lander writes where Dagster reads.
     lake_mounts = lambda svc: {v.split(":")[0] for v in svc.get("volumes") or [] if isinstance(v, str)}  # noqa: E731
     assert "lake" in lake_mounts(_services()["lander"]) & lake_mounts(_services()["code-location"])
@@ -568,7 +598,7 @@ def test_nats_users_cover_every_source_and_limit_it_to_its_raw_subject():
 
     users = _nats_users()
     sources = _connector_sources()
-    assert {"binance", "polygon", "alpaca", "simulator"} <= sources
+    assert {"binance", "polygon", "alpaca", "databento", "simulator", "binance_futures", "alpaca_crypto"} <= sources
     management = ["$JS.API.STREAM.CREATE.TICKS_RAW", "$JS.API.STREAM.UPDATE.TICKS_RAW",
                   "$JS.API.STREAM.DELETE.TICKS_RAW", "$JS.API.STREAM.PURGE.TICKS_RAW",
                   "$JS.API.CONSUMER.CREATE.TICKS_RAW.normalizer.ticks.raw.>",
@@ -744,6 +774,10 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
     assert sim["frames_acked"] == 60
     alien = await publish_frames(url("binance"), "binance", sim_frames(3))  # not Binance's format: DLQ
     assert alien["frames_acked"] == 3
+    # Every other connector source the code knows, adapters and configured sources alike, as its own user.
+    for source in sorted(_connector_sources() - {"simulator", "binance"}):
+        sent = await publish_frames(url(source), source, sim_frames(1))  # not its format either: DLQ
+        assert sent["frames_acked"] == 1, source
 
     stop = asyncio.Event()
     nstats, lstats = NormalizerStats(), LanderStats()
@@ -789,6 +823,8 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
         "dagster": ["$JS.ACK.TICKS.lander.1.1.1.1.1.1", "$JS.API.STREAM.UPDATE.TICKS",
                     "$JS.API.CONSUMER.CREATE.TICKS_DLQ", "$JS.API.CONSUMER.DURABLE.CREATE.TICKS_DLQ.x"],
     }
+    for source in _connector_sources() - {"binance", "simulator"}:  # nobody else's frames, whatever the source
+        refused[source] = ["ticks.raw.binance.batch", f"ticks.raw.{source}.other"]
     for user, subjects in refused.items():
         errors: list[str] = []
 
@@ -893,6 +929,11 @@ def test_k8s_workers_run_r3_streams_with_credentials_from_secrets():
                 roles.add(role)
                 expected = role.split(":")[1] if role.startswith("connector:") else role
                 assert user == expected, f"{name} ({role}) connects as {user}"
+                if role.startswith("connector:"):
+                    for var in _vendor_credentials(expected):
+                        assert var in env, f"{name}: the {expected} connector reads {var}, not set here"
+                        assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "qp-vendor-keys", (name, var)
+                        assert "value" not in env[var], (name, var)
                 assert env["QP_METRICS_HOST"]["value"] == "0.0.0.0"
                 assert {p["containerPort"] for p in c["ports"]} == {int(_flag(cmd, "--metrics-port"))}
             else:
@@ -902,7 +943,9 @@ def test_k8s_workers_run_r3_streams_with_credentials_from_secrets():
                 if re.search(r"PASSWORD|SECRET|_KEY($|_)", e["name"]):
                     assert "valueFrom" in e, f"{name}: {e['name']} must come from a Secret"
     assert {"normalizer", "lander"} <= roles
-    assert {f"connector:{s}" for s in _connector_sources() if s != "simulator"} <= roles
+    # Every connector source the code knows (adapters and configured sources) has a Deployment.
+    missing = {f"connector:{s}" for s in _connector_sources() if s != "simulator"} - roles
+    assert not missing, f"no Kubernetes workload runs {sorted(missing)}"
     # The lake claim the landers mount is the one Dagster mounts.
     claims = set(_k8s_manifests("PersistentVolumeClaim"))
     lander_claims = {v["persistentVolumeClaim"]["claimName"]
@@ -1044,6 +1087,13 @@ def test_k8s_readme_installs_every_manifest():
     assert secrets >= {"qp-nats-users", "qp-platform-env", "dagster-postgresql-secret", "qp-vendor-keys"}
     for s in secrets:
         assert f"create secret generic {s}" in readme, f"README does not create Secret {s}"
+    # ... with a key for every NATS user (a Deployment whose key is missing never starts) and every vendor key.
+    (loop,) = re.findall(r"for u in ([\w ]+); do", readme)
+    assert set(loop.split()) == set(_nats_users()), "qp-nats-users must have one key per NATS user"
+    vendor_keys = {ref["key"] for _, doc in _k8s_docs() for ref in _find_key(doc, "secretKeyRef")
+                   if ref["name"] == "qp-vendor-keys"}
+    missing = vendor_keys - set(re.findall(r"--from-literal=([\w-]+)=", readme))
+    assert vendor_keys and not missing, f"README does not put {missing} in qp-vendor-keys"
 
 
 def test_docker_readme_exists():
