@@ -52,19 +52,19 @@ def _xls_weekly(path, sheets=("Data 1", "Data 2")) -> dict[tuple[str, str], floa
 def test_a_range_of_wpsr_history_weeks_lands_completely_and_a_rerun_is_a_no_op(simulator, duck, qp_home, capsys):
     expected = _xls_weekly(PSW01)
     newest = max(day for day, _ in expected)
-    weeks = [(date.fromisoformat(newest) - timedelta(days=7 * n)).isoformat() for n in range(25, -2, -1)]
+    weeks = [(date.fromisoformat(newest) - timedelta(days=7 * n)).isoformat() for n in range(12, -2, -1)]
     assert newest == "2026-02-06" and weeks[-1] == "2026-02-13"  # one week past the workbook's newest
 
     assert main(["backfill", "macro/eia_wpsr_tables", weeks[0], weeks[-1]]) == 0
     out = capsys.readouterr().out
-    assert f"macro/eia_wpsr_tables {weeks[0]}..{weeks[-1]}: ok (27 partitions" in out
-    assert ("1 of 27 partitions vendor_missing (never published by the vendor; recorded, left empty, not retried): "
+    assert f"macro/eia_wpsr_tables {weeks[0]}..{weeks[-1]}: ok (14 partitions" in out
+    assert ("1 of 14 partitions vendor_missing (never published by the vendor; recorded, left empty, not retried): "
             "2026-02-13 (1): not published yet: the newest week in psw01.xls is 2026-02-06") in out
     loaded = duck.query_df("SELECT week_ending, series_id, value, source_sha256 FROM macro.eia_wpsr_tables "
                            "WHERE frequency = 'W'")
     got = {(str(w)[:10], s): v for w, s, v, _ in loaded.itertuples(index=False)}
     want = {k: v for k, v in expected.items() if weeks[0] <= k[0] <= weeks[-1]}
-    assert got == want and len(got) == 26 * 56  # every weekly value of 26 weeks (19 stock + 37 supply series)
+    assert got == want and len(got) == 13 * 56  # every weekly value of 13 weeks (19 stock + 37 supply series)
     assert got[(newest, "WCESTUS1")] == 428829.0 and got[(newest, "WCRSTUS1")] == 844041.0
 
     # The same files again: the same rows, the same lineage, no new raw revision.
@@ -77,7 +77,7 @@ def test_a_range_of_wpsr_history_weeks_lands_completely_and_a_rerun_is_a_no_op(s
     assert duck.query_df("SELECT sha256, revision FROM governance.raw_files ORDER BY 1").equals(raw_before)
     assert sorted(p.name for p in (qp_home / "lake" / "raw").rglob("*.xls")) == lake_before
 
-    # Each backfill was one run over all 27 weeks; the missing week is recorded on its partition and counts as
+    # Each backfill was one run over all 14 weeks; the missing week is recorded on its partition and counts as
     # done, so a "missing partitions" backfill never asks for it again.
     key = dg.AssetKey(["macro", "eia_wpsr_tables"])
     with dg.DagsterInstance.from_config(str(qp_home / "dagster")) as inst:
@@ -179,17 +179,17 @@ def test_bench_backfill_smoke(tmp_path):
     from quant_platform.bench.backfill import REPORTS, run_backfill_benchmark
     from quant_platform.platform.warehouse import Warehouse
 
-    out = run_backfill_benchmark(weeks=2, workdir=str(tmp_path / "b"), keep=True)
+    out = run_backfill_benchmark(weeks=1, workdir=str(tmp_path / "b"), keep=True)
     assert list(out["reports"]) == list(REPORTS) and all(r["success"] for r in out["reports"].values())
     wpsr = out["reports"]["eia_wpsr_tables"]
-    assert (wpsr["partitions"], wpsr["partitions_loaded"], wpsr["last_week"]) == (2, 2, "2026-02-06")
-    assert wpsr["rows"] == wpsr["baseline_rows"] == 2 * 93  # the parse alone yields the rows the backfill wrote
+    assert (wpsr["partitions"], wpsr["partitions_loaded"], wpsr["last_week"]) == (1, 1, "2026-02-06")
+    assert wpsr["rows"] == wpsr["baseline_rows"] == 93  # the parse alone yields the rows the backfill wrote
     wh = Warehouse(f"duckdb:///{tmp_path / 'b' / 'warehouse.duckdb'}")
     try:
-        assert int(wh.scalar("SELECT count(*) FROM macro.eia_wpsr_tables")) == out["total"]["rows"] == 186
+        assert int(wh.scalar("SELECT count(*) FROM macro.eia_wpsr_tables")) == out["total"]["rows"] == 93
     finally:
         wh.dispose()
-    assert out["total"]["partitions"] == 8 and out["total"]["rows_per_s"] > 0
+    assert out["total"]["partitions"] == 4 and out["total"]["rows_per_s"] > 0
 
 
 def test_first_start_history_ends_at_the_newest_week_the_vendor_serves():
