@@ -4,10 +4,10 @@ launcher, asset run, warehouse; several releases, p95, against the same load run
 Never shortcut the daemon here: the figure must include the sensor, the queue and run start-up.
 
 Each release happens at its scheduled time: WPSR week n is posted by the simulator at the instant the platform
-believes is its Wednesday 10:30 release. A daemon is started per release with QP_RELEASE_CLOCK_SHIFT_S (release
-calendars judged as if it were that release's day; every recorded time stays real) about 45 s before it, so its
-release sensor ticks at some phase before the release, as it would on the day. Between releases the queue drains
-(marts and audit runs a load triggers), as it would in the week between two releases.
+believes is its Wednesday 10:30 release. One daemon runs throughout, as in production; before each release its
+release calendars are moved to 40 s before that release (QP_RELEASE_CLOCK_SHIFT_S=@<file>: calendars judged as if
+it were that day, every recorded time real), so its release sensor ticks at whatever phase it has. Between
+releases the runs a load sets off (marts, reports, audits) finish first, as they would in the week between two.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from quant_platform.errors import QuantPlatformError
 
 WPSR_URL_PATH = "/wpsr/table1.csv"
 GOAL_P95_S = 15.0
-DAEMON_LEAD_S = 45.0  # daemon started this long before the release: code load, first tick, a tick in the lead
-IDLE_FOR_S = 6.0  # the queue is drained when nothing ran or waited for this long
+RELEASE_LEAD_S = 40.0  # the calendars are moved to this long before the next release
+IDLE_FOR_S = 45.0  # the queue is drained when nothing ran or waited for this long (the sensors tick every 30 s)
 WARMUP_TIMEOUT_S = 600.0
 
 
@@ -45,7 +45,8 @@ def summarize(samples: list[dict], baseline_s: float, sensor_interval_s: int) ->
     return {
         "benchmark": "release_to_rows_committed",
         "path": "simulator posts the WPSR week at its scheduled time -> eia_wpsr_release_sensor (dense polling in "
-        "the minute after the release) -> run queue -> run process -> load (parse, checks, revise) -> DuckDB commit",
+        "the minute after the release) -> run queue (release priority) -> run process -> load (parse, checks, "
+        "revise) -> DuckDB commit; one daemon, the other lanes' sensors running",
         "sensor_interval_s": sensor_interval_s,
         "releases": samples,
         "release_to_committed_s": {"p50": round(statistics.median(totals), 2), "p95": round(p95(totals), 2),
@@ -102,11 +103,11 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
             raise QuantPlatformError("baseline in-process load failed; see the Dagster log above")
 
         instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+        shift_file = home / "release_clock_shift_s"
+        _write_atomic(shift_file, "0")
+        daemon = _start_daemon({**env, CLOCK_SHIFT_ENV: f"@{shift_file}"}, home)
         # Warm-up: every sensor's first files (the current week, COT, series, ...) load, then the queue drains.
-        daemon = _start_daemon(env, home, "warmup")
         _wait_idle(instance, daemon, WARMUP_TIMEOUT_S, at_least_s=3 * sensor_interval_s)
-        _stop(daemon)
-        daemon = None
 
         samples = []
         for n in range(1, releases + 1):
@@ -114,15 +115,12 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
             body = next_wpsr_week(base_body, weeks=n)
             assert wpsr_week_ending(body) == week
             scheduled = WPSR_RELEASE_CALENDAR.release_at(week)
-            release_real = time.time() + DAEMON_LEAD_S
-            shift = scheduled.timestamp() - release_real
+            release_real = time.time() + RELEASE_LEAD_S
             sim.publish(WPSR_URL_PATH, body, at=release_real)  # the vendor posts it at the scheduled instant
-            daemon = _start_daemon({**env, CLOCK_SHIFT_ENV: f"{shift:.3f}"}, home, f"release-{n}")
+            _write_atomic(shift_file, f"{scheduled.timestamp() - release_real:.3f}")
             samples.append(_measure(wh, instance, daemon, week, hashlib.sha256(body).hexdigest(), release_real,
                                     timeout_s))
             _wait_idle(instance, daemon, timeout_s, at_least_s=IDLE_FOR_S)
-            _stop(daemon)
-            daemon = None
         instance.dispose()
     finally:
         if daemon is not None:
@@ -138,8 +136,14 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
     return out
 
 
-def _start_daemon(env: dict, home: Path, label: str) -> subprocess.Popen:
-    log = (home / f"daemon-{label}.log").open("wb")
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _start_daemon(env: dict, home: Path) -> subprocess.Popen:
+    log = (home / "daemon.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "dagster._daemon", "run", "-m", "quant_platform.definitions"],
         env=env, cwd=str(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -169,13 +173,13 @@ def _wait_idle(instance, daemon: subprocess.Popen, timeout_s: float, at_least_s:
     idle_since = None
     while True:
         if daemon.poll() is not None:
-            raise QuantPlatformError("the Dagster daemon exited during the benchmark (see daemon-*.log)")
+            raise QuantPlatformError("the Dagster daemon exited during the benchmark (see daemon.log)")
         now = time.time()
         idle_since = (idle_since or now) if _active_runs(instance) == 0 else None
         if idle_since and now - idle_since >= IDLE_FOR_S and now - start >= at_least_s:
             return
         if now - start > timeout_s:
-            raise QuantPlatformError(f"runs still queued or running {timeout_s:.0f}s on (see daemon-*.log)")
+            raise QuantPlatformError(f"runs still queued or running {timeout_s:.0f}s on (see daemon.log)")
         time.sleep(1)
 
 
@@ -195,7 +199,7 @@ def _measure(wh, instance, daemon: subprocess.Popen, week: date, sha: str, relea
         if time.time() - release_real > timeout_s:
             raise QuantPlatformError(f"week {week} not in the warehouse {timeout_s:.0f}s after its release")
         if daemon.poll() is not None:
-            raise QuantPlatformError("the Dagster daemon exited during the benchmark (see daemon-*.log)")
+            raise QuantPlatformError("the Dagster daemon exited during the benchmark (see daemon.log)")
         time.sleep(0.2)
     record = records[0]
     loaded_at = wh.scalar("SELECT loaded_at FROM governance.raw_files WHERE sha256 = :sha", {"sha": sha})

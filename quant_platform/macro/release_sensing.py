@@ -54,14 +54,25 @@ DENSE_TICK_BUDGET_S = 45.0
 # A tick that starts this long before a release waits for it (at least one tick starts in any sensor interval; the
 # daemon checks sensors every 5 s). Capped so that tick still polls the first 15 s after the release.
 DENSE_LEAD_MAX = timedelta(seconds=30)
-# Rehearsal only (bench release): the release calendars are judged as if it were this many seconds later. Never
-# set in production; recorded times (first sight, loads) are real times either way.
+# Rehearsal only (bench release): the release calendars are judged as if it were this many seconds later; "@<file>"
+# reads the seconds from that file at each tick, so a running daemon can be moved from one release to the next.
+# Never set in production; recorded times (first sight, loads) are real times either way.
 CLOCK_SHIFT_ENV = "QP_RELEASE_CLOCK_SHIFT_S"
+# A release's run goes before derived work (marts, reports, audits) in the run queue and for the warehouse writer.
+PRIORITY_TAG = "dagster/priority"
+RELEASE_RUN_PRIORITY = "10"
 
 
 def calendar_now() -> datetime:
     """Now, for judging release calendars: the real time, shifted by QP_RELEASE_CLOCK_SHIFT_S in a rehearsal."""
-    return datetime.now(UTC) + timedelta(seconds=float(os.environ.get(CLOCK_SHIFT_ENV) or 0))
+    shift = os.environ.get(CLOCK_SHIFT_ENV) or "0"
+    if shift.startswith("@"):
+        try:
+            with open(shift[1:]) as f:
+                shift = f.read().strip() or "0"
+        except OSError:
+            shift = "0"
+    return datetime.now(UTC) + timedelta(seconds=float(shift))
 
 
 def dense_lead(sensor_interval_s: float) -> timedelta:
@@ -144,6 +155,7 @@ def poll_release(
     tags = {
         TAG_RAW_SHA: resp.sha256, TAG_RAW_PATH: archived.path, TAG_FIRST_SEEN: now.isoformat(),
         TAG_URL: resp.url[:250], TAG_ETAG: resp.etag or "", TAG_LAST_MODIFIED: resp.last_modified or "",
+        PRIORITY_TAG: RELEASE_RUN_PRIORITY,
     }
     sched = scheduled_release(partition)
     if sched:
