@@ -36,6 +36,7 @@ from quant_platform.macro.tables import (
     CFTC_COT_LEGACY,
     EIA_SERIES,
     EIA_WPSR,
+    LOAD_COLUMNS,
     WPSR_MEASURES,
 )
 from quant_platform_tests.conftest import SAMPLE_DATA as DATA_DIR  # noqa: E402
@@ -53,7 +54,7 @@ API_V2_BRENT_MONTHLY_PATH = API_V2_DIR / "petroleum-pri-spt_EPCBRENT_monthly_202
 WEEK = pd.Timestamp("2026-04-24")
 PRIOR_WEEK = pd.Timestamp("2026-04-17")
 YEAR_AGO = pd.Timestamp("2025-04-25")
-LOAD = {"source_sha256", "loaded_at"}
+LOAD = {c.name for c in LOAD_COLUMNS}  # stamped by macro/loading.py, not by the parsers
 SERIES_COMPARED = ["series_id", "period", "value", "unit", "frequency", "series_name"]
 
 
@@ -485,7 +486,7 @@ DISAGG_VENDOR = {
 
 
 def test_cot_disaggregated_columns_and_dtypes(cot: pd.DataFrame, cot_rows: list[list[str]]) -> None:
-    expected = [c for c in CFTC_COT_DISAGGREGATED.column_names if c not in LOAD | {"available_at"}]
+    expected = [c for c in CFTC_COT_DISAGGREGATED.column_names if c not in LOAD]
     assert list(cot.columns) == expected
     assert str(cot["as_of"].dtype) == "datetime64[ns]"
     assert all(str(cot[c].dtype) == "Int64" for c in DISAGG_VENDOR)
@@ -647,7 +648,7 @@ def _cells(rows: list[list[str]]) -> list[dict[str, str]]:
 
 
 def test_cot_legacy_columns_and_dtypes(legacy: pd.DataFrame, legacy_rows: list[list[str]]) -> None:
-    assert list(legacy.columns) == [c for c in CFTC_COT_LEGACY.column_names if c not in LOAD | {"available_at"}]
+    assert list(legacy.columns) == [c for c in CFTC_COT_LEGACY.column_names if c not in LOAD]
     assert str(legacy["as_of"].dtype) == "datetime64[ns]"
     assert all(str(legacy[c].dtype) == "Int64" for c in LEGACY_VENDOR)
     assert tuple(legacy_rows[0]) == LEGACY_COLUMNS and len(LEGACY_COLUMNS) == 129  # the real header

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from quant_platform_tests.conftest import SAMPLE_DATA
+from quant_platform_tests.conftest import REPO_ROOT, SAMPLE_DATA
 from quant_platform_tests.release_helpers import check_results, evaluate_sensor, execute_requests
 
 WPSR_FILE = SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv"
@@ -88,6 +88,12 @@ def test_a_revised_wpsr_week_stays_queryable_as_known_before(simulator, warehous
     after = warehouse.query_df(AS_KNOWN_AT, {"t": datetime.now(UTC)})
     assert len(after) == 540 and _level(after, "stocks.commercial_excluding_spr") == 459.501
     assert warehouse.query_df(AS_KNOWN_AT, {"t": first_seen - pd.Timedelta(seconds=1)}).empty
+
+    # The README's one line, as an analyst types it (a literal time), on this backend.
+    readme = next(line.strip() for line in (REPO_ROOT / "README.md").read_text().splitlines()
+                  if line.strip().startswith("SELECT * FROM macro.eia_wpsr_versions WHERE valid_from <="))
+    typed = readme.replace("2026-04-29 15:00:00+00", f"{between:%Y-%m-%d %H:%M:%S.%f}+00").rstrip(";")
+    assert _level(warehouse.query_df(typed), "stocks.commercial_excluding_spr") == 459.495
 
 
 def test_revise_drops_and_orders_versions():

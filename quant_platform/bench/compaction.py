@@ -54,7 +54,8 @@ def generate_day(lake_root: Path, day: str, ticks: int, *, files: int = 200, dup
                    CASE WHEN i % 3 <> 0 THEN 1 + hash(i + 2) % 20 END::DOUBLE AS bid_size,
                    CASE WHEN i % 3 <> 0 THEN 100.01 + (hash(i) % 1000) / 100.0 END AS ask,
                    CASE WHEN i % 3 <> 0 THEN 1 + hash(i + 3) % 20 END::DOUBLE AS ask_size,
-                   i AS vendor_seq, md5(i::VARCHAR)[:24] AS event_id, 1 + i // {TICKS_PER_RAW} AS stream_seq
+                   i AS vendor_seq, md5(i::VARCHAR)[:24] AS event_id, 1 + i // {TICKS_PER_RAW} AS stream_seq,
+                   NULL::VARCHAR AS conditions, NULL::VARCHAR AS size_unit, NULL::BIGINT AS ref_seq
             FROM range(?, ?) t(i)"""  # noqa: S608 - constants only
         with warnings.catch_warnings():  # the extra copy DuckDB warns about is generation time, not measured
             warnings.simplefilter("ignore")
