@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from quant_platform_tests.s3_server import s3_server  # noqa: F401  (a real S3 API, moto's server)
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 try:
     from dagster import BetaWarning, PreviewWarning
