@@ -16,8 +16,14 @@ from quant_platform_tests.test_internal_scd2 import _dim, _run
 SENSOR = "internal_extract_sensor"
 
 
-def test_sensor_requests_each_missed_day_then_today_bounded_per_tick(qp_home, instance):
+def test_sensor_requests_each_missed_day_then_today_bounded_per_tick(qp_home, instance, monkeypatch):
     from quant_platform.definitions import defs
+
+    # No operational database configured nor seeded: nothing to extract, a skip that says why (no failing run).
+    reqs, _, skipped = evaluate_sensor(defs, SENSOR, instance, None)
+    assert reqs == [] and "no operational database for crm, erp, hr" in skipped and "QP_HR_URL" in skipped
+    for var, system in (("QP_CRM_URL", "crm"), ("QP_HR_URL", "hr"), ("QP_ERP_URL", "erp")):
+        monkeypatch.setenv(var, f"sqlite:///{qp_home}/elsewhere/{system}.db")  # configured (the sensor reads none)
 
     today = datetime.now(UTC).date()
     days = [(today - timedelta(days=n)).isoformat() for n in range(4, 0, -1)]

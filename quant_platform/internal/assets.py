@@ -159,6 +159,12 @@ def _first_pending_day(context: dg.SensorEvaluationContext, today: date) -> date
            "extracted after its end is extracted once more, oldest first (at most "
            "QP_INTERNAL_CATCHUP_DAYS_PER_TICK days per tick, default 7), so a daemon that was down misses no day.")
 def internal_extract_sensor(context: dg.SensorEvaluationContext):
+    from quant_platform.internal.sources import unconfigured_sources
+
+    missing = unconfigured_sources()
+    if missing:
+        return dg.SkipReason(f"no operational database for {', '.join(missing)}: set QP_CRM_URL, QP_HR_URL and "
+                             "QP_ERP_URL, or run `quant-platform up`, which seeds demo databases under QP_HOME")
     now = datetime.now(UTC)
     today = now.date()
     slot = int(now.timestamp()) // max(EXTRACT_INTERVAL_S, 1)

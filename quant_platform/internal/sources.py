@@ -65,6 +65,14 @@ def source_url(source: SourceTable) -> str:
     return url
 
 
+def unconfigured_sources() -> list[str]:
+    """The operational systems with neither a QP_*_URL nor a database under $QP_HOME/sources (seeded by `up`):
+    nothing to extract from them, so the extract sensor skips instead of failing a run on a missing table."""
+    home = load_settings().home / "sources"
+    return sorted({s.system for s in SOURCE_TABLES if not (os.environ.get(s.url_env) or "").strip()
+                   and not (home / f"{s.system}.db").exists()})
+
+
 def source_engine(source: SourceTable) -> sa.Engine:
     """A new engine on the source's database (the caller disposes of it)."""
     url = source_url(source)
