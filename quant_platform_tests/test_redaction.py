@@ -97,13 +97,14 @@ def test_the_rule(monkeypatch):
     monkeypatch.setenv("QP_POLYGON_API_KEY", "polyKey123456")
     monkeypatch.setenv("QP_ALERT_WEBHOOK_URL", "https://hooks.example.com/T1/B2/hookSecret99")
     monkeypatch.setenv("QP_CRM_URL", "postgresql://crm:crmPw!42@db:5432/crm")
-    text = ("GET https://api.eia.gov/v2/x/?frequency=weekly&api_key=abc123&token=t0k&password=p "
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3SecretKey0987")  # the object-store lake's key
+    text = ("signed with s3SecretKey0987: ""GET https://api.eia.gov/v2/x/?frequency=weekly&api_key=abc123&token=t0k&password=p "
             "https://u:pw@host/x https://hooks.slack.com/services/T000/B000/XXXXSECRET "
             "polyKey123456 posted to https://hooks.example.com/T1/B2/hookSecret99 and /T1/B2/hookSecret99; "
             "the CRM said crmPw!42 {'apikey': 'k9', \"secret\": \"s9\"}")
     out = redact(text)
     for secret in ("abc123", "t0k", "password=p ", ":pw@", "XXXXSECRET", "polyKey123456", "hookSecret99",
-                   "crmPw!42", "k9", "s9"):
+                   "crmPw!42", "k9", "s9", "s3SecretKey0987"):
         assert secret not in out, (secret, out)
     assert "frequency=weekly" in out and "https://api.eia.gov/v2/x/" in out and "u:***@host" in out
     assert without_password("nats://a:b@h1:4222,nats://c:d@h2:4222") == "nats://a:***@h1:4222,nats://c:***@h2:4222"

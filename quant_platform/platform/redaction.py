@@ -33,7 +33,9 @@ MIN_SECRET_LENGTH = 6
 SECRET_PARAMS = ("api_key", "apikey", "api-key", "token", "access_token", "refresh_token", "key", "secret",
                  "client_secret", "password", "passwd")
 SECRET_ENV_VARS = ("QP_EIA_API_KEY", "QP_POLYGON_API_KEY", "QP_ALPACA_KEY_ID", "QP_ALPACA_SECRET_KEY",
-                   "QP_ALERT_WEBHOOK_URL", "DAGSTER_PG_PASSWORD")
+                   "QP_ALERT_WEBHOOK_URL", "DAGSTER_PG_PASSWORD",
+                   # The object-store lake's credentials (platform/lake.py reads the standard AWS names).
+                   "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _SECRET_ENV_NAME = re.compile(r"^(?:QP|DAGSTER)_\w*(?:KEY|KEY_ID|SECRET|TOKEN|PASSWORD|PASSWD)$")
 _WEBHOOK_ENV_NAME = re.compile(r"^QP_\w*WEBHOOK\w*_URL$")
 _URL_ENV_NAME = re.compile(r"^(?:QP|DAGSTER)_\w*_URLS?$")
