@@ -22,6 +22,7 @@ from quant_platform.market.assets import (
 )
 from quant_platform.marts.assets import cot_positioning, us_crude_balance_weekly
 from quant_platform.ops.alerts import alert_sensor
+from quant_platform.platform.settings import bounded_env
 from quant_platform.reports.assets import REPORTING_ASSETS, REPORTING_JOBS, reports_sensor
 from quant_platform.resources import platform_resources
 
@@ -29,8 +30,10 @@ marts_automation_sensor = dg.AutomationConditionSensorDefinition(
     "marts_automation_sensor",
     target=dg.AssetSelection.groups("marts"),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Rebuilds the marts when a report partition they read from lands.",
+    # QP_MARTS_SENSOR_INTERVAL (default 30 s, 5..3600): the headless demo and the tests tick faster.
+    minimum_interval_seconds=int(bounded_env("QP_MARTS_SENSOR_INTERVAL", 30, 5, 3600, integer=True)),
+    description="Rebuilds the marts when a report partition they read from lands (every "
+    "QP_MARTS_SENSOR_INTERVAL seconds, default 30).",
 )
 
 ASSETS = [us_crude_balance_weekly, cot_positioning, *INTERNAL_ASSETS, *MARKET_ASSETS, *REPORTING_ASSETS]

@@ -205,3 +205,28 @@ def test_first_start_history_ends_at_the_newest_week_the_vendor_serves():
                    # never past the newest scheduled release: 2026-11-27's is Thursday 10:30, still ahead at 07:00 ET
                    ("macro/eia_gas_storage", "2025-11-28", "2026-11-20")]
     assert ranges(now, 3)[0] == ("macro/eia_wpsr_tables", "2023-12-08", "2026-11-27")
+
+
+def test_first_start_loads_a_year_of_each_history_report_up_to_the_newest_served_week(simulator, duck, qp_home,
+                                                                                    monkeypatch, capsys):
+    """What `up` starts in the background on its first start (quant_platform.first_start), run to its end: every
+    history report served is backfilled up to its newest served week, then the marker says it is done."""
+    from datetime import UTC, datetime
+
+    from quant_platform import first_start
+
+    monkeypatch.setenv(first_start.YEARS_ENV, "1")
+    assert first_start.main() == 0
+    out = capsys.readouterr().out
+    assert (qp_home / first_start.MARKER).is_file() and "first-start history: done" in out
+    for asset, first, last in first_start.ranges(datetime.now(UTC), 1, first_start.newest_served()):
+        assert f"{asset} {first}..{last}: ok (" in out, (asset, out[-2000:])
+    # The WPSR workbook's weeks within the year up to its newest week (2026-02-06), read with xlrd here.
+    weeks = {day for day, _ in _xls_weekly(PSW01) if "2025-02-14" <= day <= "2026-02-06"}
+    assert len(weeks) == 52
+    loaded = {str(d) for (d,) in duck.query_df("SELECT DISTINCT week_ending FROM macro.eia_wpsr_tables")
+              .astype(str).itertuples(index=False)}
+    assert {w[:10] for w in loaded} == weeks
+    # The others loaded too, each within its own year.
+    for table in ("cftc_cot_legacy", "cftc_cot_disaggregated", "eia_gas_storage"):
+        assert int(duck.scalar(f"SELECT count(*) FROM macro.{table}")) > 0, table  # noqa: S608 - constant names

@@ -145,9 +145,10 @@ def test_bench_release_smoke_one_release_through_the_daemon(tmp_path, monkeypatc
     for var in ("QP_WAREHOUSE_URL", "QP_LAKE_URL", "QP_EIA_API_KEY", "QP_EIA_IR_BASE_URL", "QP_EIA_API_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     # Every sensor at 5 s, so 20 s of an empty queue means the warm-up's derived runs are done; calendars moved
-    # 15 s before the release (dense polling starts 5 s before it). The command's defaults are 30 s, 45 s, 40 s.
+    # 15 s before the release (dense polling starts 5 s before it); the simulator serves the WPSR only (every
+    # sensor still ticks). The command's defaults: 30 s, 45 s, 40 s, every report's files.
     out = run_release_benchmark(sensor_interval_s=5, timeout_s=240, releases=1, home=tmp_path / "bench",
-                                lead_s=15, idle_s=20)
+                                lead_s=15, idle_s=20, every_report=False)
     (sample,) = out["releases"]
     assert sample["week"] == "2026-05-01"
     assert -0.5 <= sample["release_to_seen_s"] <= 2.0  # dense polling: about a second at most

@@ -24,7 +24,8 @@ CATALOG_QUERY = """
 def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
     ui_port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QP_") and k != "DAGSTER_HOME"}
-    env.update(QP_HOME=str(tmp_path / "qp"), QP_RELEASE_SENSOR_INTERVAL="5")
+    # No first-start history (test_macro_history runs it): its runs would take the cores from this one.
+    env.update(QP_HOME=str(tmp_path / "qp"), QP_RELEASE_SENSOR_INTERVAL="5", QP_FIRST_START_HISTORY_YEARS="0")
     # The market lane (its own processes, on the same two cores) is the headless demo's to test.
     proc = subprocess.Popen(
         [sys.executable, "-m", "quant_platform.cli", "up", "--no-market", "--port", str(ui_port),
