@@ -266,7 +266,8 @@ def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> 
     from quant_platform.demo import done, print_summary, progress, summary
 
     children.append(subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "quant_platform.definitions"],
+        # `python -m dagster._daemon` is the dagster-daemon script's module: this interpreter, whatever is on PATH.
+        [sys.executable, "-m", "dagster._daemon", "run", "-m", "quant_platform.definitions"],
         env=env, start_new_session=True))
     print(f"quant-platform headless: running for up to {args.duration:.0f} s (state in {settings.home})", flush=True)
     deadline = time.monotonic() + args.duration
