@@ -27,6 +27,9 @@ concurrency:
     # DuckDB allows one writing process: assets in pool 'warehouse_writer' run one at a time.
     default_limit: 1
     granularity: op
+    # One more run may be launched while its steps wait for a slot: its process starts (a few seconds of
+    # imports) while another run holds the writer, so consecutive loads do not pay the start-up in series.
+    op_granularity_run_buffer: 1
 # A queued run starts within a second (default 5 s): a release's rows are due in the warehouse within 15 s.
 run_queue:
   dequeue_interval_seconds: 1

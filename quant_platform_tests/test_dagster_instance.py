@@ -66,6 +66,7 @@ def test_production_instance_caps_concurrent_runs(pg_dagster_home):
         run_queue = inst.get_concurrency_config().run_queue_config
         assert run_queue is not None
         assert run_queue.max_concurrent_runs == 8
+        assert run_queue.op_concurrency_slot_buffer == 1  # a run may start while its steps wait for the writer
 
 
 @pytest.mark.postgres
