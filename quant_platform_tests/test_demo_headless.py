@@ -60,6 +60,7 @@ def _clean_install(root: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("daemon")  # the suite's Dagster daemons and webservers run one at a time
 def test_clean_clone_installs_and_runs_the_headless_demo_to_a_complete_summary(tmp_path):
     t0 = time.monotonic()
     bin_dir = _clean_install(tmp_path)
