@@ -149,3 +149,11 @@ def instance(qp_home):
 
     with dg.DagsterInstance.from_config(str(qp_home / "dagster")) as inst:
         yield inst
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests of xdist group 'daemon' (each starts a Dagster daemon or webserver, minutes in all, one after
+    another in one process) go first, so the other process runs the rest beside them instead of after them."""
+    first = [i for i in items if any(m.args == ("daemon",) for m in i.iter_markers("xdist_group"))]
+    if first:
+        items[:] = first + [i for i in items if i not in first]

@@ -28,10 +28,15 @@ def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
     # No first-start history (test_macro_history runs it): its runs would take the cores from this one.
     env.update(QP_HOME=str(tmp_path / "qp"), QP_RELEASE_SENSOR_INTERVAL="5", QP_FIRST_START_HISTORY_YEARS="0")
     # The market lane (its own processes, on the same two cores) is the headless demo's to test.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quant_platform.cli", "up", "--no-market", "--port", str(ui_port),
-         "--simulator-port", str(sim_port)], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    # Its output goes to a file: a pipe read only at the end fills up (64 KiB of the processes' logs) and then
+    # blocks every process that writes to it, run processes included (a run hung after its last step).
+    log = tmp_path / "up.log"
+    with log.open("w") as out_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quant_platform.cli", "up", "--no-market", "--port", str(ui_port),
+             "--simulator-port", str(sim_port)], env=env, cwd=str(tmp_path), stdout=out_file,
+            stderr=subprocess.STDOUT, text=True,
+        )
     try:
         deadline = time.time() + 120
         nodes = None
@@ -66,10 +71,11 @@ def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
+            proc.wait()
+        out = log.read_text(errors="replace")
     # Every process it started is gone: the UI and the simulator ports are closed.
     for _ in range(30):
         if not port_open(ui_port) and not port_open(sim_port):
