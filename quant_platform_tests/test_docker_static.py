@@ -965,9 +965,9 @@ def _server_cert() -> dict:
 
 
 def test_nats_helm_values_encrypt_clients_and_routes_and_authorise_routes():
-    """Structure only (no helm or kubeconform binary can be installed here): the chart's TLS blocks point at
-    Secrets that cert-manager Certificates of the same values create, issued by one private CA the chart trusts,
-    and a route is admitted only with the route certificate (verify_and_map on its subject)."""
+    """Structure only (the NATS chart has no values schema; test_k8s_schemas.py validates the rest): the chart's
+    TLS blocks point at Secrets that cert-manager Certificates of the same values create, issued by one private CA
+    the chart trusts, and a route is admitted only with the route certificate (verify_and_map on its subject)."""
     from quant_platform.market.streams import parse_size
 
     values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
