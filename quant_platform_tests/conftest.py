@@ -130,6 +130,19 @@ def warehouse(warehouse_url):
 
 
 @pytest.fixture
+def duck(qp_home):
+    """The default DuckDB warehouse of QP_HOME (no QP_WAREHOUSE_URL), with the platform's tables. A test module
+    that needs another set-up defines its own `duck`."""
+    from quant_platform.platform.settings import load_settings
+    from quant_platform.platform.warehouse import Warehouse
+
+    wh = Warehouse(load_settings().warehouse_url)
+    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
+    yield wh
+    wh.dispose()
+
+
+@pytest.fixture
 def simulator(qp_home, monkeypatch):
     """The vendor simulator on a free loopback port, with every vendor URL pointed at it."""
     from quant_platform.vendors.simulator import VendorSimulator

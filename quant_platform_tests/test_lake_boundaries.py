@@ -20,18 +20,6 @@ REAL_WPSR = SAMPLE_DATA / "eia" / "wpsr_table1_2026-05-01.csv"
 TAMPERED = REAL_WPSR.read_bytes().replace(b'"459.495"', b'"999.999"', 1)
 
 
-@pytest.fixture
-def duck(qp_home):
-    """The default DuckDB warehouse of QP_HOME, with the platform's tables."""
-    from quant_platform.platform.settings import load_settings
-    from quant_platform.platform.warehouse import Warehouse
-
-    wh = Warehouse(load_settings().warehouse_url)
-    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
-    yield wh
-    wh.dispose()
-
-
 def _run(instance, tags: dict | None = None, run_config: dict | None = None):
     from quant_platform.definitions import defs
 

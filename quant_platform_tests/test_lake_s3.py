@@ -15,7 +15,7 @@ from datetime import date
 import pyarrow.fs as pafs
 import pytest
 
-from quant_platform_tests.conftest import REPO_ROOT, free_port
+from quant_platform_tests.conftest import free_port
 
 WEEK = "2026-04-24"  # the week of the real WPSR file the simulator serves
 WPSR_ROUTE = "/wpsr/table1.csv"
@@ -193,18 +193,6 @@ def test_configuration_comes_from_the_environment_and_fails_in_one_line(s3_serve
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ConfigError, match="come together"):
         Lake(url)
-
-
-@pytest.fixture
-def duck(qp_home):
-    """The default DuckDB warehouse of QP_HOME, with the platform's tables."""
-    from quant_platform.platform.settings import load_settings
-    from quant_platform.platform.warehouse import Warehouse
-
-    wh = Warehouse(load_settings().warehouse_url)
-    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
-    yield wh
-    wh.dispose()
 
 
 def test_a_release_loads_end_to_end_with_the_lake_on_s3(s3_server, simulator, duck, instance, monkeypatch):

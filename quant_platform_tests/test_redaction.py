@@ -12,22 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from quant_platform_tests.conftest import REPO_ROOT
-
 KEY = "qpTestEiaKey7f3a9c1e5b"  # set as QP_EIA_API_KEY: the asset takes the EIA API v2 route
 SERIES = "WCESTUS1"
 API_PATH = "/v2/petroleum/stoc/wstk/data/"
-
-
-@pytest.fixture
-def duck(qp_home):
-    from quant_platform.platform.settings import load_settings
-    from quant_platform.platform.warehouse import Warehouse
-
-    wh = Warehouse(load_settings().warehouse_url)
-    wh.apply_sql_dir(REPO_ROOT / "quant_platform" / "sql")
-    yield wh
-    wh.dispose()
 
 
 def _everything_dagster_stored(instance, run_id: str, dagster_home: Path) -> str:
