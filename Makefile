@@ -38,7 +38,7 @@ up: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/ruff check quant_platform quant_platform_tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 
 lint: $(STAMP)
 	$(BIN)/ruff check quant_platform quant_platform_tests

@@ -165,8 +165,9 @@ def instance(qp_home):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests of xdist group 'daemon' (each starts a Dagster daemon or webserver, minutes in all, one after
-    another in one process) go first, so the other process runs the rest beside them instead of after them."""
-    first = [i for i in items if any(m.args == ("daemon",) for m in i.iter_markers("xdist_group"))]
+    """test_daemons.py (the tests that start a Dagster daemon or webserver, minutes in all, one after another in one
+    test process) goes first, so the other process runs the rest beside them instead of after them."""
+    first = [i for i in items if i.path.name == "test_daemons.py"]
     if first:
-        items[:] = first + [i for i in items if i not in first]
+        rest = [i for i in items if i.path.name != "test_daemons.py"]
+        items[:] = first + rest

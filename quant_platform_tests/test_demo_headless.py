@@ -60,8 +60,9 @@ def _clean_install(root: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("daemon")  # the suite's Dagster daemons and webservers run one at a time
-def test_clean_clone_installs_and_runs_the_headless_demo_to_a_complete_summary(tmp_path):
+# Collected as a test in test_daemons.py, with the suite's other Dagster daemons and webservers: one file, so
+# `--dist loadfile` runs them one after another in one test process.
+def _test_clean_clone_installs_and_runs_the_headless_demo_to_a_complete_summary(tmp_path):
     t0 = time.monotonic()
     bin_dir = _clean_install(tmp_path)
     installed = time.monotonic() - t0

@@ -24,9 +24,8 @@ import sqlalchemy as sa
 from quant_platform_tests.conftest import PG_ADMIN_URL, QP_ENV_VARS, REPO_ROOT
 
 INIT_SCRIPT = REPO_ROOT / "docker" / "postgres-init.sh"
-# One test process for this file: its module fixture runs the superuser script, which creates and grants the
-# cluster-wide group roles (two processes doing that at once could collide on the same catalog rows).
-pytestmark = pytest.mark.xdist_group("pg_roles")
+# make test's `--dist loadfile` keeps this file in one test process: its module fixture runs the superuser script,
+# which creates and grants the cluster-wide group roles, once.
 QP_CLI = Path(sys.executable).with_name("quant-platform")
 
 

@@ -138,8 +138,9 @@ def test_bench_release_summary_reports_the_p95_against_the_goal():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("daemon")  # the suite's Dagster daemons and webservers run one at a time
-def test_bench_release_smoke_one_release_through_the_daemon(tmp_path, monkeypatch):
+# Collected as a test in test_daemons.py, with the suite's other Dagster daemons and webservers: one file, so
+# `--dist loadfile` runs them one after another in one test process.
+def _test_bench_release_smoke_one_release_through_the_daemon(tmp_path, monkeypatch):
     """One WPSR release at its scheduled time through a real daemon: seen by dense polling, committed."""
     from quant_platform.bench.release import run_release_benchmark
 

@@ -206,8 +206,9 @@ def _cron_deadline_pattern(cron: str) -> re.Pattern:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("daemon")  # the suite's Dagster daemons and webservers run one at a time
-def test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_home, tmp_path):
+# Collected as a test in test_daemons.py, with the suite's other Dagster daemons and webservers: one file, so
+# `--dist loadfile` runs them one after another in one test process.
+def _test_dagster_ui_shows_catalog_lineage_checks_and_freshness(simulator, qp_home, tmp_path):
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (installs Debian's chromium)")
     import dagster as dg

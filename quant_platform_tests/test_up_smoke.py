@@ -21,8 +21,9 @@ CATALOG_QUERY = """
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("daemon")  # the suite's Dagster daemons and webservers run one at a time
-def test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
+# Collected as a test in test_daemons.py, with the suite's other Dagster daemons and webservers: one file, so
+# `--dist loadfile` runs them one after another in one test process.
+def _test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
     ui_port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QP_") and k != "DAGSTER_HOME"}
     # No first-start history (test_macro_history runs it): its runs would take the cores from this one.
