@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from quant_platform.platform.processes import stop_process
+
 START_TIMEOUT_S = 60.0  # importing moto (flask, botocore) takes a few seconds on a loaded machine
 
 
@@ -92,9 +94,4 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
                           endpoint_override=host, scheme=scheme, allow_bucket_creation=True).create_dir(server.bucket)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, grace_s=10)

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
+from quant_platform.platform.processes import stop_process
 
 WPSR_URL_PATH = "/wpsr/table1.csv"
 GOAL_P95_S = 15.0
@@ -133,7 +134,7 @@ def run_release_benchmark(sensor_interval_s: int = 30, timeout_s: float = 300, r
         instance.dispose()
     finally:
         if daemon is not None:
-            _stop(daemon)
+            stop_process(daemon)
         sim.stop()
         for k, v in saved.items():
             if v is None:
@@ -157,15 +158,6 @@ def _start_daemon(env: dict, home: Path) -> subprocess.Popen:
         [sys.executable, "-m", "dagster._daemon", "run", "-m", "quant_platform.definitions"],
         env=env, cwd=str(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-
-
-def _stop(daemon: subprocess.Popen) -> None:
-    daemon.terminate()
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait(timeout=30)
 
 
 def _active_runs(instance) -> int:

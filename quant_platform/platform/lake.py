@@ -7,8 +7,8 @@ PARTITION, SHA256, EXT); a path from outside (a run tag) is parsed back into tho
 lake resolved (symlinks included) to a file under the root before it is opened.
 
 On object storage (`QP_LAKE_URL=s3://bucket/prefix`) the endpoint and keys come from the environment only
-(S3_ENV below, never run config or the URL), the secret is registered with the redaction rule before any
-request, a write is one PUT (an object appears whole or not at all, so no temp name) and an object store that
+(S3_ENV below, never run config or the URL), the secret keys are secrets of the redaction rule
+(platform/redaction.py SECRET_ENV_VARS), a write is one PUT (an object appears whole or not at all, so no temp name) and an object store that
 does not answer is a one-line ConfigError naming the endpoint, never a traceback.
 """
 
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from quant_platform.errors import ConfigError, LakeIntegrityError, LakePathError
-from quant_platform.platform.redaction import redact, register_secret
+from quant_platform.platform.redaction import redact
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # vendor, dataset
 PARTITION = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}|[A-Za-z][A-Za-z0-9_-]{0,63}")  # a date, a year, a series id
@@ -114,8 +114,9 @@ def _s3_endpoint(env: Mapping[str, str]) -> tuple[str | None, str]:
     return parts.netloc, parts.scheme
 
 
-def s3_filesystem(url: str, env: Mapping[str, str] | None = None) -> tuple[pafs.S3FileSystem, str]:
-    """The S3 filesystem and root (`bucket/prefix`) of an `s3://bucket/prefix` lake URL. The endpoint, keys and
+def s3_filesystem(url: str, env: Mapping[str, str] | None = None) -> tuple[pafs.S3FileSystem, str, str | None]:
+    """The S3 filesystem, root (`bucket/prefix`) and endpoint (host:port, None for AWS) of an `s3://bucket/prefix`
+    lake URL. The endpoint, keys and
     region come from the environment only (S3_ENV); the URL names the place, nothing else. Both keys or neither
     (then the AWS SDK's default chain: instance profile, web identity)."""
     env = os.environ if env is None else env
@@ -137,8 +138,6 @@ def s3_filesystem(url: str, env: Mapping[str, str] | None = None) -> tuple[pafs.
     access_key = env.get("AWS_ACCESS_KEY_ID", "").strip() or None
     secret_key = env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None
     session_token = env.get("AWS_SESSION_TOKEN", "").strip() or None
-    for secret in (secret_key, session_token):
-        register_secret(secret)  # AWS_* names are outside the QP_* rule: hidden from every message from now on
     if (access_key is None) != (secret_key is None):
         raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY come together (or neither, for the "
                           "default credential chain); only one is set")
@@ -151,7 +150,7 @@ def s3_filesystem(url: str, env: Mapping[str, str] | None = None) -> tuple[pafs.
     except Exception as exc:  # pyarrow raises several types for a bad option
         raise ConfigError(f"QP_LAKE_URL {url[:200]!r}: no S3 client ({redact(str(exc).splitlines()[0])[:300]})") \
             from None
-    return fs, f"{bucket}/{prefix}" if prefix else bucket
+    return fs, f"{bucket}/{prefix}" if prefix else bucket, endpoint
 
 
 class Lake:
@@ -163,8 +162,7 @@ class Lake:
         self._endpoint: str | None = None  # an s3:// lake's endpoint (host:port), for messages
         try:
             if url.startswith("s3://"):
-                self.fs, root = s3_filesystem(url)
-                self._endpoint = _s3_endpoint(os.environ)[0]
+                self.fs, root, self._endpoint = s3_filesystem(url)
             elif "://" in url:
                 self.fs, root = pafs.FileSystem.from_uri(url)
             else:
