@@ -396,12 +396,22 @@ def cmd_ingest_run(args) -> int:
     from quant_platform.platform.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from quant_platform.market.tick_store import is_object_store
+
     settings = load_settings()
-    lake_root = Path(settings.lake_url)
+    object_store = is_object_store(settings.lake_url)
+    lake_root = settings.lake_url if object_store else Path(settings.lake_url)
     url, embedded = nats_url_or_embedded(settings.home)
     if embedded:
         _nats_url_file().write_text(url)
-    views = ensure_olap_views(settings.home / "olap.duckdb", lake_root, args.retention_days)
+    if object_store:  # DuckDB reads the Iceberg tables' current files per connection (TickStore.register_olap)
+        import duckdb
+
+        from quant_platform.market.tick_store import TickStore
+
+        views = TickStore(settings.lake_url).register_olap(duckdb.connect())
+    else:
+        views = ensure_olap_views(settings.home / "olap.duckdb", lake_root, args.retention_days)
     connectors = [f"connector:{s}" for s in args.sources.split(",") if s] + (["simulator"] if args.simulator else [])
     sup = Supervisor(
         nats_url=url, lake_root=lake_root, connectors=connectors,

@@ -20,6 +20,7 @@ from quant_platform.market import vendor_gaps as vg
 from quant_platform.market.continuous import futures_continuous_1m
 from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
 from quant_platform.market.tables import BARS_1M, DAILY_STATS, TICK_COLUMNS, TICKS_HISTORY, VENDOR_GAPS
+from quant_platform.market.tick_store import TickStore, is_object_store, working_copy
 from quant_platform.platform.dagster_common import WAREHOUSE_POOL, warehouse_kind
 from quant_platform.platform.settings import load_settings
 from quant_platform.platform.tables import TableSpec
@@ -54,7 +55,18 @@ def stale_after() -> timedelta:
 
 
 def lake_root() -> Path:
-    return Path(load_settings().lake_url)
+    """The folder the tick lane computes in: the lake itself, or for an object-store lake (s3://) its local
+    working copy (tick_store.working_copy), which tick_store() fills with the days a run needs and publishes."""
+    settings = load_settings()
+    if is_object_store(settings.lake_url):
+        return working_copy(settings.lake_url, settings.home)
+    return Path(settings.lake_url)
+
+
+def tick_store() -> TickStore | None:
+    """The Iceberg tables of an object-store lake; None for a local lake."""
+    url = load_settings().lake_url
+    return TickStore(url) if is_object_store(url) else None
 
 
 def _nats_url() -> str:
@@ -224,7 +236,14 @@ def ticks_daily(context: dg.AssetExecutionContext):
 
     day = context.partition_key
     root = lake_root()
+    store = tick_store()
     t0 = time.monotonic()
+    if store is not None:  # the working copy of this day and its neighbours (sequence accounting reads them)
+        near = [(date.fromisoformat(day) + timedelta(days=k)).isoformat() for k in (-1, 0, 1)]
+        store.compact_landing(day)  # small-file compaction first: same rows, fewer files to read
+        for d in near:
+            store.pull_landing(root, d)
+            store.pull_daily(root, d)
     staged = cp.stage_day(root, day)
     t_compact = time.monotonic() - t0
     url = observe.running_nats_url(load_settings().home)
@@ -285,6 +304,9 @@ def ticks_daily(context: dg.AssetExecutionContext):
         if dlq_read is not None and window.lo is not None:
             manifest["dlq_resume"] = {"raw_above": window.lo, "dlq_seq": dlq_read.resume_after(window.lo)}
         published_path = cp.publish_staged(root, staged, manifest)
+        if store is not None:
+            version = store.publish_daily(root, day)
+            context.log.info(f"ticks_daily {day} committed to Iceberg {store.daily.name()} ({version})")
     else:
         context.log.error("ticks_daily %s not published: blocking checks failed (%s); staged files kept in %s",
                           day, ", ".join(r.name for r in results if not r.passed and r.name in dc.BLOCKING),
@@ -324,6 +346,9 @@ def ticks_daily(context: dg.AssetExecutionContext):
 
 # ------------------------------------------------------------------------------------------- downstream
 def _published_file(day: str) -> Path:
+    store = tick_store()
+    if store is not None:
+        store.pull_daily(lake_root(), day)
     path = cp.daily_file(lake_root(), day)
     manifest = cp.read_manifest(lake_root(), day)
     if not path.exists() or not manifest or not manifest.get("published"):
@@ -382,6 +407,9 @@ def _derived_asset(spec: TableSpec, lineage: dict, compute, extra_desc: str):
 
             write_parquet_atomic(pa.Table.from_pandas(df, preserve_index=False), out)
             extra["lake_path"] = str(out)
+            store = tick_store()
+            if store is not None:  # one whole object, derived from the published day: rewritten, never partial
+                extra["lake_path"] = store.put_file(out, f"{cp.BARS}/date={day}/bars.parquet")
         wh = warehouse.open()
         try:
             rows = wh.replace_rows(spec, df, [date.fromisoformat(day)])
@@ -503,6 +531,9 @@ def _landing_requests(context, cursor: dict, drained_at: datetime | None, now: f
     The cursor keeps, per landing day, its signature, its source folders and their mtimes: a known day whose
     folders are unchanged is not listed again (a few stats instead of a glob), so a tick costs the days that
     changed, not the lake's history. Days gone from the landing area (retention, quarantine) are forgotten."""
+    store = tick_store()
+    if store is not None:
+        return _store_landing_requests(context, store, cursor, drained_at)
     root = lake_root()
     names = cp.landing_day_names(root)  # one directory read: folder names only
     present = set(names)
@@ -530,6 +561,32 @@ def _landing_requests(context, cursor: dict, drained_at: datetime | None, now: f
             tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
     cursor["landing"] = known
     cursor["landing_listed"] = listed
+    return requests
+
+
+def _store_landing_requests(context, store: TickStore, cursor: dict, drained_at: datetime | None) -> list:
+    """The object-store lake's run requests: the days of the Iceberg landing table's current snapshot (metadata
+    only: no object is read), signed by their sequence range and row count (tick_store.landing_signature)."""
+    from quant_platform.market.tick_store import landing_signature
+
+    days = store.landing_days()
+    known = {d: e for d, e in cursor.get("landing", {}).items() if d in days}
+    requests = []
+    first_partition = TICK_DAILY_PARTITIONS.get_first_partition_key()
+    for day in closed_days(sorted(days), drained_at):
+        sig = landing_signature(days[day])
+        entry = known.get(day)
+        known[day] = {"sig": sig}
+        if entry is not None and entry.get("sig") == sig:
+            continue
+        if day < first_partition:
+            context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
+            continue
+        requests.append(dg.RunRequest(
+            run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
+            tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
+    cursor["landing"] = known
+    cursor["landing_listed"] = len(days)
     return requests
 
 
@@ -610,6 +667,14 @@ def _retention_settings() -> tuple[int, int, int]:
 def delete_expired_landing(context: dg.OpExecutionContext) -> list:
     days, after, keep = _retention_settings()
     root, now = lake_root(), datetime.now(UTC)
+    store = tick_store()
+    if store is not None:
+        # Object-store lake: published days older than the retention leave ticks_landing (one commit each), and
+        # old snapshots expire. Abandoned (never published) days stay in the table for an operator to see.
+        removed = store.expire_landing(days, now.date())
+        context.log.info(f"removed landing days {removed or 'none'} from {store.landing.name()} (retention {days})")
+        cp.apply_landing_retention(root, days, now.date())  # the working copy follows
+        return removed
     removed = cp.apply_landing_retention(root, days, now.date())
     context.log.info(f"removed landing folders of {removed or 'no day'} (retention {days} days)")
     for rec in cp.quarantine_abandoned_landing(root, after, keep, now):

@@ -66,22 +66,14 @@ def write_parquet_atomic(table: pa.Table, final: Path) -> int:
 RAW_TICKS_KEY = b"qp.raw_ticks"
 
 
-def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
-               raw_ticks: dict[int, int] | None = None, digest: str | None = None) -> list[tuple[Path, int]]:
-    """Write one micro-batch: one file per (UTC day, source); the name carries the TICKS sequence range and the
-    digest of the batch's exact TICKS sequences (batch_digest), so a redelivered batch rewrites its own file
-    instead of adding a copy, and another lander's batch over the same range (other messages) never overwrites
-    it. `raw_ticks` (raw
-    seq -> ticks the normalizer made of it) goes into each file's key-value metadata for the raw sequences
-    the file holds: the completeness check compares it with the rows that reached the lake."""
-    if table.num_rows == 0:
-        return []
+def split_day_source(table: pa.Table, raw_ticks: dict[int, int] | None = None):
+    """(day, source, part) for each (UTC day, source) of a tick table; with `raw_ticks` (raw seq -> ticks the
+    normalizer made of it) each part carries, in its key-value metadata, the counts of the raw sequences it
+    holds."""
     table = table.cast(TICK_SCHEMA)
     days = pc.cast(table["ts"], pa.date32())  # ts is UTC: its date is the UTC day (strftime was 25x slower)
-    written = []
     keys = pa.table({"day": days, "source": table["source"]}).group_by(["day", "source"]).aggregate([])
     for day_, source in zip(keys["day"].to_pylist(), keys["source"].to_pylist(), strict=True):
-        day = day_.isoformat()
         mask = pc.and_(pc.equal(days, day_), pc.equal(table["source"], source))
         part = table.filter(mask)
         if raw_ticks:
@@ -89,6 +81,22 @@ def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
             meta = {str(q): raw_ticks[q] for q in held if q in raw_ticks}
             part = part.replace_schema_metadata({**(part.schema.metadata or {}),
                                                  RAW_TICKS_KEY: json.dumps(meta, separators=(",", ":")).encode()})
+        yield day_.isoformat(), source, part
+
+
+def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
+               raw_ticks: dict[int, int] | None = None, digest: str | None = None,
+               redelivered: bool = False) -> list[tuple[Path, int]]:
+    """Write one micro-batch: one file per (UTC day, source); the name carries the TICKS sequence range and the
+    digest of the batch's exact TICKS sequences (batch_digest), so a redelivered batch rewrites its own file
+    instead of adding a copy, and another lander's batch over the same range (other messages) never overwrites
+    it. `raw_ticks` (raw seq -> ticks the normalizer made of it) goes into each file's key-value metadata for the
+    raw sequences the file holds: the completeness check compares it with the rows that reached the lake.
+    (`redelivered` matters only to the object-store lane, tick_store.TickStore.land.)"""
+    if table.num_rows == 0:
+        return []
+    written = []
+    for day, source, part in split_day_source(table, raw_ticks):
         path = landing_path(lake_root, day, source, first_seq, last_seq, digest)
         written.append((path, write_parquet_atomic(part, path)))
     return written

@@ -12,10 +12,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 
+from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
 from quant_platform.market.connection import connect_worker
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, dlq_subject
@@ -39,6 +41,10 @@ from quant_platform.market.normalizer import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def is_object_store(lake: str) -> bool:
+    return str(lake).startswith("s3://")
 
 
 @dataclass
@@ -92,15 +98,30 @@ class LakeUnavailableError(OSError):
     """The lake could not be written (disk full, permissions, storage down): not the messages' fault."""
 
 
-async def _land(batch: MicroBatch, lake_root: Path, stats: LanderStats) -> None:
-    """Write the batch's files, then ack its messages. Raises LakeUnavailableError for an OSError, anything
-    else (a table that does not fit the tick schema, ...) as it is."""
-    seqs = [m.metadata.sequence.stream for m in batch.msgs]
+def landing_target(lake: Path | str):
+    """The function that lands a micro-batch in `lake`: land_batch into a local folder, or a TickStore's
+    Iceberg commit for an object-store URL (s3://)."""
+    if isinstance(lake, str) and is_object_store(lake):
+        from quant_platform.market.tick_store import TickStore
+
+        return TickStore(lake).land
+    root = Path(lake)
+    ensure_schema_anchor(root)
+    return partial(land_batch, root)
+
+
+async def _land(batch: MicroBatch, land, stats: LanderStats) -> None:
+    """Write the batch's files, then ack its messages. Raises LakeUnavailableError for an OSError (or an
+    object store or catalog that cannot be reached), anything else (a table that does not fit the tick
+    schema, ...) as it is. Messages are taken in stream order, so a redelivered batch is the same bytes."""
+    order = sorted(range(len(batch.msgs)), key=lambda i: batch.msgs[i].metadata.sequence.stream)
+    seqs = [batch.msgs[i].metadata.sequence.stream for i in order]
+    redelivered = any(deliveries(m) > 1 for m in batch.msgs)
     try:
-        table = pa.concat_tables(batch.tables) if batch.tables else TICK_SCHEMA.empty_table()
-        written = await asyncio.to_thread(land_batch, lake_root, table, min(seqs), max(seqs), batch.raw_ticks,
-                                          batch_digest(seqs))
-    except OSError as exc:
+        table = pa.concat_tables([batch.tables[i] for i in order]) if batch.tables else TICK_SCHEMA.empty_table()
+        written = await asyncio.to_thread(land, table, min(seqs), max(seqs), batch.raw_ticks, batch_digest(seqs),
+                                          redelivered)
+    except (OSError, ConfigError) as exc:
         raise LakeUnavailableError(str(exc)) from exc
     try:
         for m in batch.msgs:
@@ -165,9 +186,9 @@ async def _fail_one(js, msg, exc: BaseException, stats: LanderStats, max_deliver
         pass
 
 
-async def _land_isolating(js, batch: MicroBatch, lake_root: Path, stats: LanderStats, max_deliver: int) -> None:
+async def _land_isolating(js, batch: MicroBatch, land, stats: LanderStats, max_deliver: int) -> None:
     try:
-        await _land(batch, lake_root, stats)
+        await _land(batch, land, stats)
         return
     except LakeUnavailableError:
         raise
@@ -178,11 +199,11 @@ async def _land_isolating(js, batch: MicroBatch, lake_root: Path, stats: LanderS
         log.warning("a batch of %d TICKS messages did not land (%s: %s); splitting it to find the bad one",
                     len(batch.msgs), type(exc).__name__, exc)
     mid = len(batch.msgs) // 2
-    await _land_isolating(js, batch.part(0, mid), lake_root, stats, max_deliver)
-    await _land_isolating(js, batch.part(mid, len(batch.msgs)), lake_root, stats, max_deliver)
+    await _land_isolating(js, batch.part(0, mid), land, stats, max_deliver)
+    await _land_isolating(js, batch.part(mid, len(batch.msgs)), land, stats, max_deliver)
 
 
-async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats, js=None, max_deliver: int = -1,
+async def flush(batch: MicroBatch, land, stats: LanderStats, js=None, max_deliver: int = -1,
                 stop: asyncio.Event | None = None) -> None:
     """Land the batch and ack it. Content failures are isolated (see module doc); a lake that cannot be
     written is retried with backoff while `stop` is unset, the messages kept in progress, then left unacked
@@ -190,7 +211,7 @@ async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats, js=None,
     backoff = 0.5
     while True:
         try:
-            await _land_isolating(js, batch, lake_root, stats, max_deliver)
+            await _land_isolating(js, batch, land, stats, max_deliver)
             return
         except LakeUnavailableError as exc:
             if stop is None or stop.is_set():
@@ -206,13 +227,13 @@ async def flush(batch: MicroBatch, lake_root: Path, stats: LanderStats, js=None,
             backoff = min(backoff * 2, 10.0)
 
 
-async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows: int = 50_000,
+async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, max_rows: int = 50_000,
                      max_age_s: float = 0.5, fetch_batch: int = 512, stats: LanderStats | None = None) -> None:
 
     from quant_platform.market.streams import ensure_streams
 
     stats = stats or LanderStats()
-    ensure_schema_anchor(lake_root)
+    land = await asyncio.to_thread(landing_target, lake_root)
     nc = await connect_worker(url, "qp-lander")
     js = nc.jetstream()
     await ensure_streams(js)
@@ -239,10 +260,10 @@ async def run_lander(url: str, lake_root: Path, stop: asyncio.Event, *, max_rows
                     continue
                 batch.add(m, table)
             if batch.due(max_rows, max_age_s):
-                await flush(batch, lake_root, stats, js, max_deliver, stop)
+                await flush(batch, land, stats, js, max_deliver, stop)
                 batch = MicroBatch()
         if batch.msgs:
-            await flush(batch, lake_root, stats, js, max_deliver)
+            await flush(batch, land, stats, js, max_deliver)
     finally:
         try:
             await sub.unsubscribe()

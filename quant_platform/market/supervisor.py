@@ -140,7 +140,7 @@ class Decision:
 @dataclass
 class Supervisor:
     nats_url: str
-    lake_root: Path
+    lake_root: Path | str  # a folder, or an object-store URL (s3://...) passed to the workers as it is
     connectors: list[str] = field(default_factory=list)  # roles such as connector:binance, simulator
     fanouts: list[str] = field(default_factory=list)
     normalizer_policy: ScalePolicy = field(default_factory=lambda: ScalePolicy("normalizer"))

@@ -137,7 +137,8 @@ def _ack_observer(source: str):
     return observe
 
 
-async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path) -> None:
+async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path | str) -> None:
+    """`lake_root`: a local folder, or an object-store URL (s3://...) whose landing goes through Iceberg."""
     if role == "normalizer":
         from quant_platform.market.normalizer import NormalizerStats, run_normalizer
 
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         watch = asyncio.create_task(_orphan_watch(stop))
-        role = asyncio.create_task(run_role(args.role, nats_url, stop, Path(args.lake)))
+        role = asyncio.create_task(run_role(args.role, nats_url, stop, args.lake))
         stopped = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({role, stopped}, return_when=asyncio.FIRST_COMPLETED)
