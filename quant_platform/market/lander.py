@@ -233,7 +233,7 @@ async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, ma
     from quant_platform.market.streams import ensure_streams
 
     stats = stats or LanderStats()
-    land = await asyncio.to_thread(landing_target, lake_root)
+    land = landing_target(lake_root)  # before connecting, as the schema anchor always was (no thread to wait on)
     nc = await connect_worker(url, "qp-lander")
     js = nc.jetstream()
     await ensure_streams(js)
