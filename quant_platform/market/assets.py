@@ -551,17 +551,20 @@ def _landing_requests(context, cursor: dict, drained_at: datetime | None, now: f
         sig = cp.landing_signature(files)
         known[day] = {"sig": sig, "src": sources,
                       "fp": cp.dir_fingerprint(day_dir, sources, settled_before=now - LANDING_SETTLE_S)}
-        if not files or (entry is not None and entry.get("sig") == sig):
-            continue
-        if day < first_partition:
-            context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
-            continue
-        requests.append(dg.RunRequest(
-            run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
-            tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
+        if files and not (entry is not None and entry.get("sig") == sig):
+            requests += _day_request(context, cursor, day, sig, first_partition)
     cursor["landing"] = known
     cursor["landing_listed"] = listed
     return requests
+
+
+def _day_request(context, cursor: dict, day: str, sig: str, first_partition: str) -> list[dg.RunRequest]:
+    """The run request of a new or changed landing day (its run key carries the landing signature)."""
+    if day < first_partition:
+        context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
+        return []
+    return [dg.RunRequest(run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
+                          tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig})]
 
 
 def _store_landing_requests(context, store: TickStore, cursor: dict, drained_at: datetime | None) -> list:
@@ -577,14 +580,8 @@ def _store_landing_requests(context, store: TickStore, cursor: dict, drained_at:
         sig = landing_signature(days[day])
         entry = known.get(day)
         known[day] = {"sig": sig}
-        if entry is not None and entry.get("sig") == sig:
-            continue
-        if day < first_partition:
-            context.log.warning(f"landed ticks dated {day} are before the first tick partition {first_partition}")
-            continue
-        requests.append(dg.RunRequest(
-            run_key=f"ticks_daily:{day}:{sig}", partition_key=day,
-            tags={RAW_DRAINED_TAG: str(cursor.get("drained_raw", 0)), SIGNATURE_TAG: sig}))
+        if not (entry is not None and entry.get("sig") == sig):
+            requests += _day_request(context, cursor, day, sig, first_partition)
     cursor["landing"] = known
     cursor["landing_listed"] = len(days)
     return requests
