@@ -581,6 +581,7 @@ def cmd_reports_serve(args) -> int:
 def cmd_reports_build(args) -> int:
     from datetime import date
 
+    from quant_platform.market.tick_store import compute_root
     from quant_platform.platform.settings import load_settings
     from quant_platform.platform.warehouse import Warehouse
     from quant_platform.reports.findings import run_family
@@ -596,9 +597,9 @@ def cmd_reports_build(args) -> int:
     try:
         if args.run_detectors:
             for family in FAMILIES:
-                run = run_family(Path(settings.lake_url), family, wh)
+                run = run_family(compute_root(settings.lake_url, settings.home), family, wh)
                 print(f"{family}: {run.observations} new observations, {len(run.findings)} findings")
-        built = build_report(Path(settings.lake_url), wh, args.day)
+        built = build_report(compute_root(settings.lake_url, settings.home), wh, args.day)
     finally:
         wh.dispose()
     print(f"report {built.day}: {built.findings_shown} findings shown of {built.findings_in_window}; {built.html_path}")

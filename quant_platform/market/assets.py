@@ -20,7 +20,7 @@ from quant_platform.market import vendor_gaps as vg
 from quant_platform.market.continuous import futures_continuous_1m
 from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
 from quant_platform.market.tables import BARS_1M, DAILY_STATS, TICK_COLUMNS, TICKS_HISTORY, VENDOR_GAPS
-from quant_platform.market.tick_store import TickStore, is_object_store, working_copy
+from quant_platform.market.tick_store import TickStore, compute_root, is_object_store
 from quant_platform.platform.dagster_common import WAREHOUSE_POOL, warehouse_kind
 from quant_platform.platform.settings import load_settings
 from quant_platform.platform.tables import TableSpec
@@ -58,9 +58,7 @@ def lake_root() -> Path:
     """The folder the tick lane computes in: the lake itself, or for an object-store lake (s3://) its local
     working copy (tick_store.working_copy), which tick_store() fills with the days a run needs and publishes."""
     settings = load_settings()
-    if is_object_store(settings.lake_url):
-        return working_copy(settings.lake_url, settings.home)
-    return Path(settings.lake_url)
+    return compute_root(settings.lake_url, settings.home)
 
 
 def tick_store() -> TickStore | None:

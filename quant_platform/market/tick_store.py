@@ -113,6 +113,13 @@ def working_copy(lake_url: str, home: Path) -> Path:
     return Path(home) / "lake-cache" / lake_url.removeprefix("s3://").replace("/", "__")
 
 
+def compute_root(lake_url: str, home: Path) -> Path:
+    """The folder the Dagster side reads and writes: a local lake itself, or an object-store lake's working copy
+    (the tick lane pulls the days it needs into it and publishes to the tables; the reporting lane keeps its
+    metric chunks, detector state and reports there and PUTs the reports to the bucket)."""
+    return working_copy(lake_url, home) if is_object_store(lake_url) else Path(lake_url)
+
+
 def landing_signature(files: list[StoreFile]) -> str:
     """`<first TICKS seq>-<last TICKS seq>r<rows>` of a day's landing files: a late tick changes it; a small-file
     compaction (same rows, same range, fewer files) does not."""

@@ -165,12 +165,13 @@ def create_app(warehouse, lake_root: Path) -> FastAPI:
 def serve(host: str, port: int, warehouse_url: str | None = None, lake_url: str | None = None) -> None:
     import uvicorn
 
+    from quant_platform.market.tick_store import compute_root
     from quant_platform.platform.settings import load_settings
     from quant_platform.platform.warehouse import Warehouse
 
     settings = load_settings()
     wh = Warehouse(warehouse_url or settings.warehouse_url)
-    app = create_app(wh, Path(lake_url or settings.lake_url))
+    app = create_app(wh, compute_root(lake_url or settings.lake_url, settings.home))
     print(f"reports API at http://{host}:{port} (docs at /docs); warehouse {wh.backend}; Ctrl-C stops", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

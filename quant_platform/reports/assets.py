@@ -60,7 +60,34 @@ OBS_SCHEMA = dg.TableSchema(columns=[
 
 
 def lake_root() -> Path:
-    return Path(load_settings().lake_url)
+    """The reporting lane's folder: the lake, or an object-store lake's local working copy (tick_store.compute_root);
+    there the published report files are also PUT to the bucket (`_publish_report`)."""
+    from quant_platform.market.tick_store import compute_root
+
+    settings = load_settings()
+    return compute_root(settings.lake_url, settings.home)
+
+
+def _ticks_file(day: str) -> Path:
+    """The published tick day to read (pulled into the working copy on an object-store lake); may not exist."""
+    from quant_platform.market import compaction as cp
+    from quant_platform.market.tick_store import TickStore, is_object_store
+
+    url = load_settings().lake_url
+    if is_object_store(url):
+        TickStore(url).pull_daily(lake_root(), day)
+    return cp.daily_file(lake_root(), day)
+
+
+def _publish_report(paths: list[Path]) -> list[str]:
+    """On an object-store lake, PUT the report's files (whole objects) under the same relative keys; URIs."""
+    from quant_platform.market.tick_store import TickStore, is_object_store
+
+    url = load_settings().lake_url
+    if not is_object_store(url):
+        return []
+    store, root = TickStore(url), lake_root()
+    return [store.put_file(p, p.relative_to(root).as_posix()) for p in paths]
 
 
 def _metric_list(metrics: dict) -> str:
@@ -100,7 +127,7 @@ def market_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     finally:
         wh.dispose()
     latency = pd.DataFrame(columns=["instrument_id", "latency_ms"])
-    ticks = cp.daily_file(root, day)
+    ticks = _ticks_file(day)
     if ticks.exists():
         con = cp.duck()
         try:
@@ -164,7 +191,7 @@ def platform_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     day = context.partition_key
     root = lake_root()
     lag = pd.DataFrame(columns=["source", "lag_p95_ms"])
-    ticks = cp.daily_file(root, day)
+    ticks = _ticks_file(day)
     if ticks.exists():
         con = cp.duck()
         try:
@@ -320,7 +347,8 @@ def daily_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         built = build_report(lake_root(), wh, context.partition_key)
     finally:
         wh.dispose()
-    return dg.MaterializeResult(metadata={
+    uris = _publish_report([built.html_path, built.markdown_path, built.json_path])
+    return dg.MaterializeResult(metadata={**({"object_store_uris": ", ".join(uris)} if uris else {}),
         "findings_storage_id": findings_storage_id, "findings_recent_shown": built.findings_recent_shown,
         "findings_earlier_shown": built.findings_shown - built.findings_recent_shown,
         "findings_shown": built.findings_shown, "findings_in_window": built.findings_in_window,
