@@ -282,7 +282,7 @@ def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> 
                 time.sleep(2)
                 break
         report = summary(instance, env.get("QP_WAREHOUSE_URL") or settings.warehouse_url,
-                         Path(env.get("QP_LAKE_URL") or settings.lake_url))
+                         env.get("QP_LAKE_URL") or settings.lake_url, settings.home)
     print_summary(report)
     return 0 if report["ok"] else 1
 
@@ -540,7 +540,8 @@ def cmd_bench_ingest(args) -> int:
 def cmd_bench_compaction(args) -> int:
     from quant_platform.bench.compaction import run_compaction_benchmark
 
-    print(json.dumps(run_compaction_benchmark(ticks=args.ticks, workdir=args.workdir, keep=args.keep), indent=2))
+    print(json.dumps(run_compaction_benchmark(ticks=args.ticks, workdir=args.workdir, keep=args.keep,
+                                              tick_rate=args.tick_rate), indent=2))
     return 0
 
 
@@ -768,6 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--ticks", type=int, default=10_000_000)
     bc.add_argument("--workdir", default=None, help="where to build the lake (default: a temp folder)")
     bc.add_argument("--keep", action="store_true", help="keep the generated lake")
+    bc.add_argument("--tick-rate", type=float, default=2_000.0,
+                    help="ticks/s while the day's ticks flow: sets how many files the lander's flushes make "
+                    "(default 2000, the simulator worker's QP_SIM_RATE default)")
     bc.set_defaults(func=cmd_bench_compaction)
     b2 = bs.add_parser("scd2", help="set-based SCD2 merge of N changed rows with its audit (JSON)",
                        description="Close N current versions and insert N new ones (staging, audit, publish) "
