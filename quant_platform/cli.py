@@ -282,7 +282,7 @@ def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> 
                 time.sleep(2)
                 break
         report = summary(instance, env.get("QP_WAREHOUSE_URL") or settings.warehouse_url,
-                         Path(env.get("QP_LAKE_URL") or settings.lake_url))
+                         env.get("QP_LAKE_URL") or settings.lake_url, settings.home)
     print_summary(report)
     return 0 if report["ok"] else 1
 

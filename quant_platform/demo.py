@@ -146,11 +146,25 @@ def done(p: dict) -> bool:
     return all(p["materialized"].values()) and in_flight == 0
 
 
-def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
-    """The headless demo's report: per lane, tables and row counts; checks; ticks landed and compacted."""
+def tick_counts(lake_url: str, home: Path) -> tuple[int, dict[str, int]]:
+    """(rows landed, rows per compacted day) of the lake: the folders of a local lake, or the Iceberg tables'
+    metadata of an object-store lake (no data file is read)."""
     import pyarrow.parquet as pq
 
     from quant_platform.market.compaction import compacted_days, daily_file, landing_days
+    from quant_platform.market.tick_store import TickStore, is_object_store
+
+    if is_object_store(lake_url):
+        store = TickStore(lake_url)
+        return sum(f.rows for f in store.landing_files()), store.daily_rows()
+    root = Path(lake_url)
+    landed = sum(pq.ParquetFile(f).metadata.num_rows for files in landing_days(root).values() for f in files)
+    return landed, {d: pq.ParquetFile(daily_file(root, d)).metadata.num_rows for d in compacted_days(root)}
+
+
+def summary(instance, warehouse_url: str, lake_url: str, home: Path) -> dict:
+    """The headless demo's report: per lane, tables and row counts; checks; ticks landed and compacted."""
+    from quant_platform.market.tick_store import compute_root
     from quant_platform.platform.warehouse import Warehouse, vetted
 
     p = progress(instance)
@@ -162,12 +176,10 @@ def summary(instance, warehouse_url: str, lake_root: Path) -> dict:
         counts = {}
         for schema, name in tables.itertuples(index=False):
             counts[f"{schema}.{name}"] = int(wh.scalar(f"SELECT count(*) FROM {vetted(schema)}.{vetted(name)}"))  # noqa: S608
-        report = _todays_report(wh, lake_root)
+        report = _todays_report(wh, compute_root(lake_url, home))
     finally:
         wh.dispose()
-    landed = sum(pq.ParquetFile(f).metadata.num_rows for files in landing_days(lake_root).values() for f in files)
-    days = compacted_days(lake_root)
-    compacted = {d: pq.ParquetFile(daily_file(lake_root, d)).metadata.num_rows for d in days}
+    landed, compacted = tick_counts(lake_url, home)
     lanes = {
         lane: {k: p["materialized"][k] for k in keys} for lane, keys in EXPECTED.items()
     }

@@ -150,6 +150,11 @@ def test_the_tick_lane_lands_compacts_and_reruns_on_either_lake(lake_kind, qp_ho
             assert market_ingest_sensor(dg.build_sensor_context(
                 instance=instance, definitions=defs, cursor=result.cursor)).run_requests == []
 
+    # the `up --headless` summary's tick counts, from the folders or from the tables' metadata
+    from quant_platform.demo import tick_counts
+
+    assert tick_counts(lake, qp_home) == (len(ids), {DAY: TOTAL})
+
     # query: DuckDB over the published day (the S3 lake through the Iceberg table's files), against the warehouse
     con = duckdb.connect()
     if store is not None:

@@ -483,6 +483,15 @@ class TickStore:
             out.write(Path(local).read_bytes())
         return self.uri(relative)
 
+    def daily_rows(self) -> dict[str, int]:
+        """Rows of each published day in ticks_daily's current snapshot (manifest metadata only)."""
+        self.daily = self.catalog.load_table(DAILY_TABLE)
+        out: dict[str, int] = {}
+        for task in self.daily.scan(selected_fields=("date",)).plan_files():
+            day = task.file.file_path.split("/date=", 1)[1].split("/", 1)[0]
+            out[day] = out.get(day, 0) + task.file.record_count
+        return dict(sorted(out.items()))
+
     def published_days(self) -> list[str]:
         self.daily = self.catalog.load_table(DAILY_TABLE)
         return sorted(k[len(DAY_PROP):] for k in self.daily.properties if k.startswith(DAY_PROP))
