@@ -240,3 +240,77 @@ def test_a_release_loads_end_to_end_with_the_lake_on_s3(s3_server, simulator, du
 
     stored = "\n".join(serialize_value(e) for r in (*results, rerun) for e in instance.all_logs(r.run_id))
     assert s3_server.secret_key not in stored
+
+
+_RUN_REQUEST = """
+import sys, json
+import dagster as dg
+from quant_platform.definitions import defs
+req = json.loads(sys.argv[1])
+with dg.DagsterInstance.get() as instance:
+    defs.resolve_job_def(req["job"]).execute_in_process(instance=instance, partition_key=req["partition"],
+                                                       tags=req["tags"], raise_on_error=False)
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("lake_kind", ["local", "s3"])
+def test_a_release_run_killed_after_archiving_reruns_to_the_same_object_and_rows(lake_kind, request, simulator, duck,
+                                                                                 instance, monkeypatch, qp_home):
+    """The macro raw archive on either lake: the release sensor's run is SIGKILLed (its whole process) as soon as
+    its raw file is in the lake; the re-run of the same request reuses that object (read back and re-hashed), writes
+    no other, and loads every row once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from quant_platform.definitions import defs
+    from quant_platform_tests.release_helpers import evaluate_sensor, execute_requests
+
+    if lake_kind == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        lake_url = s3.lake_env(monkeypatch)
+
+        def objects() -> dict[str, bytes]:
+            return _objects(s3, lake_url)
+    else:
+        lake_url = str(qp_home / "lake")
+        monkeypatch.setenv("QP_LAKE_URL", lake_url)
+
+        def objects() -> dict[str, bytes]:
+            root = qp_home / "lake"
+            return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with urllib.request.urlopen(simulator.base_url + WPSR_ROUTE, timeout=5) as resp:
+        sha = hashlib.sha256(resp.read()).hexdigest()
+    reqs, _, _ = evaluate_sensor(defs, "eia_wpsr_release_sensor", instance, None)
+    reqs = [r for r in reqs if r.job_name == "eia_wpsr_job"]
+    assert [r.partition_key for r in reqs] == [WEEK]
+
+    raw_key = f"raw/eia/wpsr_table1/{WEEK}/{sha}.csv"
+    spec = json.dumps({"job": reqs[0].job_name, "partition": WEEK, "tags": dict(reqs[0].tags)})
+    proc = subprocess.Popen([sys.executable, "-c", _RUN_REQUEST, spec], env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while raw_key not in objects():
+            assert proc.poll() is None, "the run ended before its raw file was archived"
+            assert time.monotonic() < deadline, "no raw file archived in 120 s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-run: archived, the load maybe not done
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    archived = objects()
+    assert list(archived) == [raw_key] and hashlib.sha256(archived[raw_key]).hexdigest() == sha
+
+    rerun = execute_requests(defs, instance, reqs)[0]
+    assert rerun.success
+    assert rerun.asset_materializations_for_node("macro__eia_wpsr")[0].metadata["raw_reused_from_lake"].value is True
+    assert objects() == archived
+    loaded = duck.query_df("SELECT count(*) AS n, count(DISTINCT (series_key, measure)) AS k, min(source_sha256) AS a,"
+                           " max(source_sha256) AS b FROM macro.eia_wpsr WHERE week_ending = :w",
+                           {"w": date.fromisoformat(WEEK)}).iloc[0]
+    assert (loaded["n"], loaded["k"], loaded["a"], loaded["b"]) == (540, 540, sha, sha)
