@@ -557,3 +557,110 @@ def test_throughput_print_only(master):
     per_s = len(frames) / (time.perf_counter() - start)
     assert (ticks, ignored) == (40 * ticking, 40 * (len(capture) - ticking))
     print(f"\nbinance normalize: {per_s:,.0f} frames/s over {len(frames)} frames")
+
+
+# ------------------------------------------------------------------------------------------- vectorised paths
+# Massive and Alpaca frames (JSON arrays) on the vectorised path must give the very rows, rejects, ignored counts
+# and tick counts the per-frame path gives; a frame it cannot take plainly sends the message down the per-frame path.
+def _per_frame(source: str, seq: int, data: bytes, master):
+    from quant_platform.market.contracts import decode_batch
+
+    frames = [f for f in decode_batch(data) if not isinstance(f, tuple)]
+    table, rejected, ignored = normalize_batch(source, frames, seq, master)
+    return table, [(r.frame.payload, r.reason, r.event) for r in rejected], ignored
+
+
+def _assert_fast_equals_per_frame(source: str, messages, master, what=None):
+    from quant_platform.market.adapters import normalize_messages
+
+    done = normalize_messages(source, messages, master, min_fast_lines=1)
+    tables = []
+    for got, (seq, data) in zip(done.messages, messages, strict=True):
+        table, rejected, ignored = _per_frame(source, seq, data, master)
+        assert [(r.frame.payload, r.reason, r.event) for r in got.rejected] == rejected, what
+        assert got.ignored == ignored and got.ticks == table.num_rows, what
+        tables.append(table)
+    assert done.table.equals(pa.concat_tables(tables)), what
+    return done
+
+
+def _messages(frames: list[bytes], per_msg: int, seq0: int = 10) -> list[tuple[int, bytes]]:
+    from quant_platform.market.contracts import encode_batch
+
+    return [(seq0 + k, encode_batch([RawFrame(RECEIVED + k * per_msg + i, f)
+                                     for i, f in enumerate(frames[k * per_msg:(k + 1) * per_msg])]))
+            for k in range((len(frames) + per_msg - 1) // per_msg)]
+
+
+def _polygon_events() -> list[dict]:
+    trades = [e for f in polygon_frames() for e in json.loads(f.payload) if e.get("ev") == "T"]
+    assert len(trades) == 3
+    t_2025 = 1_762_200_000_000  # a quote after the vendor's switch to shares (2025-11-03)
+    quotes = [{"ev": "Q", "sym": "XOM", "bx": 4, "bp": 110.5, "bs": 3, "ax": 7, "ap": 110.4, "as": 2, "c": 0,
+               "t": 1651684192462, "q": 77, "z": 1},
+              {"ev": "Q", "sym": "AAPL", "bx": 12, "bp": 170.25, "bs": 100, "ax": 12, "ap": 170.3, "as": 0,
+               "t": t_2025, "q": 78}]
+    return trades + [{**trades[0], "c": []}, {k: v for k, v in trades[1].items() if k != "c"}] + quotes
+
+
+def test_polygon_fast_path_equals_the_per_frame_path(master):
+    events = _polygon_events()
+    kinds = [[e for e in events if e["ev"] == k] for k in ("T", "Q")]
+    rng = random.Random(5)
+    frames = [json.dumps(rng.sample(kinds[n % 3 == 2], rng.randint(1, 2)), separators=(",", ":")).encode()
+              for n in range(60)]
+    done = _assert_fast_equals_per_frame("polygon", _messages(frames, 20), master)
+    assert done.fast == 3 and done.table.num_rows > 60
+    rows = done.table.to_pylist()
+    assert {r["size_unit"] for r in rows if r["event"] == "quote"} == {"round_lots", "shares"}
+    assert {r["exchange"] for r in rows if r["event"] == "quote"} == {"4/7", "12"}
+    conditions = {r["conditions"] for r in rows if r["event"] == "trade"}
+    assert None in conditions and len(conditions) >= 2, conditions
+    # A frame of trades and quotes (their "c" differ in type) goes frame by frame, with the same result.
+    mixed = _messages([json.dumps(events).encode()] * 4, 4, seq0=90)
+    assert _assert_fast_equals_per_frame("polygon", mixed, master).fast == 0
+
+
+def _polygon_mutation(rng: random.Random, events: list[dict]) -> tuple[str, list]:
+    e = events[rng.randrange(len(events))]
+    key = rng.choice(sorted(e))
+    kind = rng.randrange(8)
+    if kind == 0:
+        del e[key]
+    elif kind == 1:
+        e[key] = None
+    elif kind == 2:
+        e[key] = rng.choice([1.5, 7, -1, 0, True, "", "1.5", 2**64, [1], {}, [1, "@"], [], 10**17])
+    elif kind == 3:
+        e["ev"] = rng.choice(["A", "AM", "status", 5, None, "T", "Q"])
+    elif kind == 4:
+        e["sym"] = rng.choice(["UNKNOWN", "", 3, "AAPL"])
+    elif kind == 5:
+        events.append({"ev": "status", "status": "connected", "message": "Connected Successfully"})
+    elif kind == 6:
+        return "empty", []
+    else:
+        e["t"] = rng.choice([1651684192462.0, -5, 10**17, "1651684192462", 1651684192])
+    return f"{kind}:{key}", events
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fuzzed_polygon_messages_give_exactly_the_per_frame_result(master, seed):
+    import copy
+
+    rng = random.Random(seed)
+    kinds = [[e for e in _polygon_events() if e["ev"] == k] for k in ("T", "Q")]
+    paths = {"fast": 0, "per_frame": 0}
+    for round_ in range(50):
+        frames, what = [], []
+        for _ in range(8):
+            pool = kinds[rng.random() < 0.3]
+            events = copy.deepcopy(rng.sample(pool, rng.randint(1, len(pool))))
+            if rng.random() < 0.07:
+                name, events = _polygon_mutation(rng, events)
+                what.append(name)
+            frames.append(json.dumps(events).encode())
+        messages = _messages(frames, 8, seq0=1000 + round_)
+        done = _assert_fast_equals_per_frame("polygon", messages, master, what)
+        paths["fast" if done.fast else "per_frame"] += 1
+    assert paths["fast"] >= 5 and paths["per_frame"] >= 10, paths

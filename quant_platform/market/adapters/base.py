@@ -286,6 +286,39 @@ def raw_lines(data: bytes) -> RawLines | None:
     return RawLines(received.astype(np.int64), body.tobytes(), starts, ends)
 
 
+ARRAY_KEY = "a"  # array_lines wraps each line's JSON array as {"a": [...]}
+
+
+def array_lines(data: bytes) -> RawLines | None:
+    """Split a raw batch of array frames (Massive, Alpaca: `<received_at_ns> [...]`) for the vectorised path: each
+    line's array becomes the one field ARRAY_KEY of an object (`{"a":[...]}`), so Arrow's JSON reader takes it; None
+    when any line is not `<19 digits> [...`, or the batch is not UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [buf.size]))
+    if (ends - starts < _HEAD + 3).any():  # digits, space, "[", "]"
+        return None
+    head = buf[starts[:, None] + np.arange(_HEAD + 2)]
+    digits = head[:, :_HEAD] - np.uint8(48)
+    if (digits > 9).any() or (head[:, _HEAD] != 32).any() or (head[:, _HEAD + 1] != 91).any():
+        return None
+    received = digits.astype(np.uint64) @ _POW10
+    if (received > _INT64_MAX).any():
+        return None
+    body = buf.copy()
+    body[starts[:, None] + np.arange(_HEAD)] = 32
+    opener = np.frombuffer(b'{"%s":' % ARRAY_KEY.encode(), dtype=np.uint8)
+    body[starts[:, None] + np.arange(_HEAD + 1 - opener.size, _HEAD + 1)] = opener  # over the blanks before "["
+    body = np.insert(body, ends, np.uint8(125))  # "}" at the end of every line
+    shift = np.arange(starts.size)
+    return RawLines(received.astype(np.int64), body.tobytes(), starts + shift, ends + shift + 1)
+
+
 def read_lines(body: bytes, n_lines: int, schema: pa.Schema) -> pa.Table | None:
     """Arrow's JSON reader over `n_lines` lines of one JSON object each, with the fields of `schema` (others
     ignored); None on any line it cannot read exactly (a wrong type, a duplicate key, two objects on a line,
