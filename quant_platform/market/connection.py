@@ -116,3 +116,90 @@ async def connect_worker(url: str, name: str, reconnect_wait_s: float = 0.5):
     client.append(nc)
     _connected_once = True
     return nc
+
+
+# A pull consumer whose leader was on a server that died answers every fetch with 503 (no responders) until its
+# remaining replicas elect another leader: nats-server's followers wait 4-9 s before they campaign, and a split
+# vote costs another round. Fetches that keep failing longer than RESUBSCRIBE_AFTER_S are no election any more (the
+# consumer was deleted, or the subscription's inbox was lost): the worker declares its consumer again and makes a
+# new pull subscription, and does so again every RESUBSCRIBE_AFTER_S while fetches fail.
+RESUBSCRIBE_AFTER_S = 20.0
+FAILURE_LOG_EVERY_S = 10.0
+
+
+def fetch_failure_reason(exc: BaseException) -> str:
+    """Why a fetch failed, in words an operator can act on."""
+    import nats.errors
+    from nats.js.errors import ServiceUnavailableError
+
+    if isinstance(exc, ServiceUnavailableError):
+        return ("no server answers for the consumer (503): the server that led it is gone and its replicas are "
+                "electing another leader, or the consumer was deleted")
+    if isinstance(exc, (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                        nats.errors.StaleConnectionError)):
+        return f"the connection to NATS is down ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+class FetchHealth:
+    """The fetch loop's failure bookkeeping: one warning with the reason when fetches start failing, one every
+    FAILURE_LOG_EVERY_S while they keep failing, one line when they work again, and `failed()` returns True
+    every `resubscribe_after_s` of continuous failure (the caller then re-creates its pull subscription)."""
+
+    def __init__(self, name: str, consumer: str, resubscribe_after_s: float = RESUBSCRIBE_AFTER_S):
+        self.name, self.consumer, self.resubscribe_after_s = name, consumer, resubscribe_after_s
+        self.failing_since: float | None = None
+        self.failures = 0
+        self.resubscribes = 0  # in this process's life
+        self._last_log = self._last_resubscribe = 0.0
+
+    def failed(self, exc: BaseException) -> bool:
+        import time
+
+        now = time.monotonic()
+        reason = fetch_failure_reason(exc)
+        if self.failing_since is None:
+            self.failing_since = self._last_log = self._last_resubscribe = now
+            self.failures = 0
+            log.warning("%s: fetch from consumer %s failed: %s; retrying", self.name, self.consumer, reason)
+        elif now - self._last_log >= FAILURE_LOG_EVERY_S:
+            self._last_log = now
+            log.warning("%s: fetch from consumer %s still failing after %.1fs (%d attempts): %s", self.name,
+                        self.consumer, now - self.failing_since, self.failures + 1, reason)
+        self.failures += 1
+        if now - self._last_resubscribe >= self.resubscribe_after_s:
+            self._last_resubscribe = now
+            return True
+        return False
+
+    def ok(self) -> None:
+        """A fetch got an answer (messages, or an idle timeout on a connected client)."""
+        if self.failing_since is None:
+            return
+        import time
+
+        log.info("%s: fetch from consumer %s answered again after %.1fs (%d failed attempts)", self.name,
+                    self.consumer, time.monotonic() - self.failing_since, self.failures)
+        self.failing_since = None
+
+
+async def resubscribe(js, sub, subject: str, durable: str, stream: str, health: FetchHealth):
+    """Declare the streams and consumers again (a deleted consumer comes back with its declared settings) and
+    return a new pull subscription on `durable`, the old one unsubscribed; the old one when that fails."""
+    from quant_platform.market.streams import ensure_streams
+
+    log.warning("%s: fetches from consumer %s have failed for %.1fs; declaring it again and re-creating the pull "
+                "subscription", health.name, durable, health.resubscribe_after_s)
+    try:
+        await ensure_streams(js)
+        new = await js.pull_subscribe(subject, durable=durable, stream=stream)
+    except Exception as exc:
+        log.warning("%s: re-creating the pull subscription on %s failed (%s); retrying later", health.name, durable,
+                    fetch_failure_reason(exc))
+        return sub
+    health.resubscribes += 1
+    try:
+        await sub.unsubscribe()
+    except Exception:  # noqa: S110 - the old inbox may be gone with its connection already
+        pass
+    return new

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
-from quant_platform.market.connection import connect_worker
+from quant_platform.market.connection import RESUBSCRIBE_AFTER_S, FetchHealth, connect_worker, resubscribe
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, dlq_subject
 from quant_platform.market.lake_landing import batch_digest, ensure_schema_anchor, land_batch
 from quant_platform.market.normalizer import (
@@ -228,7 +228,8 @@ async def flush(batch: MicroBatch, land, stats: LanderStats, js=None, max_delive
 
 
 async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, max_rows: int = 50_000,
-                     max_age_s: float = 0.5, fetch_batch: int = 512, stats: LanderStats | None = None) -> None:
+                     max_age_s: float = 0.5, fetch_batch: int = 512, stats: LanderStats | None = None,
+                     resubscribe_after_s: float = RESUBSCRIBE_AFTER_S) -> None:
 
     from quant_platform.market.streams import ensure_streams
 
@@ -240,14 +241,19 @@ async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, ma
     sub = await js.pull_subscribe("ticks.norm.>", durable="lander", stream=STREAM_NORM)
     max_deliver = await consumer_max_deliver(sub)
     batch = MicroBatch()
+    health = FetchHealth("lander", "lander", resubscribe_after_s)
     try:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(fetch_batch, timeout=min(0.2, max_age_s))
+                health.ok()
             except TimeoutError:
                 msgs = []
-            except Exception as exc:
-                log.warning("fetch failed (%s); retrying", exc)
+                if nc.is_connected:
+                    health.ok()
+            except Exception as exc:  # e.g. 503 while the consumer's replicas elect a leader: connection.py
+                if health.failed(exc):
+                    sub = await resubscribe(js, sub, "ticks.norm.>", "lander", STREAM_NORM, health)
                 await asyncio.sleep(0.5)
                 msgs = []
             for m in msgs:

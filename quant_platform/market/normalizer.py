@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from quant_platform.market import vendor_gaps as vg
 from quant_platform.market.adapters import normalize_messages
-from quant_platform.market.connection import connect_worker
+from quant_platform.market.connection import RESUBSCRIBE_AFTER_S, FetchHealth, connect_worker, resubscribe
 from quant_platform.market.contracts import (
     RAW_FORMAT,
     STREAM_DLQ,
@@ -177,10 +177,12 @@ def is_environment_error(exc: BaseException) -> bool:
     """Failures of the surroundings (NATS down or slow, no stream leader, a full disk), which redelivery or a
     retry fixes, as opposed to failures caused by the message itself."""
     import nats.errors
-    from nats.js.errors import APIError
+    from nats.js.errors import APIError, ServiceUnavailableError
 
     if isinstance(exc, nats.errors.MaxPayloadError):
         return False  # this message is too big: it will always be
+    if isinstance(exc, ServiceUnavailableError):
+        return True  # 503, also from a status message, which carries no code: no leader answers (yet)
     if isinstance(exc, APIError):
         return (exc.code or 0) >= 500 or exc.code in (408, 429)
     return isinstance(exc, (nats.errors.Error, OSError, TimeoutError, ConnectionError))
@@ -473,7 +475,7 @@ def set_chunks(msgs: list, limit: int | None = None) -> list[list]:
 
 async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 256,
                          master: InstrumentMaster | None = None, stats: NormalizerStats | None = None,
-                         linger_s: float | None = None) -> None:
+                         linger_s: float | None = None, resubscribe_after_s: float = RESUBSCRIBE_AFTER_S) -> None:
     from quant_platform.market.streams import ensure_streams
 
     master = master or InstrumentMaster.load()
@@ -499,16 +501,21 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
                 for m in chunk:
                     await _quietly(m.nak(delay=redelivery_delay(deliveries(m))))
 
+    health = FetchHealth("normalizer", "normalizer", resubscribe_after_s)
     try:
         while not stop.is_set():
             try:
                 msgs = await fetch_set(sub, fetch_batch, 0.5, linger)
             except TimeoutError:
+                if nc.is_connected:
+                    health.ok()
                 continue
-            except Exception as exc:
-                log.warning("fetch failed (%s); retrying", exc)
+            except Exception as exc:  # e.g. 503 while the consumer's replicas elect a leader: connection.py
+                if health.failed(exc):
+                    sub = await resubscribe(js, sub, "ticks.raw.>", "normalizer", STREAM_RAW, health)
                 await asyncio.sleep(0.5)
                 continue
+            health.ok()
             await handle(msgs)
     finally:
         try:
