@@ -664,15 +664,21 @@ def delete_expired_landing(context: dg.OpExecutionContext) -> list:
     root, now = lake_root(), datetime.now(UTC)
     store = tick_store()
     if store is not None:
-        # Object-store lake: published days older than the retention leave ticks_landing (one commit each), and
-        # old snapshots expire. Abandoned (never published) days stay in the table for an operator to see.
+        # Object-store lake: covered published days older than the retention leave ticks_landing (one commit
+        # each); abandoned days go to quarantine objects; objects no snapshot references are deleted.
         removed = store.expire_landing(days, now.date())
         context.log.info(f"removed landing days {removed or 'none'} from {store.landing.name()} (retention {days})")
         cp.apply_landing_retention(root, days, now.date())  # the working copy follows
-        return removed
-    removed = cp.apply_landing_retention(root, days, now.date())
-    context.log.info(f"removed landing folders of {removed or 'no day'} (retention {days} days)")
-    for rec in cp.quarantine_abandoned_landing(root, after, keep, now):
+        quarantined = store.quarantine_abandoned(after, keep, now)
+        expired = store.expire_quarantine(keep, now)
+        orphans = store.delete_orphans()
+        context.log.info(f"deleted objects no table snapshot references: {orphans}")
+    else:
+        removed = cp.apply_landing_retention(root, days, now.date())
+        context.log.info(f"removed landing folders of {removed or 'no day'} (retention {days} days)")
+        quarantined = cp.quarantine_abandoned_landing(root, after, keep, now)
+        expired = cp.expire_quarantine(root, keep, now)
+    for rec in quarantined:
         context.log.warning(f"landing day {rec['day']} quarantined to {rec['path']} ({rec['reason']}; "
                             f"{rec['rows']} rows, {len(rec['files'])} files); deleted after {rec['delete_after']}")
         context.log_event(dg.AssetCheckEvaluation(
@@ -682,7 +688,7 @@ def delete_expired_landing(context: dg.OpExecutionContext) -> list:
                         f"quarantine after {after} days; they are deleted after {keep} more unless restored.",
             metadata={k: rec[k] for k in ("reason", "rows", "bytes", "path", "delete_after", "restore")}
             | {"files": len(rec["files"])}))
-    for rec in cp.expire_quarantine(root, keep, now):
+    for rec in expired:
         context.log.warning(f"quarantined landing ticks of {rec['day']} deleted ({rec['rows']} rows, kept since "
                             f"{rec['quarantined_at']})")
         context.log_event(dg.AssetCheckEvaluation(

@@ -444,23 +444,175 @@ class TickStore:
         os.replace(tmp, dest)
         return dest / cp.TICKS_FILE
 
-    def expire_landing(self, keep_days: int, today) -> list[str]:
-        """Remove from ticks_landing the days older than `keep_days` whose compaction is published (one commit per
-        day), then expire snapshots older than a day: the OLAP views keep the recent days; history lives in
-        ticks_daily. Returns the days removed."""
-        from datetime import timedelta
+    def abandoned_reason(self, day: str, files: list[StoreFile] | None = None) -> str | None:
+        """Why `day`'s landing files are not in its published compaction (None: they all are), read from the
+        published version's manifest (its `inputs`), as compaction.abandoned_reason does on a local lake."""
+        from quant_platform.market import compaction as cp
 
+        version = self.published_version(day)
+        if version is None:
+            return cp.NOT_PUBLISHED
+        try:
+            manifest = json.loads(self._get(self.key(f"{DAILY}/date={day}/{version}/{cp.MANIFEST}")))
+        except (OSError, ValueError):
+            return cp.NOT_PUBLISHED
+        covered = set(manifest.get("inputs", []))
+        files = self.landing_files(day) if files is None else files
+        if any(f"{LANDING}/date={day}/source={f.source}/{f.name}" not in covered for f in files):
+            return cp.NOT_COVERED
+        return None
+
+    def _drop_landing_files(self, day: str, files: list[StoreFile], note: str) -> bool:
+        """One commit removing exactly `files` from ticks_landing (a file landed meanwhile stays). False when
+        some of them are no longer in the table (another maintenance run took them)."""
         from pyiceberg.expressions import EqualTo
 
+        paths = {f.path for f in files}
+
+        def drop(tx) -> None:
+            with tx.update_snapshot(snapshot_properties={"qp.removed": note}).overwrite() as ow:
+                current = {t.file.file_path: t.file for t in self.landing.scan(
+                    row_filter=EqualTo("date", day)).plan_files()}
+                if not paths <= set(current):
+                    raise _Stale()
+                for p in paths:
+                    ow.delete_data_file(current[p])
+
+        try:
+            self._commit("landing", drop)
+        except _Stale:
+            return False
+        return True
+
+    def expire_landing(self, keep_days: int, today) -> list[str]:
+        """Remove from ticks_landing the days older than `keep_days` whose published compaction covers every one
+        of their landing files (one commit per day), then expire old snapshots: the OLAP views keep the recent
+        days; history lives in ticks_daily. Returns the days removed."""
+        from datetime import timedelta
+
         cutoff = (today - timedelta(days=keep_days)).isoformat()
-        published = set(self.published_days())
         removed = []
-        for day in sorted(self.landing_days()):
-            if day < cutoff and day in published:
-                self._commit("landing", lambda tx, day=day: tx.delete(EqualTo("date", day)))
-                removed.append(day)
+        for day, files in sorted(self.landing_days().items()):
+            if day < cutoff and self.abandoned_reason(day, files) is None:
+                if self._drop_landing_files(day, files, f"retention {keep_days} days"):
+                    removed.append(day)
         self.expire_snapshots()
         return removed
+
+    def quarantine_abandoned(self, after_days: int, keep_days: int, now) -> list[dict]:
+        """Landing days older than `after_days` that never published, or hold files their published compaction
+        does not cover, leave ticks_landing for ticks/quarantine/date=D/at=<UTC time>/: each file copied there,
+        the record _quarantine.json written, then one commit removes them from the table (a copy first: the table
+        never loses a file that is not in quarantine). The record has the same fields as a local lake's."""
+        from datetime import UTC, timedelta
+
+        from quant_platform.market import compaction as cp
+
+        cutoff = (now.date() - timedelta(days=after_days)).isoformat()
+        out = []
+        for day, files in sorted(self.landing_days().items()):
+            if day >= cutoff:
+                continue
+            reason = self.abandoned_reason(day, files)
+            if reason is None:
+                continue
+            at = now.astimezone(UTC)
+            base = f"{cp.QUARANTINE}/date={day}/at={at:%Y%m%dT%H%M%S%fZ}"
+            record = {"day": day, "reason": reason, "quarantined_at": at.isoformat(),
+                      "delete_after": (at + timedelta(days=keep_days)).isoformat(),
+                      "files": [f"source={f.source}/{f.name}" for f in files], "rows": sum(f.rows for f in files),
+                      "bytes": sum(f.size for f in files), "landing_signature": landing_signature(files),
+                      "path": self.uri(base),
+                      "restore": f"TickStore.restore_quarantine('{day}', '{base.rsplit('/', 1)[1]}') adds the files "
+                                 f"back to {LANDING_TABLE}"}
+            try:
+                for f in files:
+                    self.fs.copy_file(f.path.removeprefix("s3://"), self.key(f"{base}/source={f.source}/{f.name}"))
+                with self.fs.open_output_stream(self.key(f"{base}/{cp.QUARANTINE_RECORD}")) as sink:
+                    sink.write(json.dumps(record, indent=2).encode())
+            except OSError as exc:
+                raise cp.QuarantineError(day, f"{type(exc).__name__}: {exc}") from exc
+            if self._drop_landing_files(day, files, f"quarantined: {reason}"):
+                out.append(record)
+        return out
+
+    def _quarantine_batches(self) -> list[tuple[str, dict]]:
+        """(key of the batch folder, its record) of every quarantined batch."""
+        from pyarrow.fs import FileSelector, FileType
+
+        from quant_platform.market import compaction as cp
+
+        out = []
+        infos = self.fs.get_file_info(FileSelector(self.key(cp.QUARANTINE), recursive=True, allow_not_found=True))
+        for info in infos:
+            if info.type == FileType.File and info.path.endswith("/" + cp.QUARANTINE_RECORD):
+                try:
+                    out.append((info.path.rsplit("/", 1)[0], json.loads(self._get(info.path))))
+                except (OSError, ValueError) as exc:
+                    raise cp.QuarantineError(info.path.split("date=")[-1][:10], f"unreadable record: {exc}") from exc
+        return sorted(out, key=lambda b: b[0])
+
+    def expire_quarantine(self, keep_days: int, now) -> list[dict]:
+        """Delete quarantined batches kept `keep_days` or longer (by their record's quarantined_at); their records."""
+        from datetime import datetime, timedelta
+
+        out = []
+        for folder, record in self._quarantine_batches():
+            if now - datetime.fromisoformat(record["quarantined_at"]) >= timedelta(days=keep_days):
+                self.fs.delete_dir(folder)
+                out.append(record)
+        return out
+
+    def restore_quarantine(self, day: str, batch: str) -> int:
+        """Add a quarantined batch's files back to ticks_landing (one commit) and delete the batch; files added."""
+        from pyarrow.fs import FileSelector
+
+        from quant_platform.market import compaction as cp
+
+        folder = self.key(f"{cp.QUARANTINE}/date={day}/{batch}")
+        infos = self.fs.get_file_info(FileSelector(folder, recursive=True))
+        rels = []
+        for info in infos:
+            if info.path.endswith(".parquet"):
+                rel = f"{LANDING}/date={day}/{info.path[len(folder) + 1:]}"
+                self.fs.copy_file(info.path, self.key(rel))
+                rels.append(rel)
+        if rels:
+            self._commit("landing", lambda tx: tx.add_files([self.uri(r) for r in rels], check_duplicate_files=True))
+        self.fs.delete_dir(folder)
+        return len(rels)
+
+    def delete_orphans(self, older_than_s: float = 86_400.0, now: float | None = None) -> dict[str, int]:
+        """Delete the objects of ticks/landing/ and ticks/daily/ that no snapshot of their table references and
+        that are older than `older_than_s` (a lander PUTs a file before its commit: a young unreferenced file may
+        be about to be committed). A published day's version folder is kept while its data file is referenced or
+        it is the day's current version. {"landing": objects deleted, "daily": objects deleted}."""
+        from pyarrow.fs import FileSelector, FileType
+
+        cutoff = (time.time() if now is None else now) - older_than_s
+        self.refresh()
+        deleted = {"landing": 0, "daily": 0}
+        referenced = set(self.landing.inspect.all_data_files()["file_path"].to_pylist())
+        for info in self.fs.get_file_info(FileSelector(self.key(LANDING), recursive=True, allow_not_found=True)):
+            if (info.type == FileType.File and f"s3://{info.path}" not in referenced
+                    and info.mtime is not None and info.mtime.timestamp() < cutoff):
+                self.fs.delete_file(info.path)
+                deleted["landing"] += 1
+        referenced = set(self.daily.inspect.all_data_files()["file_path"].to_pylist())
+        current = {f"date={k[len(DAY_PROP):]}/{v}" for k, v in self.daily.properties.items() if k.startswith(DAY_PROP)}
+        folders: dict[str, list] = {}
+        for info in self.fs.get_file_info(FileSelector(self.key(DAILY), recursive=True, allow_not_found=True)):
+            if info.type == FileType.File:
+                folders.setdefault(info.path.rsplit("/", 1)[0], []).append(info)
+        for folder, infos in folders.items():
+            version = "/".join(folder.split("/")[-2:])
+            if (version in current or any(f"s3://{i.path}" in referenced for i in infos)
+                    or any(i.mtime is None or i.mtime.timestamp() >= cutoff for i in infos)):
+                continue
+            for i in infos:
+                self.fs.delete_file(i.path)
+            deleted["daily"] += len(infos)
+        return deleted
 
     def expire_snapshots(self, older_than_s: float = 86_400.0) -> None:
         """Drop snapshots older than `older_than_s` (the current one is always kept), so table metadata stays
