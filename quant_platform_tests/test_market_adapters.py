@@ -664,3 +664,82 @@ def test_fuzzed_polygon_messages_give_exactly_the_per_frame_result(master, seed)
         done = _assert_fast_equals_per_frame("polygon", messages, master, what)
         paths["fast" if done.fast else "per_frame"] += 1
     assert paths["fast"] >= 5 and paths["per_frame"] >= 10, paths
+
+
+def _alpaca_events(source: str) -> list[dict]:
+    from quant_platform.platform.sample_data import sample_file
+
+    stock = [m for f in alpaca_frames() for m in json.loads(f.payload) if isinstance(m, dict) and m.get("T") in "tq"]
+    crypto = [m for line in sample_file("ticks/alpaca_v1beta3_crypto_us_session.txt").read_text().splitlines()
+              if line.startswith("< [") for m in json.loads(line[2:]) if m.get("T") in ("t", "q")]
+    crypto.append(json.loads(sample_file("ticks/alpaca_docs_crypto_trade_AVAX.json").read_text()))
+    assert {m["T"] for m in stock} == {"t", "q"} and {m["T"] for m in crypto} == {"t", "q"}
+    if source == "alpaca_crypto":
+        return crypto + [{**crypto[0], "t": "2023-03-18T13:51:33Z"}]
+    # The fraction's length varies (8 digits in the capture), and a time may have none.
+    return stock + [{**stock[0], "t": "2023-04-06T11:54:27Z"}, {k: v for k, v in stock[-1].items() if k != "c"}]
+
+
+@pytest.mark.parametrize("source", ["alpaca", "alpaca_crypto"])
+def test_alpaca_fast_path_equals_the_per_frame_path(master, source):
+    get_adapter(source, master)
+    events = _alpaca_events(source)
+    rng = random.Random(9)
+    frames = [json.dumps(rng.sample(events, rng.randint(1, min(4, len(events)))), separators=(",", ":")).encode()
+              for _ in range(60)]
+    done = _assert_fast_equals_per_frame(source, _messages(frames, 20), master)
+    assert done.fast == 3 and done.table.num_rows > 60
+    rows = done.table.to_pylist()
+    assert {r["event"] for r in rows} == {"trade", "quote"}
+    if source == "alpaca":
+        assert {"K", "K/Q"} <= {r["exchange"] for r in rows}
+        assert any(r["conditions"] == "@,F,T,I" for r in rows) and None in {r["conditions"] for r in rows}
+    else:
+        assert {r["exchange"] for r in rows} == {None}  # crypto messages name no venue
+
+
+def _alpaca_mutation(rng: random.Random, events: list[dict]) -> tuple[str, list]:
+    e = events[rng.randrange(len(events))]
+    key = rng.choice(sorted(e))
+    kind = rng.randrange(8)
+    if kind == 0:
+        del e[key]
+    elif kind == 1:
+        e[key] = None
+    elif kind == 2:
+        e[key] = rng.choice([1.5, 7, -1, 0, True, "", "1.5", 2**64, [1], {}, ["a,b"], [], "K"])
+    elif kind == 3:
+        e["T"] = rng.choice(["x", "c", "b", "success", 5, None, "t", "q"])
+    elif kind == 4:
+        e["S"] = rng.choice(["UNKNOWN", "", 3, "AAPL", "BTC/USD"])
+    elif kind == 5:
+        e["t"] = rng.choice(["2023-04-06T11:54:26.1234567891Z", "2023-02-30T11:54:26Z", "2023-04-06T24:00:00Z",
+                             "2023-04-06T11:54:26+02:00", "2023-04-06t11:54:26z", "1980-01-01T00:00:00Z", 5])
+    elif kind == 6:
+        return "empty", []
+    else:
+        events.append({"T": "success", "msg": "authenticated"})
+    return f"{kind}:{key}", events
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzzed_alpaca_messages_give_exactly_the_per_frame_result(master, seed):
+    import copy
+
+    rng = random.Random(seed)
+    source = ("alpaca", "alpaca_crypto")[seed % 2]
+    get_adapter(source, master)
+    base = _alpaca_events(source)
+    paths = {"fast": 0, "per_frame": 0}
+    for round_ in range(50):
+        frames, what = [], []
+        for _ in range(8):
+            events = copy.deepcopy(rng.sample(base, rng.randint(1, 3)))
+            if rng.random() < 0.07:
+                name, events = _alpaca_mutation(rng, events)
+                what.append(name)
+            frames.append(json.dumps(events).encode())
+        messages = _messages(frames, 8, seq0=3000 + round_)
+        done = _assert_fast_equals_per_frame(source, messages, master, what)
+        paths["fast" if done.fast else "per_frame"] += 1
+    assert paths["fast"] >= 5 and paths["per_frame"] >= 10, paths

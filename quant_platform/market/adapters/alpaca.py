@@ -10,24 +10,40 @@ from __future__ import annotations
 import re
 from datetime import date
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from quant_platform.market.adapters.base import (
+    ARRAY_KEY,
     MALFORMED,
+    TS_TYPE,
     Adapter,
     NormalizeResult,
     TickRejected,
+    all_true,
+    array_lines,
     conditions_text,
+    constant,
     event_ns,
     integer,
     parse_json,
     price,
     quote_tick,
+    read_lines,
     reason_of,
     resolve,
+    resolve_column,
     size,
     text,
+    tick_table,
     trade_tick,
+    valid_event_ns,
+    valid_prices,
+    valid_sizes,
+    where,
 )
-from quant_platform.market.contracts import RawFrame, event_id
+from quant_platform.market.contracts import RawFrame, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
 
 _RFC3339 = re.compile(
@@ -57,6 +73,35 @@ def rfc3339_to_ns(value: str) -> int:
         secs -= offset if sign == "+" else -offset
     # Quirk (Alpaca v2): the fraction's length varies (".83915973Z" has 8 digits): pad it to nanoseconds.
     return secs * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+# The vectorised path: every line's array read at once with the fields of trades and quotes; times of the form
+# Alpaca sends ('2023-04-06T11:54:26.838232225Z', 0-9 fractional digits, Z) are read by Arrow and checked by writing
+# the seconds back (a day or hour out of range does not survive), any other form goes frame by frame.
+_S, _I, _F = pa.string(), pa.int64(), pa.float64()
+_EVENT = pa.struct([("T", _S), ("S", _S), ("t", _S), ("i", _I), ("x", _S), ("p", _F), ("s", _F),
+                    ("c", pa.list_(_S)), ("bx", _S), ("ax", _S), ("bp", _F), ("bs", _F), ("ap", _F), ("as", _F)])
+_ARRAYS = pa.schema([(ARRAY_KEY, pa.list_(_EVENT))])
+_TIME = r"^(?P<sec>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?Z$"
+_SEC_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+def _times_ns(values) -> pa.Array | None:
+    """RFC-3339 UTC times of the common form -> int64 ns, exactly as rfc3339_to_ns; None when any is not plain."""
+    parts = pc.extract_regex(values, _TIME)
+    if parts.null_count:
+        return None
+    sec = parts.field("sec")
+    secs = pc.strptime(sec, format=_SEC_FORMAT, unit="s", error_is_null=True)
+    if secs.null_count or not all_true(pc.equal(pc.strftime(secs, format=_SEC_FORMAT), sec)):
+        return None  # 2023-02-30 or 24:00:00: strptime rolls them over, writing back tells
+    frac = pc.utf8_rpad(parts.field("frac"), 9, "0").cast(_I)
+    return pc.add(pc.multiply(secs.cast(_I), 1_000_000_000), frac)
+
+
+def _float_text(values) -> pa.Array:
+    """str() of each float, as event_id writes a Python float (Arrow's cast writes 100.0 as "100")."""
+    return pa.array([str(v) for v in values.to_pylist()], _S)
 
 
 def _ts(value: object) -> int:
@@ -150,6 +195,105 @@ class AlpacaAdapter(Adapter):
         if type(kind) is str:
             return None
         raise TickRejected(f"message {n}: field 'T': expected a string")
+
+    # ------------------------------------------------------------------------------------- vectorised path
+    def normalize_fast(self, data: bytes, line_seqs: np.ndarray, master: InstrumentMaster
+                       ) -> tuple[pa.Table, np.ndarray] | None:
+        """Frames whose every message is a trade (t) or a quote (q) with plainly valid fields; anything else
+        (control messages, bars, cancels, corrections, an empty array, a reject) goes frame by frame."""
+        lines = array_lines(data)
+        if lines is None:
+            return None
+        table = read_lines(lines.body, len(lines), _ARRAYS)
+        if table is None:
+            return None
+        arrays = table.column(ARRAY_KEY).combine_chunks()
+        if arrays.null_count or not all_true(pc.greater(pc.list_value_length(arrays), 0)):
+            return None
+        line_of = pc.list_parent_indices(arrays).to_numpy()
+        ev = pc.list_flatten(arrays)
+        if ev.null_count:
+            return None
+        kind, sym = ev.field("T"), ev.field("S")
+        is_t, is_q = pc.equal(kind, "t"), pc.equal(kind, "q")
+        if kind.null_count or not all_true(pc.or_(is_t, is_q)):
+            return None
+        n = len(ev)
+        iid = resolve_column(master, self.source, sym)
+        if iid is None or ev.field("t").null_count:
+            return None
+        ts = _times_ns(ev.field("t"))
+        if ts is None or not valid_event_ns(ts):
+            return None
+        t_mask = is_t.to_numpy(zero_copy_only=False)
+        n_t = int(t_mask.sum())
+        f = {name: ev.field(name) for name in ("i", "x", "p", "s", "c", "bx", "ax", "bp", "bs", "ap", "as")}
+        if n_t:
+            ids_ = f["i"].filter(is_t)
+            if ids_.null_count or not all_true(pc.greater_equal(ids_, 0)):
+                return None
+            if not (valid_prices(f["p"], is_t) and valid_sizes(f["s"], is_t)
+                    and _venues(ev, is_t, ("x",), lines, line_of)):
+                return None
+            cond = f["c"].filter(is_t)
+            if cond.null_count < len(cond) and pc.any(pc.match_substring(pc.list_flatten(cond), ",")).as_py():
+                return None
+            if cond.null_count < len(cond) and pc.list_flatten(cond).null_count:
+                return None
+        if n - n_t:
+            if not (valid_prices(f["bp"], is_q) and valid_prices(f["ap"], is_q) and valid_sizes(f["bs"], is_q)
+                    and valid_sizes(f["as"], is_q) and _venues(ev, is_q, ("bx", "ax"), lines, line_of)):
+                return None
+        bx_or_empty, ax_or_empty = (pc.fill_null(f[k], "") for k in ("bx", "ax"))
+        quote_exch = pc.if_else(pc.equal(bx_or_empty, ax_or_empty), f["bx"],
+                                pc.binary_join_element_wise(bx_or_empty, ax_or_empty, "/"))
+        exchange = pc.if_else(is_t, f["x"], quote_exch)
+        ids = np.empty(n, dtype=object)
+        if n_t:
+            ids[t_mask] = event_ids_arrow(self.source, constant("t", n_t), sym.filter(is_t),
+                                          pc.fill_null(f["x"], "").filter(is_t), f["i"].filter(is_t),
+                                          ts.filter(is_t)).to_numpy(zero_copy_only=False)
+        if n - n_t:
+            q = {k: f[k].filter(is_q) for k in ("bp", "bs", "ap", "as")}
+            ids[~t_mask] = event_ids_arrow(
+                self.source, constant("q", n - n_t), sym.filter(is_q), ts.filter(is_q), bx_or_empty.filter(is_q),
+                _float_text(q["bp"]), _float_text(q["bs"]), ax_or_empty.filter(is_q), _float_text(q["ap"]),
+                _float_text(q["as"])).to_numpy(zero_copy_only=False)
+        conditions = pa.nulls(n, _S)
+        if n_t:
+            joined = pc.binary_join(f["c"], ",")
+            conditions = where(pc.and_(is_t, pc.greater(pc.utf8_length(joined), 0)), joined, _S)
+        columns = {
+            "ts": ts.cast(TS_TYPE), "received_at": pa.array(lines.received[line_of], _I).cast(TS_TYPE),
+            "source": constant(self.source, n), "instrument_id": iid, "venue_symbol": sym,
+            "exchange": exchange, "event": pc.if_else(is_t, "trade", "quote"),
+            "price": where(is_t, f["p"], _F), "size": where(is_t, f["s"], _F),
+            "bid": where(is_q, f["bp"], _F), "bid_size": where(is_q, f["bs"], _F),
+            "ask": where(is_q, f["ap"], _F), "ask_size": where(is_q, f["as"], _F),
+            "vendor_seq": where(is_t, f["i"], _I), "event_id": pa.array(ids, _S),
+            "stream_seq": pa.array(line_seqs[line_of], _I), "conditions": conditions,
+        }
+        return tick_table(columns, n), np.zeros(len(lines), dtype=bool)
+
+
+def _venues(ev, rows, names: tuple[str, ...], lines, line_of: np.ndarray) -> bool:
+    """The venue fields of `rows` are plain: a non-empty string, or absent on a crypto pair (a slash in the symbol)
+    in a line where the field's name appears nowhere (an explicit null is a reject on the per-frame path)."""
+    sym = ev.field("S")
+    for name in names:
+        col = ev.field(name)
+        missing = pc.and_(rows, pc.is_null(col))
+        present = pc.and_(rows, pc.is_valid(col))
+        if not all_true(pc.or_kleene(pc.invert(present), pc.greater(pc.utf8_length(col), 0))):
+            return False
+        miss = missing.to_numpy(zero_copy_only=False)
+        if miss.any():
+            if not all_true(pc.match_substring(sym.filter(missing), "/")):
+                return False
+            key = b'"%s"' % name.encode()
+            if any(key in lines.body[lines.starts[i]:lines.ends[i]] for i in np.unique(line_of[miss]).tolist()):
+                return False
+    return True
 
 
 def _venue(msg: dict, sym: object, name: str) -> str | None:
