@@ -440,6 +440,56 @@ def cmd_ingest_run(args) -> int:
     return 0
 
 
+ROLE_URL_ENV = {"normalizer": "QP_NATS_URL_NORMALIZER", "lander": "QP_NATS_URL_LANDER"}
+
+
+def cmd_ingest_scale(args) -> int:
+    """The normalizers and landers of an existing NATS deployment, scaled on their consumers' lag by the same
+    supervisor `ingest run` uses: compose's `stream-workers` service (Kubernetes uses KEDA instead)."""
+    import asyncio
+    import logging
+
+    from quant_platform.market.supervisor import ScalePolicy, Supervisor
+    from quant_platform.market.tick_store import is_object_store
+    from quant_platform.platform.redaction import redact
+    from quant_platform.platform.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    url = os.environ.get("QP_NATS_URL", "").strip()
+    if not url:
+        raise ConfigError("ingest scale needs QP_NATS_URL (a user that may read stream and consumer info)")
+    role_urls = {role: os.environ[var].strip() for role, var in ROLE_URL_ENV.items() if os.environ.get(var, "").strip()}
+    for role, value in [("", url), *role_urls.items()]:
+        if not value.startswith(("nats://", "tls://")):
+            raise ConfigError(f"{ROLE_URL_ENV.get(role, 'QP_NATS_URL')} must be a nats:// or tls:// URL")
+    for name, lo, hi in (("workers", args.min_workers, args.max_workers),
+                         ("landers", args.min_landers, args.max_landers)):
+        if not 1 <= lo <= hi:
+            raise ConfigError(f"--min-{name} {lo} / --max-{name} {hi}: need 1 <= min <= max")
+    lake = load_settings().lake_url
+    sup = Supervisor(
+        nats_url=url, lake_root=lake if is_object_store(lake) else Path(lake), role_urls=role_urls, declare=False,
+        normalizer_policy=ScalePolicy("normalizer", args.min_workers, args.max_workers, args.lag_per_worker),
+        lander_policy=ScalePolicy("lander", args.min_landers, args.max_landers, args.lander_lag_per_worker),
+        metrics_base_port=args.metrics_port)
+    print(f"ingest scale: NATS {redact(url)}; normalizers {args.min_workers}-{args.max_workers} (one per "
+          f"{args.lag_per_worker} pending), landers {args.min_landers}-{args.max_landers} (one per "
+          f"{args.lander_lag_per_worker}); lake {lake}; workers' users: "
+          f"{', '.join(f'{r}={redact(u)}' for r, u in role_urls.items()) or 'QP_NATS_URL'}", flush=True)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        await sup.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_ingest_replay(args) -> int:
     import asyncio
 
@@ -705,6 +755,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=0, help="base port for /metrics (0: off)")
     run.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     run.set_defaults(func=cmd_ingest_run)
+    sc = ings.add_parser("scale", help="normalizers and landers on an existing NATS, scaled on lag",
+                         description="Run the normalizer and lander pools of an existing NATS deployment under the "
+                         "lag autoscaler of `ingest run` (no connectors, no embedded server, no stream declaration). "
+                         "QP_NATS_URL: the autoscaler's own user (stream and consumer info); QP_NATS_URL_NORMALIZER "
+                         "and QP_NATS_URL_LANDER: the users the workers of each role connect as (default "
+                         "QP_NATS_URL). Worker /metrics on the ports after --metrics-port. SIGTERM stops.")
+    sc.add_argument("--min-workers", type=int, default=1, help="normalizers at least (default 1)")
+    sc.add_argument("--max-workers", type=int, default=4, help="normalizers at most (default 4)")
+    sc.add_argument("--lag-per-worker", type=int, default=20_000,
+                    help="one more normalizer per this many pending TICKS_RAW messages (default 20000)")
+    sc.add_argument("--min-landers", type=int, default=1)
+    sc.add_argument("--max-landers", type=int, default=2)
+    sc.add_argument("--lander-lag-per-worker", type=int, default=200_000,
+                    help="one more lander per this many pending TICKS messages (default 200000)")
+    sc.add_argument("--metrics-port", type=int, default=0, help="the autoscaler's /metrics (0: off); workers above")
+    sc.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    sc.set_defaults(func=cmd_ingest_scale)
     rep = ings.add_parser("replay", help="publish a capture file as if live",
                           description="Publish the vendor frames of a capture file into TICKS_RAW.")
     from quant_platform.market.connectors.replay import replay_sources

@@ -52,7 +52,10 @@ def _env(svc: dict) -> dict:
 
 def _ports(svc: dict) -> set[int]:
     """Container-side ports a compose service exposes or publishes."""
-    out = {int(str(p).split("/")[0]) for p in svc.get("expose") or []}
+    out: set[int] = set()
+    for p in svc.get("expose") or []:
+        lo, _, hi = str(p).split("/")[0].partition("-")
+        out |= set(range(int(lo), int(hi or lo) + 1))
     for p in svc.get("ports") or []:
         target = p.get("target") if isinstance(p, dict) else str(p).rsplit(":", 1)[-1]
         out.add(int(str(target).split("/")[0]))
@@ -71,6 +74,28 @@ def _flag(cmd: list[str], name: str) -> str | None:
 def _worker_services() -> dict:
     """Compose services running one tick-pipeline worker (docker/ingest/qp-worker)."""
     return {n: s for n, s in _services().items() if _command(s)[:1] == ["qp-worker"]}
+
+
+SCALE_CMD = ["quant-platform", "ingest", "scale"]
+
+
+def _scaled_services() -> dict:
+    """Compose services running the lag-autoscaled normalizer and lander pools (`quant-platform ingest scale`)."""
+    return {n: s for n, s in _services().items() if _command(s)[:3] == SCALE_CMD}
+
+
+def _scale_flags() -> set[str]:
+    """The flags `quant-platform ingest scale` accepts (its argparse parser)."""
+    import argparse
+
+    from quant_platform.cli import build_parser
+
+    def sub(parser, name):
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return action.choices[name]
+
+    scale = sub(sub(build_parser(), "ingest"), "scale")
+    return {o for a in scale._actions for o in a.option_strings if o.startswith("--")}
 
 
 def _k8s_docs() -> list[tuple[Path, dict]]:
@@ -398,8 +423,8 @@ def test_ingest_services_share_the_stream_settings():
     # The admin declares the fan-out destinations' consumers too (the `fanout` user may not create consumers).
     assert init["QP_FANOUT_FILE"] == _env(_services()["fanout-research"])["QP_FANOUT_FILE"]
     assert any(v.split(":")[:2] == ["./fanout.yaml", init["QP_FANOUT_FILE"]] for v in services["streams-init"]["volumes"])
-    workers = _worker_services()
-    assert {"normalizer", "lander", "connector-binance"} <= set(workers)
+    workers = {**_worker_services(), **_scaled_services()}
+    assert {"stream-workers", "connector-binance"} <= set(workers)
     for name, svc in workers.items():
         env = _env(svc)
         for key in keys:
@@ -433,31 +458,52 @@ def test_worker_commands_use_real_flags_roles_and_nats_users():
     # Every connector source the code knows (adapters and configured sources) has a service.
     missing = ({f"connector:{s}" for s in _connector_sources() if s != "simulator"} | {"simulator"}) - roles
     assert not missing, f"no compose service runs {sorted(missing)}"
-    # The lander writes where Dagster reads.
+    # The normalizers and landers: under the lag autoscaler, each role as its own NATS user, the autoscaler as the
+    # read-only `scaler`; the landers write where Dagster reads.
+    [(name, svc)] = _scaled_services().items()
+    cmd, env = _command(svc), _env(svc)
+    used = {tok for tok in cmd if tok.startswith("--")}
+    assert used <= _scale_flags(), f"{name}: unknown flags {used - _scale_flags()}"
+    user_of = {k: re.match(r"nats://(\w+):", env[k]).group(1)
+               for k in ("QP_NATS_URL", "QP_NATS_URL_NORMALIZER", "QP_NATS_URL_LANDER")}
+    assert user_of == {"QP_NATS_URL": "scaler", "QP_NATS_URL_NORMALIZER": "normalizer", "QP_NATS_URL_LANDER": "lander"}
+    assert set(user_of.values()) <= set(users)
+    for k in ("QP_NATS_URL_NORMALIZER", "QP_NATS_URL_LANDER"):
+        m = re.match(r"nats://(\w+):\$\{(\w+):\?[^}]*\}@nats:4222$", env[k])
+        assert m and m.group(2) == users[m.group(1)]["password"], f"{name}: {k}"
     lake_mounts = lambda svc: {v.split(":")[0] for v in svc.get("volumes") or [] if isinstance(v, str)}  # noqa: E731
-    assert "lake" in lake_mounts(_services()["lander"]) & lake_mounts(_services()["code-location"])
+    assert "lake" in lake_mounts(svc) & lake_mounts(_services()["code-location"])
+    assert env["QP_LAKE_URL"] == _env(_services()["code-location"])["QP_LAKE_URL"]
 
 
 # ----------------------------------------------------------------------------------------------- Prometheus
 def test_prometheus_scrapes_every_worker_on_the_port_it_listens_on():
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     services = _services()
-    scraped: dict[str, int] = {}
+    scraped: dict[str, set[int]] = {}
     for job in prom["scrape_configs"]:
         for sc in job.get("static_configs") or []:
             for target in sc["targets"]:
                 host, port = target.rsplit(":", 1)
-                scraped[host] = int(port)
+                scraped.setdefault(host, set()).add(int(port))
         for sd in job.get("dns_sd_configs") or []:
             assert sd.get("type", "SRV") == "A" and sd.get("port"), job["job_name"]
             for host in sd["names"]:
-                scraped[host] = int(sd["port"])
+                scraped.setdefault(host, set()).add(int(sd["port"]))
     assert scraped
-    for host, port in scraped.items():
+    for host, ports in scraped.items():
         assert host in services, f"Prometheus scrapes {host}, which is no compose service"
         svc = services[host]
-        assert port in _ports(svc), f"{host} does not expose {port}"
+        assert ports <= _ports(svc), f"{host} does not expose {ports - _ports(svc)}"
         cmd = _command(svc)
+        if cmd[:3] == SCALE_CMD:
+            # the autoscaler's port and one per worker it may run (the supervisor numbers them from the base up)
+            base = int(_flag(cmd, "--metrics-port"))
+            most = int(_flag(cmd, "--max-workers")) + int(_flag(cmd, "--max-landers"))
+            assert ports == set(range(base, base + most + 1)) == _ports(svc), host
+            assert _env(svc).get("QP_METRICS_HOST") == "0.0.0.0", f"{host} binds /metrics to loopback"
+            continue
+        [port] = ports
         if cmd[:1] == ["qp-worker"]:
             assert _flag(cmd, "--metrics-port") == str(port), f"{host} serves /metrics on another port"
             assert _env(svc).get("QP_METRICS_HOST") == "0.0.0.0", f"{host} binds /metrics to loopback"
@@ -465,7 +511,7 @@ def test_prometheus_scrapes_every_worker_on_the_port_it_listens_on():
             assert _flag(cmd, "-port") == str(port)
         elif host == "prometheus":
             assert port == 9090
-    missing = set(_worker_services()) - set(scraped)
+    missing = (set(_worker_services()) | set(_scaled_services())) - set(scraped)
     assert not missing, f"workers nobody scrapes: {missing}"
     assert "nats-exporter" in scraped
     # The exporter reads the NATS monitoring endpoint the server actually serves.
@@ -811,6 +857,17 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
     assert state["TICKS"]["consumers"]["lander"]["lag"] == 0
     assert await observe.read_dlq_raw_seqs(url("dagster"))
 
+    # compose's autoscaler reads the consumers' lag with its read-only user, through the supervisor's own code.
+    from quant_platform.market.connection import connect_options
+    from quant_platform.market.supervisor import Supervisor
+
+    nc = await nats.connect(**connect_options(url("scaler")))
+    try:
+        lags = await Supervisor(url("scaler"), tmp_path / "lake", declare=False).read_lag(nc.jetstream())
+    finally:
+        await nc.close()
+    assert lags["normalizer"] == 0 and lags["lander"] == 0
+
     # What each user must not do: the server refuses it (an asynchronous permissions violation).
     refused = {
         "binance": ["ticks.raw.polygon.batch", "ticks.raw.binance.other", "ticks.norm.binance.x",
@@ -820,6 +877,8 @@ async def _exercise_roles(url, tmp_path: Path) -> None:
         "lander": ["ticks.norm.x.y", "$JS.API.STREAM.PURGE.TICKS"],
         "fanout": ["$JS.API.CONSUMER.CREATE.TICKS.lander.ticks.norm.>", "$JS.ACK.TICKS.lander.1.1.1.1.1.1",
                    "$JS.API.CONSUMER.CREATE.TICKS.fanout_research.ticks.norm.>", "$JS.API.CONSUMER.CREATE.TICKS"],
+        "scaler": ["$JS.API.CONSUMER.MSG.NEXT.TICKS.lander", "ticks.raw.simulator.batch",
+                   "$JS.API.STREAM.MSG.GET.TICKS_RAW", "$JS.API.CONSUMER.CREATE.TICKS_RAW"],
         "dagster": ["$JS.ACK.TICKS.lander.1.1.1.1.1.1", "$JS.API.STREAM.UPDATE.TICKS",
                     "$JS.API.CONSUMER.CREATE.TICKS_DLQ", "$JS.API.CONSUMER.DURABLE.CREATE.TICKS_DLQ.x"],
     }

@@ -139,7 +139,7 @@ class Decision:
 
 @dataclass
 class Supervisor:
-    nats_url: str
+    nats_url: str  # the supervisor's own connection (lag reads); the workers' too unless role_urls names theirs
     lake_root: Path | str  # a folder, or an object-store URL (s3://...) passed to the workers as it is
     connectors: list[str] = field(default_factory=list)  # roles such as connector:binance, simulator
     fanouts: list[str] = field(default_factory=list)
@@ -158,6 +158,10 @@ class Supervisor:
     _reports: dict = field(default_factory=dict)  # pid -> the fatal-stop record file its worker may write
     _started: dict = field(default_factory=dict)  # pid -> time.monotonic() at start
     _spawned: int = 0
+    # role ("normalizer", "lander", ...) -> the NATS URL its workers get (their own NATS user), e.g. compose's
+    # QP_NATS_URL_NORMALIZER / QP_NATS_URL_LANDER; roles not named get nats_url
+    role_urls: dict[str, str] = field(default_factory=dict)
+    declare: bool = True  # declare the streams at start (False: a read-only user; the streams exist already)
 
     # ----------------------------------------------------------------------------------- processes
     def _spawn(self, role: str) -> subprocess.Popen:
@@ -176,7 +180,8 @@ class Supervisor:
         reports.mkdir(parents=True, exist_ok=True)
         report = reports / f"{os.getpid()}-{self._spawned}.json"
         report.unlink(missing_ok=True)
-        proc = subprocess.Popen(cmd, env={**os.environ, "QP_NATS_URL": self.nats_url, FATAL_REPORT_ENV: str(report)},
+        url = self.role_urls.get(role.split(":", 1)[0], self.nats_url)
+        proc = subprocess.Popen(cmd, env={**os.environ, "QP_NATS_URL": url, FATAL_REPORT_ENV: str(report)},
                                 start_new_session=True)
         self._reports[proc.pid] = report
         self._started[proc.pid] = time.monotonic()
@@ -338,7 +343,8 @@ class Supervisor:
         nc = await nats.connect(**connect_options(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 name="qp-supervisor")
         js = nc.jetstream()
-        await ensure_streams(js)
+        if self.declare:
+            await ensure_streams(js)
         if self.metrics_base_port:  # the supervisor's own gauges: consumer lag and worker counts
             metrics.serve_metrics(self.metrics_base_port)
         for role in self.connectors + [f"fanout:{f}" for f in self.fanouts]:
