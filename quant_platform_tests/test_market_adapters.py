@@ -743,3 +743,80 @@ def test_fuzzed_alpaca_messages_give_exactly_the_per_frame_result(master, seed):
         done = _assert_fast_equals_per_frame(source, messages, master, what)
         paths["fast" if done.fast else "per_frame"] += 1
     assert paths["fast"] >= 5 and paths["per_frame"] >= 10, paths
+
+
+def _databento_frames() -> list[bytes]:
+    """Frames as the connector cuts them: the live session's metadata, its ESZ4 symbol mapping and some of its
+    trade and MBP-1 records; and the historical trades, MBP-1 and TBBO files (symbols in their metadata)."""
+    from quant_platform.market.adapters.databento import dbn_parts, encode_frame
+    from quant_platform.market.connectors.databento import read_dbn
+    from quant_platform.platform.sample_data import sample_file
+
+    meta, records = dbn_parts(read_dbn(sample_file("ticks/databento/live_glbx-mdp3_esz4.dbn.zst")))
+    mapping = next(r for r in records if r[1] == 0x16)
+    market = [r for r in records if r[1] in (0x00, 0x01)]
+    others = [r for r in records if r[1] not in (0x00, 0x01, 0x16)][:3]  # statistics, status, ...: ignored
+    assert {r[1] for r in market} == {0x00, 0x01} and others
+    market = market * 5  # the capture's four, in different frames and positions
+    frames = [encode_frame(meta, [mapping, *market[k:k + 6]]) for k in range(0, len(market) - 6, 3)]
+    frames.append(encode_frame(meta, [mapping, *others, *market[:4]]))
+    for name in ("trades", "mbp-1", "tbbo"):
+        m, recs = dbn_parts(read_dbn(sample_file(f"ticks/databento/glbx-mdp3_esh1_2020-12-28.{name}.dbn.zst")))
+        frames += [encode_frame(m, recs), encode_frame(m, recs[1:3])]
+    return frames
+
+
+def test_databento_fast_path_equals_the_per_frame_path(master):
+    frames = _databento_frames()
+    done = _assert_fast_equals_per_frame("databento", _messages(frames, 7), master)
+    assert done.fast == len(_messages(frames, 7)) and done.table.num_rows > 50
+    rows = done.table.to_pylist()
+    assert {r["event"] for r in rows} == {"trade", "quote"}
+    assert {r["venue_symbol"] for r in rows} >= {"ESZ4", "ESH1"}
+    # Ignored: the mapping record of every live frame, and the three other records of one of them.
+    assert sum(m.ignored for m in done.messages) == (len(frames) - 6) + 3
+
+
+def _databento_mutation(rng: random.Random, frame: bytes) -> tuple[str, bytes]:
+    import base64
+
+    from quant_platform.market.adapters.databento import UNDEF_PRICE, dbn_parts, encode_frame
+
+    meta, recs = dbn_parts(base64.b64decode(frame))
+    k = next((i for i, r in enumerate(recs) if r[1] in (0x00, 0x01)), 0)
+    rec = bytearray(recs[k])
+    kind = rng.randrange(8)
+    if kind == 0:
+        rec[16:24] = rng.choice([UNDEF_PRICE, 0, -5]).to_bytes(8, "little", signed=True)  # price
+    elif kind == 1:
+        rec[8:16] = rng.choice([5, 2**63 + 7, 10**17 * 40]).to_bytes(8, "little")  # ts_event out of range
+    elif kind == 2:
+        rec[4:8] = (999_999).to_bytes(4, "little")  # an instrument id with no symbol
+    elif kind == 3:
+        rec[29] = ord(rng.choice("XZ"))  # side
+    elif kind == 4:
+        rec[28] = ord(rng.choice("AXCT"))  # action (a tbbo record that is not a trade is a reject)
+    elif kind == 5 and len(rec) == 80:
+        rec[48:64] = UNDEF_PRICE.to_bytes(8, "little", signed=True) * 2  # an empty book: ignored
+    elif kind == 6:
+        return "truncated", frame[:-8]
+    else:
+        return "not base64", frame[:10] + b"!" + frame[11:]
+    recs[k] = bytes(rec)
+    return f"{kind}", encode_frame(meta, recs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fuzzed_databento_messages_give_exactly_the_per_frame_result(master, seed):
+    rng = random.Random(seed)
+    base = _databento_frames()
+    paths = {"fast": 0, "per_frame": 0}
+    for round_ in range(40):
+        frames, what = rng.sample(base, 6), []
+        for i in range(len(frames)):
+            if rng.random() < 0.08:
+                name, frames[i] = _databento_mutation(rng, frames[i])
+                what.append(name)
+        done = _assert_fast_equals_per_frame("databento", _messages(frames, 6, seq0=5000 + round_), master, what)
+        paths["fast" if done.fast else "per_frame"] += 1
+    assert paths["fast"] >= 5 and paths["per_frame"] >= 5, paths

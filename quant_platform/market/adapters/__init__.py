@@ -218,9 +218,11 @@ def _fast(adapter: Adapter, messages: list[tuple[int, bytes]], line_counts: list
         return None
     table, ignored_mask = out
     msg_of_line = np.repeat(np.arange(len(messages)), lines)
-    ignored = np.bincount(msg_of_line[ignored_mask], minlength=len(messages))
+    counts = ignored_mask.dtype != bool  # ignored records per line (a DBN frame holds many), not a mask
+    ignored = (np.bincount(msg_of_line, weights=ignored_mask, minlength=len(messages)).astype(np.int64) if counts
+               else np.bincount(msg_of_line[ignored_mask], minlength=len(messages)))
     ticks = lines - ignored
-    if int(ticks.sum()) != table.num_rows:  # a line made two ticks (a mark and its funding): count the rows
+    if counts or int(ticks.sum()) != table.num_rows:  # a line made two ticks (a mark and its funding): count the rows
         uniq, per_seq = np.unique(table.column("stream_seq").to_numpy(), return_counts=True)
         made = dict(zip(uniq.tolist(), per_seq.tolist(), strict=True))
         ticks = np.array([made.get(int(s), 0) for s in seqs])

@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 
 import databento_dbn as dbn
+import numpy as np
+import pyarrow as pa
 
 from quant_platform.market.adapters.base import (
     Adapter,
@@ -23,7 +25,7 @@ from quant_platform.market.adapters.base import (
     quote_tick,
     trade_tick,
 )
-from quant_platform.market.contracts import RawFrame, event_id
+from quant_platform.market.contracts import TICK_SCHEMA, RawFrame, event_id
 from quant_platform.market.instruments import InstrumentMaster
 
 # DBN prices are int64 fixed point, 1 unit = 1e-9. Divide by 1e9 (databento_dbn.FIXED_PRICE_SCALE), never multiply
@@ -192,3 +194,217 @@ class DatabentoAdapter(Adapter):
                                         event_id(self.source, "Q", *common, str(rec.action), lvl.bid_px,
                                                  lvl.ask_px, lvl.bid_sz, lvl.ask_sz)))
         return NormalizeResult(ticks, ignored)
+
+    def normalize_fast(self, data: bytes, line_seqs: np.ndarray, master: InstrumentMaster
+                       ) -> tuple[pa.Table, np.ndarray] | None:
+        """Trades and MBP-1 records read as numpy records (see _fast_normalize); the second value is the number of
+        ignored records of each line (not a mask: a DBN frame holds many records)."""
+        return _fast_normalize(self, data, line_seqs, master)
+
+
+# ------------------------------------------------------------------------------------- vectorised path
+# Trades (rtype 0x00, 48 bytes) and MBP-1 records (0x01, 80 bytes) have one layout in DBN versions 2 and 3
+# (databento dbn: TradeMsg, Mbp1Msg): read them as numpy records. Everything else in a frame (metadata, symbol
+# mappings, definitions, other schemas) is decoded by databento_dbn as on the per-frame path, once per distinct
+# content (every frame of a session repeats its metadata and mappings).
+_TRADE_DTYPE = np.dtype([("length", "u1"), ("rtype", "u1"), ("publisher_id", "<u2"), ("instrument_id", "<u4"),
+                         ("ts_event", "<u8"), ("price", "<i8"), ("size", "<u4"), ("action", "S1"), ("side", "S1"),
+                         ("flags", "u1"), ("depth", "u1"), ("ts_recv", "<u8"), ("ts_in_delta", "<i4"),
+                         ("sequence", "<u4")])
+_MBP1_DTYPE = np.dtype(_TRADE_DTYPE.descr + [("bid_px", "<i8"), ("ask_px", "<i8"), ("bid_sz", "<u4"),
+                                             ("ask_sz", "<u4"), ("bid_ct", "<u4"), ("ask_ct", "<u4")])
+_MARKET = {0x00: _TRADE_DTYPE.itemsize, 0x01: _MBP1_DTYPE.itemsize}
+_SIDES = {b"A", b"B", b"N"}
+_ACTIONS = {b"A", b"C", b"M", b"R", b"T", b"F", b"N"}
+_DAY_NS = 86_400 * 10**9
+_NEAR_MIDNIGHT_NS = 10**6  # _day() goes through float seconds: within 1 ms of midnight the per-frame path decides
+_FAST_VERSIONS = (2, 3)
+
+
+class _Context:
+    """What a frame's metadata and non-market records say: tbbo or not, its symbols, how many records it ignores."""
+
+    __slots__ = ("ignored", "symbols", "tbbo")
+
+    def __init__(self, tbbo: bool, symbols: _Symbols, ignored: int):
+        self.tbbo, self.symbols, self.ignored = tbbo, symbols, ignored
+
+
+def _context(blob: bytes, n_records: int) -> _Context | None:
+    decoder = dbn.DBNDecoder(upgrade_policy=dbn.VersionUpgradePolicy.UPGRADE_TO_V3)
+    try:
+        decoder.write(blob)
+        decoded = decoder.decode()
+    except Exception:  # noqa: BLE001 - the per-frame path gives the reason
+        return None
+    if not decoded or not isinstance(decoded[0], dbn.Metadata) or len(decoded) != n_records + 1:
+        return None
+    meta, records = decoded[0], decoded[1:]
+    if any(isinstance(r, (dbn.TradeMsg, dbn.MBP1Msg)) for r in records):
+        return None
+    return _Context(meta.schema == dbn.Schema.TBBO, _Symbols(meta, records), len(records))
+
+
+def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarray, master: InstrumentMaster
+                    ) -> tuple[pa.Table, np.ndarray] | None:
+    from quant_platform.market.adapters.base import TS_MAX_NS, TS_MIN_NS, tick_table
+    from quant_platform.market.contracts import event_ids_arrow
+
+    cache: dict[bytes, _Context | None] = adapter.__dict__.setdefault("_contexts", {})
+    if len(cache) > 256:
+        cache.clear()
+    lines = data.split(b"\n")
+    received = np.empty(len(lines), dtype=np.int64)
+    ctx_of: list[_Context] = []
+    chunks: dict[int, list[bytes]] = {0x00: [], 0x01: []}
+    where_: dict[int, list[tuple[int, int]]] = {0x00: [], 0x01: []}  # (line, record index in the frame)
+    ignored = np.zeros(len(lines), dtype=np.int64)
+    for k, line in enumerate(lines):
+        if len(line) < 21 or line[19] != 32 or not line[:19].isdigit():
+            return None
+        received[k] = int(line[:19])
+        try:
+            raw = base64.b64decode(line[20:], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) < _HEADER.size:
+            return None
+        magic, version, meta_len = _HEADER.unpack_from(raw)
+        if magic != b"DBN" or version not in _FAST_VERSIONS:
+            return None
+        pos = _HEADER.size + meta_len
+        if pos > len(raw):
+            return None
+        others = [raw[:pos]]
+        n_other = n = 0
+        while pos < len(raw):
+            size = raw[pos] * 4
+            if size < 16 or pos + size > len(raw):
+                return None
+            rtype = raw[pos + 1]
+            want = _MARKET.get(rtype)
+            if want is None:
+                others.append(raw[pos:pos + size])
+                n_other += 1
+            elif size != want:
+                return None
+            else:
+                chunks[rtype].append(raw[pos:pos + size])
+                where_[rtype].append((k, n))
+            pos += size
+            n += 1
+        blob = b"".join(others)
+        ctx = cache.get(blob, False)
+        if ctx is False:
+            ctx = cache[blob] = _context(blob, n_other)
+        if ctx is None:
+            return None
+        ctx_of.append(ctx)
+        ignored[k] = ctx.ignored
+    parts = []  # per record kind: (records, line of each, record index of each)
+    for rtype, dtype in ((0x00, _TRADE_DTYPE), (0x01, _MBP1_DTYPE)):
+        if chunks[rtype]:
+            recs = np.frombuffer(b"".join(chunks[rtype]), dtype=dtype)
+            at = np.array(where_[rtype], dtype=np.int64).reshape(-1, 2)
+            parts.append((rtype, recs, at[:, 0], at[:, 1]))
+    rows = []  # (columns, sort keys)
+    for rtype, recs, line, index in parts:
+        ts_u = recs["ts_event"]
+        if ((ts_u < TS_MIN_NS) | (ts_u >= TS_MAX_NS)).any():
+            return None
+        ts = ts_u.astype(np.int64)
+        into_day = ts % _DAY_NS
+        if ((into_day < _NEAR_MIDNIGHT_NS) | (into_day > _DAY_NS - _NEAR_MIDNIGHT_NS)).any():
+            return None
+        if not (set(np.unique(recs["side"]).tolist()) <= _SIDES and set(np.unique(recs["action"]).tolist()) <= _ACTIONS):
+            return None
+        # Symbols and instrument ids per (frame context, vendor instrument id, day).
+        day = ts // _DAY_NS
+        keys = {}
+        sym = np.empty(len(recs), dtype=object)
+        iid = np.empty(len(recs), dtype=object)
+        spread = np.zeros(len(recs), dtype=bool)
+        for j, (ln, vid, d) in enumerate(zip(line.tolist(), recs["instrument_id"].tolist(), day.tolist(), strict=True)):
+            key = (id(ctx_of[ln]), vid, d)
+            got = keys.get(key)
+            if got is None:
+                s = ctx_of[ln].symbols.get(vid, int(ts[j]))
+                if s is None:
+                    return None
+                i = master.resolve_contract(adapter.source, s, _day(int(ts[j])))
+                if i is None and not ("-" in s or " " in s):
+                    return None
+                got = keys[key] = (s, i)
+            sym[j], iid[j] = got
+            spread[j] = got[1] is None
+        np.add.at(ignored, line[spread], 1)
+        keep = ~spread
+        recs, line, index, ts, sym, iid = recs[keep], line[keep], index[keep], ts[keep], sym[keep], iid[keep]
+        tbbo = np.array([ctx_of[ln].tbbo for ln in line.tolist()], dtype=bool)
+        trade = np.ones(len(recs), dtype=bool) if rtype == 0x00 else tbbo
+        venue = np.array([_venue(p) for p in recs["publisher_id"].tolist()], dtype=object)
+        common = [pa.array(recs["instrument_id"]), pa.array(recs["ts_recv"]), pa.array(ts), pa.array(recs["sequence"]),
+                  pa.array(recs["price"]), pa.array(recs["size"]), pa.array(recs["side"].astype("U1")),
+                  pa.array(recs["flags"])]
+        if trade.any():
+            t = np.flatnonzero(trade)
+            px = recs["price"][t]
+            if ((px == UNDEF_PRICE) | (px <= 0)).any():
+                return None
+            if rtype == 0x01 and (recs["action"][t] != b"T").any():
+                return None  # a tbbo record that is not a trade: the per-frame path rejects it
+            sel = pa.array(t)
+            n = t.size
+            rows.append(({"ts": pa.array(ts[t]), "received_at": pa.array(received[line[t]]), "instrument_id": iid[t],
+                          "venue_symbol": sym[t], "exchange": venue[t], "event": "trade", "price": px / PRICE_SCALE,
+                          "size": recs["size"][t].astype(np.float64), "vendor_seq": recs["sequence"][t],
+                          "event_id": event_ids_arrow(adapter.source, pa.repeat(pa.scalar("T"), n),
+                                                      *(c.take(sel) for c in common)),
+                          "stream_seq": line_seqs[line[t]]}, index[t] * 2, line[t]))
+        if rtype == 0x01:
+            bid_px, ask_px = recs["bid_px"], recs["ask_px"]
+            empty = (bid_px == UNDEF_PRICE) & (ask_px == UNDEF_PRICE)
+            np.add.at(ignored, line[empty], 1)
+            q = np.flatnonzero(~empty)
+            if q.size:
+                bid_px, ask_px = bid_px[q], ask_px[q]
+                has_bid, has_ask = bid_px != UNDEF_PRICE, ask_px != UNDEF_PRICE
+                if ((has_bid & (bid_px <= 0)) | (has_ask & (ask_px <= 0))).any():
+                    return None
+                sel = pa.array(q)
+                n = q.size
+                extra = [pa.array(recs["action"][q].astype("U1")), pa.array(bid_px), pa.array(ask_px),
+                         pa.array(recs["bid_sz"][q]), pa.array(recs["ask_sz"][q])]
+                rows.append(({"ts": pa.array(ts[q]), "received_at": pa.array(received[line[q]]),
+                              "instrument_id": iid[q], "venue_symbol": sym[q], "exchange": venue[q], "event": "quote",
+                              "bid": pa.array(bid_px / PRICE_SCALE, mask=~has_bid),
+                              "bid_size": pa.array(recs["bid_sz"][q].astype(np.float64), mask=~has_bid),
+                              "ask": pa.array(ask_px / PRICE_SCALE, mask=~has_ask),
+                              "ask_size": pa.array(recs["ask_sz"][q].astype(np.float64), mask=~has_ask),
+                              "vendor_seq": recs["sequence"][q],
+                              "event_id": event_ids_arrow(adapter.source, pa.repeat(pa.scalar("Q"), n),
+                                                          *(c.take(sel) for c in common), *extra),
+                              "stream_seq": line_seqs[line[q]]}, index[q] * 2 + 1, line[q]))
+    if not rows:
+        return TICK_SCHEMA.empty_table(), ignored
+    tables, order = [], []
+    for cols, key, line in rows:
+        n = len(key)
+        types = {f.name: f.type for f in TICK_SCHEMA}
+        built = {}
+        for name, value in cols.items():
+            if isinstance(value, str):
+                built[name] = pa.repeat(pa.scalar(value, pa.string()), n)
+            elif isinstance(value, np.ndarray) and value.dtype == object:
+                built[name] = pa.array(value.tolist(), pa.string())
+            elif isinstance(value, np.ndarray):
+                built[name] = pa.array(value).cast(types[name])
+            else:
+                built[name] = value.cast(types[name])
+        built["source"] = pa.repeat(pa.scalar(adapter.source, pa.string()), n)
+        tables.append(tick_table(built, n))
+        order.append(line.astype(np.int64) * (1 << 32) + key)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    if len(tables) > 1:  # back to frame and record order (a tbbo record's trade before its quote)
+        table = table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+    return table, ignored
