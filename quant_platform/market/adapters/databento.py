@@ -301,6 +301,9 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
             return None
         ctx_of.append(ctx)
         ignored[k] = ctx.ignored
+    ctx_ids: dict[int, int] = {}
+    for ctx in ctx_of:
+        ctx_ids.setdefault(id(ctx), len(ctx_ids))
     parts = []  # per record kind: (records, line of each, record index of each)
     for rtype, dtype in ((0x00, _TRADE_DTYPE), (0x01, _MBP1_DTYPE)):
         if chunks[rtype]:
@@ -318,25 +321,25 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
             return None
         if not (set(np.unique(recs["side"]).tolist()) <= _SIDES and set(np.unique(recs["action"]).tolist()) <= _ACTIONS):
             return None
-        # Symbols and instrument ids per (frame context, vendor instrument id, day).
+        # Symbols and instrument ids per (frame context, vendor instrument id, day): a Python call per distinct one.
         day = ts // _DAY_NS
-        keys = {}
-        sym = np.empty(len(recs), dtype=object)
-        iid = np.empty(len(recs), dtype=object)
-        spread = np.zeros(len(recs), dtype=bool)
-        for j, (ln, vid, d) in enumerate(zip(line.tolist(), recs["instrument_id"].tolist(), day.tolist(), strict=True)):
-            key = (id(ctx_of[ln]), vid, d)
-            got = keys.get(key)
-            if got is None:
-                s = ctx_of[ln].symbols.get(vid, int(ts[j]))
-                if s is None:
-                    return None
-                i = master.resolve_contract(adapter.source, s, _day(int(ts[j])))
-                if i is None and not ("-" in s or " " in s):
-                    return None
-                got = keys[key] = (s, i)
-            sym[j], iid[j] = got
-            spread[j] = got[1] is None
+        ctx_no = np.array([ctx_ids[id(ctx_of[ln])] for ln in line.tolist()], dtype=np.int64)
+        keys = np.stack([ctx_no, recs["instrument_id"].astype(np.int64), day], axis=1)
+        uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        u_sym = np.empty(len(uniq), dtype=object)
+        u_iid = np.empty(len(uniq), dtype=object)
+        for u, j in enumerate(first.tolist()):
+            ts_j = int(ts[j])
+            s = ctx_of[int(line[j])].symbols.get(int(recs["instrument_id"][j]), ts_j)
+            if s is None:
+                return None
+            i = master.resolve_contract(adapter.source, s, _day(ts_j))
+            if i is None and not ("-" in s or " " in s):
+                return None
+            u_sym[u], u_iid[u] = s, i
+        inverse = inverse.reshape(-1)
+        sym, iid = u_sym[inverse], u_iid[inverse]
+        spread = np.array([i is None for i in u_iid.tolist()], dtype=bool)[inverse]
         np.add.at(ignored, line[spread], 1)
         keep = ~spread
         recs, line, index, ts, sym, iid = recs[keep], line[keep], index[keep], ts[keep], sym[keep], iid[keep]
