@@ -213,14 +213,19 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
         master = InstrumentMaster.load()
         classes = {i.instrument_id: i.asset_class for i in master.instruments()}
 
-        # Baseline: the same landing files copied into one Parquet file, nothing else.
-        con = cp.duck()
-        c0, t0 = time.process_time(), time.monotonic()
-        con.execute(f"COPY (SELECT * FROM read_parquet({cp.parquet_list(files)})) "  # noqa: S608
-                    f"TO '{sql_path(base / 'baseline.parquet')}' "
-                    "(FORMAT parquet, COMPRESSION zstd)")
-        baseline_s, baseline_cpu = time.monotonic() - t0, time.process_time() - c0
-        con.close()
+        # Baseline: the same landing files copied into one Parquet file, nothing else; once before and once
+        # after the compaction (the faster copy is the baseline: the host's speed varies with other work).
+        def copy() -> tuple[float, float]:
+            con = cp.duck()
+            c0, t0 = time.process_time(), time.monotonic()
+            con.execute(f"COPY (SELECT * FROM read_parquet({cp.parquet_list(files)})) "  # noqa: S608
+                        f"TO '{sql_path(base / 'baseline.parquet')}' "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+            out = time.monotonic() - t0, time.process_time() - c0
+            con.close()
+            return out
+
+        copies = [copy()]
         baseline_bytes = (base / "baseline.parquet").stat().st_size
 
         c0, t0 = time.process_time(), time.monotonic()
@@ -234,6 +239,8 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
         t_rules = time.monotonic() - t0 - t_stage - t_acc
         cp.publish_staged(lake, staged, {"published": True})
         total, cpu = time.monotonic() - t0, time.process_time() - c0
+        copies.append(copy())
+        baseline_s, baseline_cpu = min(c[0] for c in copies), min(c[1] for c in copies)
 
         daily = cp.daily_file(lake, day)
         con = cp.duck()
@@ -275,8 +282,11 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
             "vwap_1m_query_s_all": [round(x, 3) for x in times],
             "vwap_rows": rows,
             "baseline": {"what": "plain DuckDB copy of the same landing files into one zstd Parquet file "
-                                 "(no dedup, sort or checks)",
+                                 "(no dedup, sort or checks), run before and after the compaction; the lower "
+                                 "seconds and the lower CPU seconds of the two",
                          "seconds": baseline_s, "cpu_s": round(baseline_cpu, 3),
+                         "seconds_before_and_after": [round(c[0], 3) for c in copies],
+                         "cpu_s_before_and_after": [round(c[1], 3) for c in copies],
                          "cpu_s_per_m_ticks": round(baseline_cpu / m, 2),
                          "bytes_per_tick": round(baseline_bytes / max(1, gen["rows_landed"]), 2)},
             "figures": figures,

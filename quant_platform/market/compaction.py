@@ -47,8 +47,9 @@ def landing_files(lake_root: Path, day: str) -> list[Path]:
     root = Path(lake_root) / LANDING / f"date={day}"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("source=*/*.parquet")
-                  if not p.name.startswith(".") and p.parent.name != "source=_schema")
+    return sorted((p for p in root.glob("source=*/*.parquet")
+                   if not p.name.startswith(".") and p.parent.name != "source=_schema"),
+                  key=lambda p: p.parts)  # Path order, without Path's slow comparisons (a day has ~10^5 files)
 
 
 def landing_days(lake_root: Path) -> dict[str, list[Path]]:
@@ -258,6 +259,9 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
     stage.mkdir(parents=True)
     con = duck(threads)
     con.execute("SET preserve_insertion_order = false")  # the rows are sorted on the way out
+    # The footers the scan parsed answer the key-value metadata query (measured: 0.5 instead of 0.8-1.2 CPU-s
+    # for 6,000 files).
+    con.execute("SET parquet_metadata_cache = true")
     cancelled = corrected = 0
     try:
         prior_sql = f"SELECT {COLUMNS_SQL}, true AS _prior FROM read_parquet('{sql_path(prior)}')"  # noqa: S608
