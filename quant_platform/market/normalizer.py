@@ -375,6 +375,13 @@ async def _fail_one(js, msg, reason: str, stats: NormalizerStats, max_deliver: i
     log.error("raw seq %s dead-lettered to %s after %d deliveries: %s", seq, dlq_subject(_source_of(msg)), n, reason)
 
 
+# A stream whose leader's server died has none for 4-9 s (nats-server's election timeout; a split vote adds a
+# round): storing is retried at most STORE_RETRY_MAX_S apart, so a set waits at most that long once the stream
+# answers again (with the backoff growing to 10 s it had waited up to 8 s more after a 5 s election).
+STORE_RETRY_MAX_S = 1.0
+STORE_FAILURE_LOG_EVERY_S = 10.0
+
+
 async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: NormalizerStats, *,
                                max_deliver: int = -1, stop: asyncio.Event | None = None,
                                retry_s: float = 0.5) -> None:
@@ -390,9 +397,12 @@ async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: 
     except Exception as exc:  # normalising never raises by contract: a bug, isolate it
         prepared, failure = None, exc
     backoff = retry_s
+    failing_since = logged_at = 0.0
     while prepared is not None:
         try:
             await _store(js, prepared)
+            if failing_since:
+                log.info("stored %d raw messages after %.1fs of retries", len(msgs), time.monotonic() - failing_since)
             break
         except Exception as exc:
             if not is_environment_error(exc):
@@ -404,11 +414,19 @@ async def process_raw_messages(js, msgs: list, master: InstrumentMaster, stats: 
                 for m in msgs:
                     await _quietly(m.nak(delay=1))
                 return
-            log.warning("storing %d raw messages failed (%s); retrying in %.1fs", len(msgs), exc, backoff)
+            now = time.monotonic()
+            if not failing_since:
+                failing_since = logged_at = now
+                log.warning("storing %d raw messages failed (%s); retrying at most %.1fs apart", len(msgs), exc,
+                            STORE_RETRY_MAX_S)
+            elif now - logged_at >= STORE_FAILURE_LOG_EVERY_S:
+                logged_at = now
+                log.warning("storing %d raw messages still failing after %.1fs (%s)", len(msgs), now - failing_since,
+                            exc)
             for m in msgs:
                 await _quietly(m.in_progress())
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+            backoff = min(backoff * 2, STORE_RETRY_MAX_S)
     if failure is not None:
         if len(msgs) == 1:
             await _fail_one(js, msgs[0], f"{type(failure).__name__}: {str(failure)[:300]}", stats, max_deliver)
