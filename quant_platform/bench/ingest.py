@@ -26,9 +26,13 @@ GOALS = {"ticks_per_s_end_to_end": 200_000, "p99_receipt_to_durable_ms_at_10k": 
 RATIO_GOALS = {"throughput_vs_raw_publish": 0.5, "p99_durable_ack_vs_disk_fsync_p99": 2.0}
 
 
-def disk_fsync(directory: Path, count: int = 2000, block: int = 4096) -> dict:
-    """The disk's own fsync latency where the NATS store lives: `count` appends of `block` bytes to one file, each
-    followed by os.fsync, as JetStream's file store appends a message and syncs it (sync_interval: always)."""
+FSYNC_PROBES = 1000  # appends + fsync before and again after each paced run
+FSYNC_BLOCK = 4096
+
+
+def fsync_samples(directory: Path, count: int = FSYNC_PROBES, block: int = FSYNC_BLOCK) -> list[float]:
+    """The disk's own fsync latency (ms) where the NATS store lives: `count` appends of `block` bytes to one file,
+    each followed by os.fsync, as JetStream's file store appends a message and syncs it (sync_interval: always)."""
     path = directory / "fsync-probe.bin"
     data = os.urandom(block)
     times: list[float] = []
@@ -42,10 +46,16 @@ def disk_fsync(directory: Path, count: int = 2000, block: int = 4096) -> dict:
     finally:
         os.close(fd)
         path.unlink(missing_ok=True)
-    return {"what": f"{count} appends of {block} bytes to one file in the benchmark's directory (the disk of the "
-                    "NATS store), each followed by os.fsync", "count": count,
-            "p50": round(_pct(times, 0.5), 3), "p99": round(_pct(times, 0.99), 3),
-            "max": round(max(times), 3)}
+    return times
+
+
+def fsync_summary(before: list[float], after: list[float]) -> dict:
+    times = before + after
+    return {"what": f"{len(before)} appends of {FSYNC_BLOCK} bytes to one file on the disk of the NATS store, each "
+                    f"followed by os.fsync, just before the paced run and {len(after)} just after it (the host's "
+                    "disk is shared: both sides of the run)", "count": len(times),
+            "p50": round(_pct(times, 0.5), 3), "p99": round(_pct(times, 0.99), 3), "max": round(max(times), 3),
+            "p99_before": round(_pct(before, 0.99), 3), "p99_after": round(_pct(after, 0.99), 3)}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -604,8 +614,8 @@ def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_sec
     ensure_olap_views(olap, lake2, retention_days=3)
     rate_frames = 10_000 / per_frame
     publisher = deployed_publisher()
-    # The disk's own fsync latency, measured here on the disk of the NATS store, just before each paced run.
-    fsync = disk_fsync(home)
+    # The disk's own fsync latency, measured here on the disk of the NATS store, just before and after each paced run.
+    fsync_before = fsync_samples(home)
     with EmbeddedNats(home / "nats-paced", sync_always=True).start() as srv:
         asyncio.run(_declare_streams(srv.url))
         procs = _workers(srv.url, lake2, normalizers)
@@ -613,6 +623,7 @@ def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_sec
         paced = asyncio.run(_paced(srv.url, mix, rate_frames, paced_seconds, "paced", olap, publisher))
         asyncio.run(_drained(srv.url, timeout_s=300))
         _stop(procs)
+    fsync = fsync_summary(fsync_before, fsync_samples(home))
     paced_ids = compare_ids(lake2, published_ids(master, paced.pop("published")))
     landed_file = _landed_file_latencies(lake2)
     queryable = paced.pop("queryable")
@@ -620,10 +631,11 @@ def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_sec
 
     # 4. The same paced publish with no workers running: the ingest path alone (connector -> server -> ack), as
     # where connectors and the server have their own cores. Tells server-side contention from the rest.
-    fsync_alone = disk_fsync(home)
+    fsync_before = fsync_samples(home)
     with EmbeddedNats(home / "nats-paced-alone", sync_always=True).start() as srv:
         asyncio.run(_declare_streams(srv.url))
         alone = asyncio.run(_paced(srv.url, mix, rate_frames, paced_seconds, "alone", None, publisher))
+    fsync_alone = fsync_summary(fsync_before, fsync_samples(home))
     alone.pop("published")
     lat_alone = alone["latency"]
 
