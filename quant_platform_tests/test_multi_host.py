@@ -1,6 +1,7 @@
 """Workers on several hosts: two "hosts" (separate QP_HOMEs and working directories, each with its own normalizer
-and lander processes started through the real worker entry point) share a three-node JetStream cluster and one
-lake (QP_LAKE_URL, a shared folder here). Host A is connected to node 0, host B to node 1. In the middle of the
+and lander processes started through the real worker entry point) share a three-node JetStream cluster and the
+object-store lake (QP_LAKE_URL=s3://..., Iceberg tables over moto's S3 server, the SQL catalog in PostgreSQL: the
+two landers commit to one table concurrently). Host A is connected to node 0, host B to node 1. In the middle of the
 stream host A dies: SIGKILL of all its workers and of the NATS node it uses. Host B's workers take over what A
 held through the shared durable consumers (redelivered after the ack wait), and the compacted lake holds every
 published event id exactly once.
@@ -10,7 +11,7 @@ timeout) until its other two replicas elect a leader, 4-9 s in nats-server: host
 why (connection.FetchHealth), and this test's own reads ask again meanwhile. An earlier version read consumer info
 once per poll and failed whenever an election outlasted the publishing (1 run in 4).
 
-The lake is a shared folder here; the object-store (Iceberg) lake with a killed lander has its own test (test_tick_store_s3.py).
+The local-folder lake with a killed lander: test_tick_lane_lakes.py (which runs on both lakes).
 """
 
 from __future__ import annotations
@@ -29,13 +30,30 @@ import pytest
 
 from quant_platform.market.contracts import STREAM_DLQ, STREAM_NORM, STREAM_RAW
 from quant_platform_tests.market_helpers import sim_frames, wait_for
-from quant_platform_tests.test_nats_cluster import _expected_event_ids, _landed, _stop_workers
+from quant_platform_tests.s3_server import s3_server  # noqa: F401 - the session fixture
+from quant_platform_tests.test_nats_cluster import _expected_event_ids, _stop_workers
+from quant_platform_tests.test_nats_cluster import _landed as _landed_local
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 TOTAL = 30_000  # ticks published
 RATE = 8_000  # frames/s: about 4 s of stream, host A dies a third of the way in (an election follows: 4-9 s)
 ACK_WAIT_S = "2"  # what host A held is redelivered to host B after this
+
+
+def _landed_rows(store) -> int:
+    """Rows in the landing table (its metadata: no object read)."""
+    return sum(f.rows for f in store.landing_files())
+
+
+def _landed(store) -> tuple[int, set[str]]:
+    """(rows, distinct event ids) of the landing table's files, read from the bucket."""
+    import pyarrow as pa
+
+    ids: list[str] = []
+    for f in store.landing_files():
+        ids += pq.read_table(pa.BufferReader(store._get(f.path)), columns=["event_id"])["event_id"].to_pylist()
+    return len(ids), set(ids)
 
 
 def _host_env(home, lake, url: str) -> dict:
@@ -60,22 +78,27 @@ def _start_host(name: str, base, lake, url: str) -> dict[str, subprocess.Popen]:
     return procs
 
 
-def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path, monkeypatch):
+def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path, monkeypatch, s3_server,  # noqa: F811
+                                                                        fresh_pg_database):
     import nats
     import nats.errors
     import nats.js.errors
 
-    from quant_platform.market.compaction import landing_days, stage_day
+    from quant_platform.market.compaction import stage_day
     from quant_platform.market.nats_cluster import NatsCluster
     from quant_platform.market.publisher import RawPublisher
     from quant_platform.market.streams import ensure_streams
+    from quant_platform.market.tick_store import TickStore, working_copy
 
     for var in ("QP_NATS_REPLICAS", "QP_STREAM_REPLICAS", "QP_NATS_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("QP_NATS_ACK_WAIT_S", ACK_WAIT_S)  # this process declares the consumers: the same settings
     monkeypatch.setenv("QP_REDELIVERY_DELAY_MS", "50")
     t_start = time.monotonic()
-    lake = tmp_path / "shared-lake"  # the one lake both hosts write to
+    lake = s3_server.lake_env(monkeypatch)  # the one lake both hosts write to
+    # the catalog both hosts commit through: PostgreSQL, as deployed (the warehouse database by default)
+    monkeypatch.setenv("QP_ICEBERG_CATALOG_URL", fresh_pg_database.replace("postgresql://", "postgresql+psycopg2://", 1))
+    store = TickStore(lake)
     procs: dict[str, subprocess.Popen] = {}
 
     with NatsCluster(tmp_path / "cluster", size=3, name="qp-hosts") as cluster:
@@ -109,7 +132,10 @@ def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path
                 for i, f in enumerate(frames):
                     if i == TOTAL // 3:
                         # host A dies: its workers hold fetched, unacknowledged messages, and its NATS node goes too
-                        a_landed_before = _landed(lake)[0]
+                        # mid-stream: after the landers' first commits (an Iceberg lander's first flush also
+                        # loads the table), so what was landed and what was held are both in play
+                        await wait_for(lambda: _landed_rows(store) > 0, timeout_s=30, interval_s=0.1)
+                        a_landed_before = _landed_rows(store)
                         for role, p in procs.items():
                             if role.startswith("host-a:"):
                                 os.kill(p.pid, signal.SIGKILL)
@@ -148,7 +174,7 @@ def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path
                             >= norm.state.last_seq and not n.num_ack_pending and not la.num_ack_pending)
 
                 await wait_for(drained, timeout_s=60, interval_s=0.3)
-                await wait_for(lambda: len(_landed(lake)[1]) >= TOTAL, timeout_s=20, interval_s=0.3)
+                await wait_for(lambda: _landed_rows(store) >= TOTAL, timeout_s=20, interval_s=0.3)
                 redelivered = []
                 for stream, durable in ((STREAM_RAW, "normalizer"), (STREAM_NORM, "lander")):
                     ci = await leader_answer(js.consumer_info, stream, durable)
@@ -174,8 +200,12 @@ def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path
         finally:
             _stop_workers(procs)
 
-    rows, landed = _landed(lake)
-    staged = [stage_day(lake, day) for day in sorted(landing_days(lake))]
+    rows, landed = _landed(store)
+    root = working_copy(lake, tmp_path / "dagster-host")  # compaction on a third host's working copy
+    for day in sorted(store.landing_days()):
+        store.compact_landing(day)
+        store.pull_landing(root, day)
+    staged = [stage_day(root, day) for day in sorted(store.landing_days())]
     compacted = [e for s in staged for e in pq.read_table(s.ticks_path, columns=["event_id"])["event_id"].to_pylist()]
     stats, expected = report.pop("stats"), report.pop("expected")
     assert len(expected) == TOTAL
@@ -224,12 +254,12 @@ def test_workers_declare_a_deleted_consumer_again_within_the_bound_and_say_why(t
         js = admin.jetstream()
         try:
             await publish_frames(url, "simulator", frames[:2000])
-            await wait_for(lambda: len(_landed(lake)[1]) >= 2000, timeout_s=30, interval_s=0.2)
+            await wait_for(lambda: len(_landed_local(lake)[1]) >= 2000, timeout_s=30, interval_s=0.2)
             await js.delete_consumer(STREAM_RAW, "normalizer")
             await js.delete_consumer(STREAM_NORM, "lander")
             t_deleted = time.monotonic()
             await publish_frames(url, "simulator", frames[2000:], ensure=False)  # declares nothing
-            await wait_for(lambda: len(_landed(lake)[1]) >= len(expected), timeout_s=30, interval_s=0.2)
+            await wait_for(lambda: len(_landed_local(lake)[1]) >= len(expected), timeout_s=30, interval_s=0.2)
             recovered_s = time.monotonic() - t_deleted
             consumers = [(await js.consumer_info(s, d)).config.ack_wait for s, d in
                          ((STREAM_RAW, "normalizer"), (STREAM_NORM, "lander"))]
