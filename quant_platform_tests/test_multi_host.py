@@ -272,7 +272,7 @@ def test_workers_declare_a_deleted_consumer_again_within_the_bound_and_say_why(t
     with EmbeddedNats(tmp_path / "nats").start() as srv:
         report = asyncio.run(run(srv.url))
     print(json.dumps(report))
-    assert _landed(lake)[1] == expected  # nothing lost across the deletion
+    assert _landed_local(lake)[1] == expected  # nothing lost across the deletion
     # bound + a retry interval + the landing of the second half, never an operator's restart
     assert report["recovered_s"] < bound_s + 10, report
     assert all(w and w > 0 for w in report["ack_waits"])  # declared again with the declared settings
