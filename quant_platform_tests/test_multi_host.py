@@ -226,13 +226,14 @@ def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path
 
 @pytest.mark.timeout(60)
 def test_workers_declare_a_deleted_consumer_again_within_the_bound_and_say_why(tmp_path, caplog):
-    """Fetches that keep failing past the bound are no leader election: a normalizer and a lander whose durable
-    consumers were deleted under them (503 on every fetch) declare them again and re-create their pull
-    subscriptions by themselves, log why, and land every tick."""
+    """Fetches that keep failing past the bound are no leader election: a normalizer, a lander and a fan-out
+    destination whose durable consumers were deleted under them (503 on every fetch) declare them again and
+    re-create their pull subscriptions by themselves, log why, and land (and deliver) every tick."""
     import logging
 
     import nats
 
+    from quant_platform.market.fanout import Destination, FanoutStats, run_destination
     from quant_platform.market.lander import LanderStats, run_lander
     from quant_platform.market.nats_server import EmbeddedNats
     from quant_platform.market.normalizer import NormalizerStats, run_normalizer
@@ -243,13 +244,16 @@ def test_workers_declare_a_deleted_consumer_again_within_the_bound_and_say_why(t
     expected = _expected_event_ids(frames)
     lake = tmp_path / "lake"
     caplog.set_level(logging.INFO, logger="quant_platform.market.connection")
+    caplog.set_level(logging.INFO, logger="quant_platform.market.fanout")
+    dest = Destination("research", "files", "ticks.norm.>", {"path": str(tmp_path / "fanout"), "format": "parquet"})
 
     async def run(url: str) -> dict:
         stop = asyncio.Event()
-        lstats = LanderStats()
+        lstats, fstats = LanderStats(), FanoutStats()
         tasks = [asyncio.create_task(run_normalizer(url, stop, stats=NormalizerStats(), resubscribe_after_s=bound_s)),
                  asyncio.create_task(run_lander(url, lake, stop, max_age_s=0.2, stats=lstats,
-                                                resubscribe_after_s=bound_s))]
+                                                resubscribe_after_s=bound_s)),
+                 asyncio.create_task(run_destination(url, dest, stop, stats=fstats, resubscribe_after_s=bound_s))]
         admin = await nats.connect(url)
         js = admin.jetstream()
         try:
@@ -257,10 +261,16 @@ def test_workers_declare_a_deleted_consumer_again_within_the_bound_and_say_why(t
             await wait_for(lambda: len(_landed_local(lake)[1]) >= 2000, timeout_s=30, interval_s=0.2)
             await js.delete_consumer(STREAM_RAW, "normalizer")
             await js.delete_consumer(STREAM_NORM, "lander")
+            await wait_for(lambda: fstats.delivered_rows >= 2000, timeout_s=30, interval_s=0.2)
+            delivered_before = fstats.delivered_rows
+            await js.delete_consumer(STREAM_NORM, dest.consumer)
             t_deleted = time.monotonic()
             await publish_frames(url, "simulator", frames[2000:], ensure=False)  # declares nothing
             await wait_for(lambda: len(_landed_local(lake)[1]) >= len(expected), timeout_s=30, interval_s=0.2)
             recovered_s = time.monotonic() - t_deleted
+            # the fan-out destination: re-declared (the test's user may) and every later tick delivered to it
+            await wait_for(lambda: fstats.delivered_rows - delivered_before >= len(expected) - 2000, timeout_s=30,
+                           interval_s=0.2)
             consumers = [(await js.consumer_info(s, d)).config.ack_wait for s, d in
                          ((STREAM_RAW, "normalizer"), (STREAM_NORM, "lander"))]
         finally:
@@ -283,3 +293,5 @@ def test_workers_declare_a_deleted_consumer_again_within_the_bound_and_say_why(t
     for worker in ("normalizer", "lander"):
         assert f"{worker}: fetch from consumer {worker} failed: no server answers for the consumer (503)" in text
         assert f"{worker}: fetch from consumer {worker} answered again after" in text
+    assert "fan-out research: fetches from consumer fanout_research have failed for 1.5s; binding" in text
+    assert "fan-out research: fetch from consumer fanout_research answered again after" in text

@@ -24,7 +24,12 @@ import yaml
 
 from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
-from quant_platform.market.connection import connect_worker
+from quant_platform.market.connection import (
+    RESUBSCRIBE_AFTER_S,
+    FetchHealth,
+    connect_worker,
+    fetch_failure_reason,
+)
 from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, TICK_SCHEMA, dlq_subject
 from quant_platform.market.lake_landing import write_parquet_atomic
 from quant_platform.market.normalizer import (
@@ -352,8 +357,34 @@ async def deliver_batch(js, sink: Sink, dest: Destination, msgs: list, tables: l
     return True
 
 
+async def _rebind(js, sub, dest: Destination, health: FetchHealth):
+    """After `resubscribe_after_s` of failing fetches: declare the destination's consumer again (where this user
+    may; the admin declares it in production) and bind a new pull subscription to it; the old one when that fails."""
+    from quant_platform.market.streams import fanout_consumer
+
+    log.warning("%s: fetches from consumer %s have failed for %.1fs; binding the pull subscription again",
+                health.name, dest.consumer, health.resubscribe_after_s)
+    try:
+        try:
+            await fanout_consumer(js, dest.consumer, dest.filter_subject)
+        except Exception as exc:  # a user that may not declare it: bind to what the admin declared
+            log.warning("%s: could not declare consumer %s (%s)", health.name, dest.consumer, fetch_failure_reason(exc))
+        new = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
+    except Exception as exc:
+        log.warning("%s: binding consumer %s failed (%s); retrying later", health.name, dest.consumer,
+                    fetch_failure_reason(exc))
+        return sub
+    health.resubscribes += 1
+    try:
+        await sub.unsubscribe()
+    except Exception:  # noqa: S110 - the old inbox may be gone with its connection already
+        pass
+    return new
+
+
 async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, fetch_batch: int = 256,
-                          max_backoff_s: float = 30.0, stats: FanoutStats | None = None) -> None:
+                          max_backoff_s: float = 30.0, stats: FanoutStats | None = None,
+                          resubscribe_after_s: float = RESUBSCRIBE_AFTER_S) -> None:
     """One destination's loop: fetch from its own consumer, deliver, ack; on failure keep the batch and
     retry with jittered backoff (extending the ack deadline), so nothing is skipped and nothing blocks
     other destinations. Messages it cannot decode, and messages the destination refuses for good, are parked
@@ -371,11 +402,20 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
     await fanout_consumer(js, dest.consumer, dest.filter_subject)
     sub = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
     sink = build_sink(dest, js, nc)
+    health = FetchHealth(f"fan-out {dest.name}", dest.consumer, resubscribe_after_s)
     try:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(fetch_batch, timeout=0.5)
+                health.ok()
             except TimeoutError:
+                if nc.is_connected:
+                    health.ok()
+                continue
+            except Exception as exc:  # e.g. 503 while the consumer's replicas elect a leader: connection.py
+                if health.failed(exc):
+                    sub = await _rebind(js, sub, dest, health)
+                await asyncio.sleep(0.5)
                 continue
             if not msgs:  # an idle fetch may return an empty list instead of timing out
                 continue
