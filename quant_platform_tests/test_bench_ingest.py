@@ -30,9 +30,10 @@ SOURCES = {"binance", "binance_futures", "polygon", "alpaca", "alpaca_crypto", "
 GOALS = {"ticks_per_s_end_to_end": 200_000, "p99_receipt_to_durable_ms_at_10k": 5.0,
          "p99_receipt_to_queryable_s": 2.0}
 RATIO_GOALS = {"throughput_vs_raw_publish": 0.5, "p99_durable_ack_vs_disk_fsync_p99": 2.0}  # issue 15
-# Bounds against the same run's baseline. The realistic mix costs the normalizer more than simulator frames did
-# (Massive and Alpaca frames take the per-frame path, DBN decodes): healthy runs of this size on the loaded machine
-# measured 0.03-0.06 of the raw publish's ticks/s and 7-12x its CPU per tick.
+# Bounds against the same run's baseline. The realistic mix costs the normalizer more than simulator frames did:
+# healthy runs of this size on the loaded machine measured 0.07-0.13 of the raw publish's ticks/s and 6-9x its CPU
+# per tick with every vendor on a vectorised path (0.03-0.06 and 7-12x with Massive, Alpaca and Databento frame by
+# frame).
 MIN_THROUGHPUT_VS_BASELINE = 0.01
 MAX_CPU_PER_TICK_VS_BASELINE = 25.0
 # Receipt -> durable ack with six connectors at 10k ticks/s (the deployment's batching): on this shared disk the
