@@ -696,6 +696,10 @@ def test_alpaca_fast_path_equals_the_per_frame_path(master, source):
         assert any(r["conditions"] == "@,F,T,I" for r in rows) and None in {r["conditions"] for r in rows}
     else:
         assert {r["exchange"] for r in rows} == {None}  # crypto messages name no venue
+        # A pair's quote naming one side's venue only goes frame by frame, with the same rows.
+        quote = next(e for e in events if e["T"] == "q")
+        odd = _messages([json.dumps([{**quote, "bx": "K"}]).encode()] * 3, 3, seq0=70)
+        assert _assert_fast_equals_per_frame(source, odd, master).fast == 0
 
 
 def _alpaca_mutation(rng: random.Random, events: list[dict]) -> tuple[str, list]:

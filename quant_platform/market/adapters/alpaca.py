@@ -244,6 +244,10 @@ class AlpacaAdapter(Adapter):
             if not (valid_prices(f["bp"], is_q) and valid_prices(f["ap"], is_q) and valid_sizes(f["bs"], is_q)
                     and valid_sizes(f["as"], is_q) and _venues(ev, is_q, ("bx", "ax"), lines, line_of)):
                 return None
+            # One side's venue without the other (a pair quoting "bx" only): the per-frame path writes it as it
+            # formats it ("K/None"); such a quote goes frame by frame.
+            if not all_true(pc.equal(pc.is_null(f["bx"].filter(is_q)), pc.is_null(f["ax"].filter(is_q)))):
+                return None
         bx_or_empty, ax_or_empty = (pc.fill_null(f[k], "") for k in ("bx", "ax"))
         quote_exch = pc.if_else(pc.equal(bx_or_empty, ax_or_empty), f["bx"],
                                 pc.binary_join_element_wise(bx_or_empty, ax_or_empty, "/"))
