@@ -69,7 +69,8 @@ def test_compaction_benchmark_small_day(tmp_path):
 
     minutes = trade_minutes(daily)
     assert minutes == trade_minutes(landed) and {i for i, _ in minutes} <= set(INSTRUMENTS)
-    assert out["vwap_rows"] == len(minutes)
+    assert out["vwap_rows"] == len(minutes) and out["vwap_forms_same_result"] is True
+    assert out["figures"]["vwap_1m_query_s"] == min(out["vwap_1m_query"]["time_bucket"]["seconds_3_runs"])
 
     figures = out["figures"]
     assert out["goals"] == GOALS and out["goals_apply"] is False

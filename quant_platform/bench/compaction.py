@@ -26,6 +26,17 @@ TICKS_PER_RAW = 200  # at most this many ticks per raw message (a raw message's 
 DEFAULT_TICK_RATE = 2_000.0
 
 
+# The analyst's 1-minute VWAP per instrument over the compacted day, in two forms with the same result (UTC
+# minutes): DuckDB's time_bucket, and date_trunc on a TIMESTAMPTZ, as the OLAP views write it.
+VWAP_SQL = {
+    "time_bucket": "SELECT instrument_id, time_bucket(INTERVAL '1 minute', ts) AS minute, "
+                   "sum(price * size) / sum(size) AS vwap FROM read_parquet(?) WHERE event = 'trade' GROUP BY ALL",
+    "date_trunc_timestamptz": "SELECT instrument_id, date_trunc('minute', CAST(ts AS TIMESTAMPTZ)) AS minute, "
+                              "sum(price * size) / sum(size) AS vwap FROM read_parquet(?) WHERE event = 'trade' "
+                              "GROUP BY ALL",
+}
+
+
 def lander_defaults() -> dict:
     """The lander's flush thresholds, read from run_lander's signature (the worker runs it with these)."""
     import inspect
@@ -244,22 +255,22 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
 
         daily = cp.daily_file(lake, day)
         con = cp.duck()
-        vwap_sql = ("SELECT instrument_id, date_trunc('minute', CAST(ts AS TIMESTAMPTZ)) AS minute, "
-                    "sum(price * size) / sum(size) AS vwap FROM read_parquet(?) WHERE event = 'trade' "
-                    "GROUP BY ALL")
-        times = []
-        rows = 0
-        for _ in range(3):
-            t = time.monotonic()
-            rows = len(con.execute(vwap_sql, [str(daily)]).fetchall())
-            times.append(time.monotonic() - t)
+        times: dict[str, list[float]] = {}
+        results = {}
+        for name, sql in VWAP_SQL.items():
+            for _ in range(3):
+                t = time.monotonic()
+                results[name] = con.execute(sql, [str(daily)]).fetchall()
+                times.setdefault(name, []).append(time.monotonic() - t)
         con.close()
+        same = {name: sorted((i, str(m), round(v, 9)) for i, m, v in rows) for name, rows in results.items()}
+        rows = len(results["time_bucket"])
         size = daily.stat().st_size
         per_col = column_bytes(daily)
         m = ticks / 1e6
         total, baseline_s, cpu = round(total, 3), round(baseline_s, 3), round(cpu, 3)  # the ratios are of these
         figures = {"compaction_vs_copy_ratio": round(total / baseline_s, 2) if baseline_s > 0 else None,
-                   "vwap_1m_query_s": round(min(times), 3),
+                   "vwap_1m_query_s": round(min(times["time_bucket"]), 3),
                    "bytes_per_tick": round(size / max(1, staged.rows_out), 2),
                    "cpu_s_per_m_ticks": round(cpu / m, 2)}
         return {
@@ -279,7 +290,12 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
             "daily_file_mb": round(size / 1e6, 2),
             "bytes_per_tick_by_column": {k: round(v / max(1, staged.rows_out), 2)
                                          for k, v in sorted(per_col.items(), key=lambda kv: -kv[1])},
-            "vwap_1m_query_s_all": [round(x, 3) for x in times],
+            "vwap_1m_query": {name: {"sql": VWAP_SQL[name], "seconds_3_runs": [round(x, 3) for x in ts]}
+                              for name, ts in times.items()},
+            "vwap_1m_query_note": ("the figure is the time_bucket form's fastest of 3 runs; date_trunc on a "
+                                   "TIMESTAMPTZ (the form the OLAP views use) goes through DuckDB's ICU calendar "
+                                   "for every row and is reported beside it; both give the same rows"),
+            "vwap_forms_same_result": same["time_bucket"] == same["date_trunc_timestamptz"],
             "vwap_rows": rows,
             "baseline": {"what": "plain DuckDB copy of the same landing files into one zstd Parquet file "
                                  "(no dedup, sort or checks), run before and after the compaction; the lower "
