@@ -254,49 +254,72 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
     if len(cache) > 256:
         cache.clear()
     lines = data.split(b"\n")
-    received = np.empty(len(lines), dtype=np.int64)
-    ctx_of: list[_Context] = []
-    chunks: dict[int, list[bytes]] = {0x00: [], 0x01: []}
-    where_: dict[int, list[tuple[int, int]]] = {0x00: [], 0x01: []}  # (line, record index in the frame)
-    ignored = np.zeros(len(lines), dtype=np.int64)
-    for k, line in enumerate(lines):
-        if len(line) < 21 or line[19] != 32 or not line[:19].isdigit():
+    raws, heads = [], []
+    for line in lines:
+        if len(line) < 21 or line[19] != 32:
             return None
-        received[k] = int(line[:19])
+        heads.append(line[:19])
         try:  # strict base64 refuses all that b64decode(validate=True) refuses, without its regex pass
-            raw = binascii.a2b_base64(line[20:], strict_mode=True)
+            raws.append(binascii.a2b_base64(line[20:], strict_mode=True))
         except (binascii.Error, ValueError):
             return None
-        if len(raw) < _HEADER.size:
+    if not b"".join(heads).isdigit():
+        return None
+    try:
+        received = np.array([int(h) for h in heads], dtype=np.int64)
+    except OverflowError:
+        return None
+    # Every frame's records found at once: one step per record position, over all frames together.
+    sizes = np.array([len(r) for r in raws], dtype=np.int64)
+    if (sizes < _HEADER.size).any():
+        return None
+    buf = b"".join(raws)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    if ((arr[starts] != 68) | (arr[starts + 1] != 66) | (arr[starts + 2] != 78)).any():  # b"DBN"
+        return None
+    if not np.isin(arr[starts + 3], _FAST_VERSIONS).all():
+        return None
+    meta_len = arr[starts[:, None] + np.arange(4, 8)].astype(np.int64) @ np.array([1, 1 << 8, 1 << 16, 1 << 24])
+    pos = starts + _HEADER.size + meta_len
+    if (pos > ends).any():
+        return None
+    cur, count = pos.copy(), np.zeros(len(lines), dtype=np.int64)
+    found_f, found_p, found_n = [], [], []
+    active = np.flatnonzero(cur < ends)
+    while active.size:
+        p = cur[active]
+        size = arr[p].astype(np.int64) * 4
+        if (size < 16).any() or (p + size > ends[active]).any():
             return None
-        magic, version, meta_len = _HEADER.unpack_from(raw)
-        if magic != b"DBN" or version not in _FAST_VERSIONS:
+        found_f.append(active)
+        found_p.append(p)
+        found_n.append(count[active])
+        cur[active] = p + size
+        count[active] += 1
+        active = active[cur[active] < ends[active]]
+    rec_f = np.concatenate(found_f) if found_f else np.zeros(0, np.int64)
+    rec_p = np.concatenate(found_p) if found_p else np.zeros(0, np.int64)
+    rec_n = np.concatenate(found_n) if found_n else np.zeros(0, np.int64)
+    rec_size, rec_type = arr[rec_p].astype(np.int64) * 4, arr[rec_p + 1] if rec_p.size else np.zeros(0, np.uint8)
+    market = np.isin(rec_type, (0x00, 0x01))
+    for rtype, want in _MARKET.items():
+        if (rec_size[rec_type == rtype] != want).any():
             return None
-        pos = _HEADER.size + meta_len
-        if pos > len(raw):
-            return None
-        others = [raw[:pos]]
-        n_other = n = 0
-        while pos < len(raw):
-            size = raw[pos] * 4
-            if size < 16 or pos + size > len(raw):
-                return None
-            rtype = raw[pos + 1]
-            want = _MARKET.get(rtype)
-            if want is None:
-                others.append(raw[pos:pos + size])
-                n_other += 1
-            elif size != want:
-                return None
-            else:
-                chunks[rtype].append(raw[pos:pos + size])
-                where_[rtype].append((k, n))
-            pos += size
-            n += 1
-        blob = b"".join(others)
+    other = np.flatnonzero(~market)
+    other = other[np.lexsort((rec_n[other], rec_f[other]))]
+    extra: dict[int, list[bytes]] = {}
+    for f, p, n in zip(rec_f[other].tolist(), rec_p[other].tolist(), rec_size[other].tolist(), strict=True):
+        extra.setdefault(f, []).append(buf[p:p + n])
+    ctx_of: list[_Context] = []
+    ignored = np.zeros(len(lines), dtype=np.int64)
+    for k, (a, b) in enumerate(zip(starts.tolist(), pos.tolist(), strict=True)):
+        more = extra.get(k, ())
+        blob = buf[a:b] + b"".join(more) if more else buf[a:b]
         ctx = cache.get(blob, False)
         if ctx is False:
-            ctx = cache[blob] = _context(blob, n_other)
+            ctx = cache[blob] = _context(blob, len(more))
         if ctx is None:
             return None
         ctx_of.append(ctx)
@@ -306,10 +329,11 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
         ctx_ids.setdefault(id(ctx), len(ctx_ids))
     parts = []  # per record kind: (records, line of each, record index of each)
     for rtype, dtype in ((0x00, _TRADE_DTYPE), (0x01, _MBP1_DTYPE)):
-        if chunks[rtype]:
-            recs = np.frombuffer(b"".join(chunks[rtype]), dtype=dtype)
-            at = np.array(where_[rtype], dtype=np.int64).reshape(-1, 2)
-            parts.append((rtype, recs, at[:, 0], at[:, 1]))
+        sel = np.flatnonzero(rec_type == rtype)
+        if sel.size:
+            raw_bytes = arr[rec_p[sel][:, None] + np.arange(dtype.itemsize)]
+            recs = raw_bytes.reshape(-1).view(dtype)
+            parts.append((rtype, recs, rec_f[sel], rec_n[sel]))
     rows = []  # (columns, sort keys)
     for rtype, recs, line, index in parts:
         ts_u = recs["ts_event"]
