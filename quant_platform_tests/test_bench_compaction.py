@@ -58,7 +58,7 @@ def test_compaction_benchmark_small_day(tmp_path):
     assert daily.num_rows == pc.count_distinct(daily["event_id"]).as_py() == distinct
     assert out["checks_passed"] is True
     order = list(zip(daily["instrument_id"].to_pylist(), daily["ts"].cast(pa.int64()).to_pylist(), strict=True))
-    assert order == sorted(order)  # sorted by (instrument_id, ts)
+    assert order == sorted(order) and out["rows_out_of_order"] == 0  # sorted by (instrument_id, ts)
     assert round(daily_path.stat().st_size / distinct, 2) == out["figures"]["bytes_per_tick"]
 
     # One VWAP row per instrument and minute with a trade (the same minutes in the landing and compacted files).

@@ -262,6 +262,12 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
                 t = time.monotonic()
                 results[name] = con.execute(sql, [str(daily)]).fetchall()
                 times.setdefault(name, []).append(time.monotonic() - t)
+        # Rows out of (instrument_id, ts, event_id) order in the written file (not timed).
+        unsorted = con.execute(
+            "SELECT count(*) FILTER (WHERE pi > instrument_id OR (pi = instrument_id AND (pt > ts "
+            "OR (pt = ts AND pe > event_id)))) FROM (SELECT instrument_id, ts, event_id, lag(instrument_id) OVER w AS pi, "
+            "lag(ts) OVER w AS pt, lag(event_id) OVER w AS pe FROM read_parquet(?, file_row_number = true) "
+            "WINDOW w AS (ORDER BY file_row_number))", [str(daily)]).fetchone()[0]
         con.close()
         same = {name: sorted((i, str(m), round(v, 9)) for i, m, v in rows) for name, rows in results.items()}
         rows = len(results["time_bucket"])
@@ -285,6 +291,7 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
             "rules_s": round(t_rules, 3),
             "compaction_with_checks_s": total,
             "compaction_cpu_s": cpu,
+            "rows_out_of_order": int(unsorted),
             "checks_passed": bool(acc.passed and all(r.passed for r in rules if r.name in dc.BLOCKING)),
             "raw_messages_accounted": acc.in_ticks,
             "daily_file_mb": round(size / 1e6, 2),
