@@ -138,10 +138,14 @@ def test_a_worker_whose_parent_dies_stops_by_itself(tmp_path):
     assert not alive, "the orphaned worker did not stop"
 
 
-def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path):
+def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path, monkeypatch):
     from quant_platform.market.nats_server import EmbeddedNats
     from quant_platform.market.supervisor import Supervisor
 
+    # Workers run at nice 10 by default: on a machine loaded by other runnable processes a niced lander gets a few
+    # percent of a core, and its clean stop took over 60 s in two suite runs. This test is about ports, not
+    # priority (test_workers_run_below_connectors_priority is), so its workers run at the normal priority.
+    monkeypatch.setenv("QP_WORKER_NICE", "0")
     base = free_port()
     with EmbeddedNats(tmp_path / "nats").start() as srv:
         sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", metrics_base_port=base)
