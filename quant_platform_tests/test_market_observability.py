@@ -171,6 +171,31 @@ def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path, mo
             sup.stop_all()
 
 
+def test_a_scaled_in_worker_that_ignores_its_sigterm_is_killed_after_the_deadline(tmp_path, caplog):
+    import logging
+    import subprocess
+    import sys
+
+    from quant_platform.market.supervisor import Supervisor
+
+    sup = Supervisor(nats_url="nats://127.0.0.1:1", lake_root=tmp_path / "lake", leaving_kill_after_s=0.5)
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"],
+                                stdout=subprocess.PIPE, text=True)
+    quitter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    assert stubborn.stdout.readline().strip() == "ready"  # its SIGTERM is ignored from here on
+    sup.procs["lander"] = [quitter, stubborn]
+    caplog.set_level(logging.INFO, logger="quant_platform.market.supervisor")
+    sup.scale_to("lander", 0)  # SIGTERM to both
+    quitter.wait(timeout=30)
+    sup.reap_leaving()
+    assert stubborn.poll() is None and [p for p, _, _ in sup._leaving] == [stubborn]  # not before its deadline
+    time.sleep(0.6)
+    sup.reap_leaving()
+    assert stubborn.poll() == -9 and sup._leaving == []
+    assert '"event": "kill", "role": "lander"' in caplog.text
+
+
 def _nice_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 

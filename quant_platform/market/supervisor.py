@@ -162,6 +162,8 @@ class Supervisor:
     # QP_NATS_URL_NORMALIZER / QP_NATS_URL_LANDER; roles not named get nats_url
     role_urls: dict[str, str] = field(default_factory=dict)
     declare: bool = True  # declare the streams at start (False: a read-only user; the streams exist already)
+    leaving_kill_after_s: float = 40.0  # a scaled-in worker still alive this long after its SIGTERM is killed
+    _leaving: list = field(default_factory=list)  # (process, role, kill deadline) of scaled-in workers
 
     # ----------------------------------------------------------------------------------- processes
     def _spawn(self, role: str) -> subprocess.Popen:
@@ -200,6 +202,7 @@ class Supervisor:
         while len(alive) > n:
             p = alive.pop()
             p.send_signal(signal.SIGTERM)  # graceful: unacked messages are redelivered to the others
+            self._leaving.append((p, role, time.monotonic() + self.leaving_kill_after_s))
             self._started.pop(p.pid, None)
             report = self._reports.pop(p.pid, None)
             if report is not None:
@@ -207,6 +210,21 @@ class Supervisor:
             log.info(json.dumps({"event": "stop", "role": role, "pid": p.pid}))
         self.procs[role] = alive
         metrics.WORKERS.labels(role=role).set(len(alive))
+
+    def reap_leaving(self) -> None:
+        """Collect the scaled-in workers that exited; kill (and log) one that outlived its stop deadline."""
+        now, keep = time.monotonic(), []
+        for p, role, deadline in self._leaving:
+            if p.poll() is not None:
+                continue
+            if now >= deadline:
+                log.warning(json.dumps({"event": "kill", "role": role, "pid": p.pid,
+                                        "reason": f"still running {self.leaving_kill_after_s:.0f}s after SIGTERM"}))
+                p.kill()
+                p.wait()
+                continue
+            keep.append((p, role, deadline))
+        self._leaving = keep
 
     def restart_dead(self) -> None:
         """Restart dead workers at once, except one that stopped on a persistent fatal error (its record says
@@ -292,7 +310,9 @@ class Supervisor:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        for plist in self.procs.values():
+        leaving = [p for p, _role, _deadline in self._leaving]
+        self._leaving = []
+        for plist in [*self.procs.values(), leaving]:
             for p in plist:
                 try:
                     p.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -361,6 +381,7 @@ class Supervisor:
                 except Exception as exc:  # NATS restarting: keep the workers, try again next tick
                     log.warning(json.dumps({"event": "lag_unavailable", "error": str(exc)[:200]}))
                 self.restart_dead()
+                self.reap_leaving()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
                 except TimeoutError:

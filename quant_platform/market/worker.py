@@ -206,6 +206,28 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path | s
         raise SystemExit(f"unknown role {role!r}")
 
 
+EXIT_WATCHDOG_S = 10.0  # beyond the role's grace: time for the event loop's own shutdown
+
+
+def _exit_if_stuck(after_s: float) -> None:
+    """A worker asked to stop must exit: a daemon thread ends the process `after_s` from now if it is still alive
+    (a client task that ignored its cancellation, a thread the event loop's shutdown waits for), after logging
+    every thread's stack and the pending tasks. Its unacked messages are redelivered to the other workers."""
+    import faulthandler
+    import threading
+
+    def fire() -> None:
+        log.error("still running %.0fs after the stop request; exiting (stacks follow)", after_s)
+        try:
+            faulthandler.dump_traceback(all_threads=True)
+        finally:
+            os._exit(0)
+
+    timer = threading.Timer(after_s, fire)
+    timer.daemon = True
+    timer.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="quant-platform-worker", description="One tick-pipeline worker process.")
     p.add_argument("--role", required=True)
@@ -251,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         stopped = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({role, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if stopped in done:
+                _exit_if_stuck(STOP_GRACE_S + EXIT_WATCHDOG_S)
             if role in done:
                 role.result()  # a role that ends by itself: surface its error, if any
             elif not has_connected():
