@@ -185,6 +185,9 @@ def cmd_up(args) -> int:
     def _terminate(signum, _frame):  # SIGTERM/SIGHUP stop everything like Ctrl-C does
         raise KeyboardInterrupt
 
+    # The handlers are this command's only: restored when it returns (a caller in the same process, a test say,
+    # must not keep them, and a SIG_IGN left behind would be inherited by every process it starts later).
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:
@@ -255,7 +258,11 @@ def cmd_up(args) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop_all(children + one_shot)
+        try:
+            _stop_all(children + one_shot)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _run_headless(args, env: dict, settings, children: list, one_shot: list) -> int:
@@ -309,7 +316,7 @@ def _stop_all(children: list[subprocess.Popen]) -> None:
     which finish their batch, before its NATS server); then sweep each child's process group (SIGTERM, then
     SIGKILL) so nothing outlives `up`, whatever a child did."""
     # Once stopping, a second Ctrl-C or SIGTERM must not abort the cleanup halfway (a KeyboardInterrupt
-    # inside the waits below would skip the SIGKILL fallback).
+    # inside the waits below would skip the SIGKILL fallback). The caller restores its handlers afterwards.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     for c in children:
