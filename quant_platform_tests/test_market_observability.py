@@ -153,22 +153,27 @@ def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path, mo
             sup.scale_to("lander", 2)
             first = {pt for _, pt in sup._ports}
             assert first == {base + 1, base + 2}
+            _serving(base + 2)  # a running worker is scaled in, not one still starting
             leaving = sup.procs["lander"][-1]
             sup.scale_to("lander", 1)
             leaving.wait(timeout=60)  # a ceiling: a lander drains and exits in seconds, slower on a loaded machine
             sup.scale_to("lander", 2)
             assert {pt for pr, pt in sup._ports if pr.poll() is None} == first  # the freed port is reused
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if "qp_" in requests.get(f"http://127.0.0.1:{base + 2}/metrics", timeout=1).text:
-                        break
-                except requests.RequestException:
-                    pass
-                assert time.monotonic() < deadline, "the replacement worker does not serve /metrics"
-                time.sleep(0.3)
+            _serving(base + 2)
         finally:
             sup.stop_all()
+
+
+def _serving(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if "qp_" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"no worker serves /metrics on {port}"
+        time.sleep(0.3)
 
 
 def test_a_scaled_in_worker_that_ignores_its_sigterm_is_killed_after_the_deadline(tmp_path, caplog):
@@ -182,7 +187,11 @@ def test_a_scaled_in_worker_that_ignores_its_sigterm_is_killed_after_the_deadlin
     stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
                                  "signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"],
                                 stdout=subprocess.PIPE, text=True)
-    quitter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    # (both set their own signal state: a test runner's process may hand its children a blocked SIGTERM)
+    quitter = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.pthread_sigmask(signal.SIG_UNBLOCK, "
+                                "{signal.SIGTERM}); signal.signal(signal.SIGTERM, signal.SIG_DFL); print('ready', "
+                                "flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    assert quitter.stdout.readline().strip() == "ready"
     assert stubborn.stdout.readline().strip() == "ready"  # its SIGTERM is ignored from here on
     sup.procs["lander"] = [quitter, stubborn]
     caplog.set_level(logging.INFO, logger="quant_platform.market.supervisor")

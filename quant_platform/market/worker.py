@@ -228,7 +228,19 @@ def _exit_if_stuck(after_s: float) -> None:
     timer.start()
 
 
+def _default_stop_signals() -> None:
+    """SIGTERM and SIGINT unblocked and at their default action, whatever the parent left us: a blocked mask and an
+    ignored disposition are inherited across exec (a test runner's thread, a shell's `nohup`-like wrapper), and a
+    worker that cannot be stopped holds its messages until the ack wait. A SIGTERM already pending is delivered
+    here and ends the process, as it would have at once."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, default)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _default_stop_signals()
     p = argparse.ArgumentParser(prog="quant-platform-worker", description="One tick-pipeline worker process.")
     p.add_argument("--role", required=True)
     p.add_argument("--nats", default=None,
