@@ -142,13 +142,13 @@ def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path, mo
     from quant_platform.market.nats_server import EmbeddedNats
     from quant_platform.market.supervisor import Supervisor
 
-    # Workers run at nice 10 by default: on a machine loaded by other runnable processes a niced lander gets a few
-    # percent of a core, and its clean stop took over 60 s in two suite runs. This test is about ports, not
-    # priority (test_workers_run_below_connectors_priority is), so its workers run at the normal priority.
+    # This test is about ports, not priority (test_workers_run_below_connectors_priority is): normal priority.
     monkeypatch.setenv("QP_WORKER_NICE", "0")
-    base = free_port()
+    base = _free_port_run(3)  # the supervisor's port and the next two, all free now
     with EmbeddedNats(tmp_path / "nats").start() as srv:
-        sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", metrics_base_port=base)
+        # a scaled-in worker is gone within leaving_kill_after_s, stopped or killed (its port is free then)
+        sup = Supervisor(nats_url=srv.url, lake_root=tmp_path / "lake", metrics_base_port=base,
+                         leaving_kill_after_s=20)
         try:
             sup.scale_to("lander", 2)
             first = {pt for _, pt in sup._ports}
@@ -156,12 +156,37 @@ def test_supervisor_reuses_the_metrics_ports_of_workers_it_replaced(tmp_path, mo
             _serving(base + 2)  # a running worker is scaled in, not one still starting
             leaving = sup.procs["lander"][-1]
             sup.scale_to("lander", 1)
-            leaving.wait(timeout=60)  # a ceiling: a lander drains and exits in seconds, slower on a loaded machine
+            deadline = time.monotonic() + 40
+            while leaving.poll() is None:  # what the supervisor's control loop does every interval
+                sup.reap_leaving()
+                assert time.monotonic() < deadline, "the scaled-in worker was neither stopped nor killed"
+                time.sleep(0.2)
             sup.scale_to("lander", 2)
             assert {pt for pr, pt in sup._ports if pr.poll() is None} == first  # the freed port is reused
             _serving(base + 2)
         finally:
             sup.stop_all()
+
+
+def _free_port_run(n: int) -> int:
+    """A port p with p .. p+n-1 all free at the moment (free_port() checks only one)."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        socks = []
+        try:
+            for k in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no run of {n} free ports found")
 
 
 def _serving(port: int) -> None:
