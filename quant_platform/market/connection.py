@@ -183,19 +183,14 @@ class FetchHealth:
         self.failing_since = None
 
 
-async def resubscribe(js, sub, subject: str, durable: str, stream: str, health: FetchHealth):
-    """Declare the streams and consumers again (a deleted consumer comes back with its declared settings) and
-    return a new pull subscription on `durable`, the old one unsubscribed; the old one when that fails."""
-    from quant_platform.market.streams import ensure_streams
-
-    log.warning("%s: fetches from consumer %s have failed for %.1fs; declaring it again and re-creating the pull "
-                "subscription", health.name, durable, health.resubscribe_after_s)
+async def replace_subscription(sub, health: FetchHealth, make):
+    """The new pull subscription `await make()` returns, the old one unsubscribed; the old one (and a log line) when
+    making it fails, so the fetch loop goes on and tries again after the next bound."""
     try:
-        await ensure_streams(js)
-        new = await js.pull_subscribe(subject, durable=durable, stream=stream)
+        new = await make()
     except Exception as exc:
-        log.warning("%s: re-creating the pull subscription on %s failed (%s); retrying later", health.name, durable,
-                    fetch_failure_reason(exc))
+        log.warning("%s: re-creating the pull subscription on %s failed (%s); retrying later", health.name,
+                    health.consumer, fetch_failure_reason(exc))
         return sub
     health.resubscribes += 1
     try:
@@ -203,3 +198,18 @@ async def resubscribe(js, sub, subject: str, durable: str, stream: str, health: 
     except Exception:  # noqa: S110 - the old inbox may be gone with its connection already
         pass
     return new
+
+
+async def resubscribe(js, sub, subject: str, durable: str, stream: str, health: FetchHealth):
+    """Declare the streams and consumers again (a deleted consumer comes back with its declared settings) and
+    return a new pull subscription on `durable`, the old one unsubscribed; the old one when that fails."""
+    from quant_platform.market.streams import ensure_streams
+
+    log.warning("%s: fetches from consumer %s have failed for %.1fs; declaring it again and re-creating the pull "
+                "subscription", health.name, durable, health.resubscribe_after_s)
+
+    async def make():
+        await ensure_streams(js)
+        return await js.pull_subscribe(subject, durable=durable, stream=stream)
+
+    return await replace_subscription(sub, health, make)

@@ -29,6 +29,7 @@ from quant_platform.market.connection import (
     FetchHealth,
     connect_worker,
     fetch_failure_reason,
+    replace_subscription,
 )
 from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, TICK_SCHEMA, dlq_subject
 from quant_platform.market.lake_landing import write_parquet_atomic
@@ -364,22 +365,15 @@ async def _rebind(js, sub, dest: Destination, health: FetchHealth):
 
     log.warning("%s: fetches from consumer %s have failed for %.1fs; binding the pull subscription again",
                 health.name, dest.consumer, health.resubscribe_after_s)
-    try:
+
+    async def make():
         try:
             await fanout_consumer(js, dest.consumer, dest.filter_subject)
         except Exception as exc:  # a user that may not declare it: bind to what the admin declared
             log.warning("%s: could not declare consumer %s (%s)", health.name, dest.consumer, fetch_failure_reason(exc))
-        new = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
-    except Exception as exc:
-        log.warning("%s: binding consumer %s failed (%s); retrying later", health.name, dest.consumer,
-                    fetch_failure_reason(exc))
-        return sub
-    health.resubscribes += 1
-    try:
-        await sub.unsubscribe()
-    except Exception:  # noqa: S110 - the old inbox may be gone with its connection already
-        pass
-    return new
+        return await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
+
+    return await replace_subscription(sub, health, make)
 
 
 async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, fetch_batch: int = 256,

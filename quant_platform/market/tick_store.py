@@ -333,7 +333,6 @@ class TickStore:
         """Small-file compaction: each source's landing files of `day` (at least `min_files`) become one file,
         in one commit that removes them and adds it. Rows, names' sequence range and raw tick counts are kept
         (the file is named <lowest first>-<highest last>-<digest of the names>). {source: files replaced}."""
-        from pyiceberg.expressions import EqualTo
 
         done: dict[str, int] = {}
         by_source: dict[str, list[StoreFile]] = {}
@@ -359,16 +358,7 @@ class TickStore:
             paths = {f.path for f in files}
 
             def swap(tx, paths=paths, rel=rel) -> None:
-                with tx.update_snapshot(snapshot_properties={"qp.compacted": str(len(paths))}).overwrite() as ow:
-                    current = {t.file.file_path: t.file for t in self.landing.scan(
-                        row_filter=EqualTo("date", day)).plan_files()}
-                    if not paths <= set(current):
-                        raise _Stale()
-                    for p in paths:
-                        ow.delete_data_file(current[p])
-                    from pyiceberg.io.pyarrow import parquet_file_to_data_file
-
-                    ow.append_data_file(parquet_file_to_data_file(self.landing.io, tx.table_metadata, self.uri(rel)))
+                self._replace_files(tx, day, paths, {"qp.compacted": str(len(paths))}, add=self.uri(rel))
 
             try:
                 self._commit("landing", swap)
@@ -462,21 +452,29 @@ class TickStore:
             return cp.NOT_COVERED
         return None
 
+    def _replace_files(self, tx, day: str, paths: set[str], props: dict, add: str | None = None) -> None:
+        """In transaction `tx`: one overwrite snapshot of ticks_landing removing exactly the data files `paths` of
+        `day` (and adding the object `add`); _Stale when one of them is no longer in the table."""
+        from pyiceberg.expressions import EqualTo
+
+        with tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
+            current = {t.file.file_path: t.file for t in self.landing.scan(row_filter=EqualTo("date", day)).plan_files()}
+            if not paths <= set(current):
+                raise _Stale()
+            for p in paths:
+                ow.delete_data_file(current[p])
+            if add is not None:
+                from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+                ow.append_data_file(parquet_file_to_data_file(self.landing.io, tx.table_metadata, add))
+
     def _drop_landing_files(self, day: str, files: list[StoreFile], note: str) -> bool:
         """One commit removing exactly `files` from ticks_landing (a file landed meanwhile stays). False when
         some of them are no longer in the table (another maintenance run took them)."""
-        from pyiceberg.expressions import EqualTo
-
         paths = {f.path for f in files}
 
         def drop(tx) -> None:
-            with tx.update_snapshot(snapshot_properties={"qp.removed": note}).overwrite() as ow:
-                current = {t.file.file_path: t.file for t in self.landing.scan(
-                    row_filter=EqualTo("date", day)).plan_files()}
-                if not paths <= set(current):
-                    raise _Stale()
-                for p in paths:
-                    ow.delete_data_file(current[p])
+            self._replace_files(tx, day, paths, {"qp.removed": note})
 
         try:
             self._commit("landing", drop)
