@@ -22,7 +22,7 @@ from quant_platform.market.adapters.base import (
     NormalizeResult,
     TickRejected,
     all_true,
-    array_lines,
+    array_events,
     conditions_text,
     constant,
     event_ns,
@@ -30,7 +30,6 @@ from quant_platform.market.adapters.base import (
     parse_json,
     price,
     quote_tick,
-    read_lines,
     reason_of,
     resolve,
     resolve_column,
@@ -201,19 +200,10 @@ class AlpacaAdapter(Adapter):
                        ) -> tuple[pa.Table, np.ndarray] | None:
         """Frames whose every message is a trade (t) or a quote (q) with plainly valid fields; anything else
         (control messages, bars, cancels, corrections, an empty array, a reject) goes frame by frame."""
-        lines = array_lines(data)
-        if lines is None:
+        read = array_events(data, _ARRAYS)
+        if read is None:
             return None
-        table = read_lines(lines.body, len(lines), _ARRAYS)
-        if table is None:
-            return None
-        arrays = table.column(ARRAY_KEY).combine_chunks()
-        if arrays.null_count or not all_true(pc.greater(pc.list_value_length(arrays), 0)):
-            return None
-        line_of = pc.list_parent_indices(arrays).to_numpy()
-        ev = pc.list_flatten(arrays)
-        if ev.null_count:
-            return None
+        ev, line_of, lines = read
         kind, sym = ev.field("T"), ev.field("S")
         is_t, is_q = pc.equal(kind, "t"), pc.equal(kind, "q")
         if kind.null_count or not all_true(pc.or_(is_t, is_q)):

@@ -262,28 +262,39 @@ class RawLines:
         return int(self.starts.size)
 
 
-def raw_lines(data: bytes) -> RawLines | None:
-    """Split a raw batch, or None when any line is not `<19 digits> {...`, or the batch is not UTF-8."""
+def _split_lines(data: bytes, opening: int):
+    """(buffer, line starts, line ends, received_at) of a raw batch whose every line is `<19 digits> <opening>...`,
+    with the digits blanked out of a copy of the buffer; None when a line is not so, or the batch is not UTF-8
+    (the per-frame path rejects what is not UTF-8; so must the vectorised ones)."""
     try:
-        data.decode("utf-8")  # the per-frame path rejects what is not UTF-8; so must this one
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(buf == 10)
     starts = np.concatenate(([0], newlines + 1))
     ends = np.concatenate((newlines, [buf.size]))
-    if (ends - starts < _HEAD + 3).any():  # digits, space, "{", "}"
+    if (ends - starts < _HEAD + 3).any():  # digits, space, the opening and closing brackets
         return None
     head = buf[starts[:, None] + np.arange(_HEAD + 2)]
     digits = head[:, :_HEAD] - np.uint8(48)  # not a digit -> > 9 (uint8 wraps)
-    if (digits > 9).any() or (head[:, _HEAD] != 32).any() or (head[:, _HEAD + 1] != 123).any():
+    if (digits > 9).any() or (head[:, _HEAD] != 32).any() or (head[:, _HEAD + 1] != opening).any():
         return None
     received = digits.astype(np.uint64) @ _POW10
     if (received > _INT64_MAX).any():
         return None
     body = buf.copy()
     body[starts[:, None] + np.arange(_HEAD)] = 32
-    return RawLines(received.astype(np.int64), body.tobytes(), starts, ends)
+    return body, starts, ends, received.astype(np.int64)
+
+
+def raw_lines(data: bytes) -> RawLines | None:
+    """Split a raw batch, or None when any line is not `<19 digits> {...`, or the batch is not UTF-8."""
+    split = _split_lines(data, ord("{"))
+    if split is None:
+        return None
+    body, starts, ends, received = split
+    return RawLines(received, body.tobytes(), starts, ends)
 
 
 ARRAY_KEY = "a"  # array_lines wraps each line's JSON array as {"a": [...]}
@@ -293,30 +304,34 @@ def array_lines(data: bytes) -> RawLines | None:
     """Split a raw batch of array frames (Massive, Alpaca: `<received_at_ns> [...]`) for the vectorised path: each
     line's array becomes the one field ARRAY_KEY of an object (`{"a":[...]}`), so Arrow's JSON reader takes it; None
     when any line is not `<19 digits> [...`, or the batch is not UTF-8."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+    split = _split_lines(data, ord("["))
+    if split is None:
         return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == 10)
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [buf.size]))
-    if (ends - starts < _HEAD + 3).any():  # digits, space, "[", "]"
-        return None
-    head = buf[starts[:, None] + np.arange(_HEAD + 2)]
-    digits = head[:, :_HEAD] - np.uint8(48)
-    if (digits > 9).any() or (head[:, _HEAD] != 32).any() or (head[:, _HEAD + 1] != 91).any():
-        return None
-    received = digits.astype(np.uint64) @ _POW10
-    if (received > _INT64_MAX).any():
-        return None
-    body = buf.copy()
-    body[starts[:, None] + np.arange(_HEAD)] = 32
+    body, starts, ends, received = split
     opener = np.frombuffer(b'{"%s":' % ARRAY_KEY.encode(), dtype=np.uint8)
     body[starts[:, None] + np.arange(_HEAD + 1 - opener.size, _HEAD + 1)] = opener  # over the blanks before "["
     body = np.insert(body, ends, np.uint8(125))  # "}" at the end of every line
     shift = np.arange(starts.size)
-    return RawLines(received.astype(np.int64), body.tobytes(), starts + shift, ends + shift + 1)
+    return RawLines(received, body.tobytes(), starts + shift, ends + shift + 1)
+
+
+def array_events(data: bytes, schema: pa.Schema) -> tuple[pa.StructArray, np.ndarray, RawLines] | None:
+    """The events of a batch of array frames read at once by Arrow (`schema`: ARRAY_KEY's list type), with the line
+    of each event and the split lines; None when a line is not an array frame, an array is empty or null, or an
+    event is null (the per-frame path then counts and explains the frame)."""
+    lines = array_lines(data)
+    if lines is None:
+        return None
+    table = read_lines(lines.body, len(lines), schema)
+    if table is None:
+        return None
+    arrays = table.column(ARRAY_KEY).combine_chunks()
+    if arrays.null_count or not all_true(pc.greater(pc.list_value_length(arrays), 0)):
+        return None
+    ev = pc.list_flatten(arrays)
+    if ev.null_count:
+        return None
+    return ev, pc.list_parent_indices(arrays).to_numpy(), lines
 
 
 def read_lines(body: bytes, n_lines: int, schema: pa.Schema) -> pa.Table | None:

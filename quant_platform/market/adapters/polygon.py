@@ -18,7 +18,7 @@ from quant_platform.market.adapters.base import (
     NormalizeResult,
     TickRejected,
     all_true,
-    array_lines,
+    array_events,
     conditions_text,
     constant,
     integer,
@@ -161,19 +161,10 @@ class PolygonAdapter(Adapter):
                        ) -> tuple[pa.Table, np.ndarray] | None:
         """Frames whose every event is a trade (T) or a quote (Q) with plainly valid fields; anything else (an
         empty array, a status or aggregate event, a reject) goes frame by frame, which counts and explains it."""
-        lines = array_lines(data)
-        if lines is None:
+        read = array_events(data, _ARRAYS)
+        if read is None:
             return None
-        table = read_lines(lines.body, len(lines), _ARRAYS)
-        if table is None:
-            return None
-        arrays = table.column(ARRAY_KEY).combine_chunks()
-        if arrays.null_count or not all_true(pc.greater(pc.list_value_length(arrays), 0)):
-            return None
-        line_of = pc.list_parent_indices(arrays).to_numpy()
-        ev = pc.list_flatten(arrays)
-        if ev.null_count:
-            return None
+        ev, line_of, lines = read
         f = {name: ev.field(name) for name in ("ev", "sym", "i", "x", "p", "s", "t", "q", "bx", "ax",
                                                 "bp", "bs", "ap", "as")}
         kind = f["ev"]
