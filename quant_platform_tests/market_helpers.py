@@ -63,3 +63,17 @@ async def dlq_messages(js, limit: int = 10_000) -> list:
     finally:
         await sub.unsubscribe()
     return out
+
+
+def mutate_value(rng, obj: dict, key: str, kind: int, odd_values: list) -> bool:
+    """The mutations every fuzz test of a vectorised adapter path shares, by `kind`: 0 drops `key`, 1 nulls it, 2 puts
+    one of `odd_values` there. False for another kind (the caller's own mutations)."""
+    if kind == 0:
+        del obj[key]
+    elif kind == 1:
+        obj[key] = None
+    elif kind == 2:
+        obj[key] = rng.choice(odd_values)
+    else:
+        return False
+    return True

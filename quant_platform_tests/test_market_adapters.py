@@ -36,6 +36,7 @@ from quant_platform.market.instruments import (
     InstrumentMasterError,
 )
 from quant_platform_tests.conftest import SAMPLE_DATA  # noqa: E402
+from quant_platform_tests.market_helpers import mutate_value
 
 TICKS_DIR = SAMPLE_DATA / "ticks"
 BINANCE_FILE = TICKS_DIR / "binance_spot_combined_stream_2021-10-12.txt"
@@ -625,12 +626,8 @@ def _polygon_mutation(rng: random.Random, events: list[dict]) -> tuple[str, list
     e = events[rng.randrange(len(events))]
     key = rng.choice(sorted(e))
     kind = rng.randrange(8)
-    if kind == 0:
-        del e[key]
-    elif kind == 1:
-        e[key] = None
-    elif kind == 2:
-        e[key] = rng.choice([1.5, 7, -1, 0, True, "", "1.5", 2**64, [1], {}, [1, "@"], [], 10**17])
+    if mutate_value(rng, e, key, kind, [1.5, 7, -1, 0, True, "", "1.5", 2**64, [1], {}, [1, "@"], [], 10**17]):
+        pass
     elif kind == 3:
         e["ev"] = rng.choice(["A", "AM", "status", 5, None, "T", "Q"])
     elif kind == 4:
@@ -706,12 +703,8 @@ def _alpaca_mutation(rng: random.Random, events: list[dict]) -> tuple[str, list]
     e = events[rng.randrange(len(events))]
     key = rng.choice(sorted(e))
     kind = rng.randrange(8)
-    if kind == 0:
-        del e[key]
-    elif kind == 1:
-        e[key] = None
-    elif kind == 2:
-        e[key] = rng.choice([1.5, 7, -1, 0, True, "", "1.5", 2**64, [1], {}, ["a,b"], [], "K"])
+    if mutate_value(rng, e, key, kind, [1.5, 7, -1, 0, True, "", "1.5", 2**64, [1], {}, ["a,b"], [], "K"]):
+        pass
     elif kind == 3:
         e["T"] = rng.choice(["x", "c", "b", "success", 5, None, "t", "q"])
     elif kind == 4:

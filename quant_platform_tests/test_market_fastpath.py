@@ -28,7 +28,7 @@ from quant_platform.market.connectors.simulator import MarketSimulator
 from quant_platform.market.contracts import RawFrame, decode_batch, encode_batch, event_id, event_ids_arrow
 from quant_platform.market.instruments import InstrumentMaster
 from quant_platform_tests.conftest import SAMPLE_DATA
-from quant_platform_tests.market_helpers import sim_frames
+from quant_platform_tests.market_helpers import mutate_value, sim_frames
 
 T0 = 1_763_000_000_000_000_000  # 2025-11-13, a 19-digit ns receipt time
 
@@ -327,12 +327,9 @@ def _binance_mutation(rng: random.Random, frame: bytes) -> tuple[str, bytes]:
     d = msg["data"]
     key = rng.choice(sorted(d))
     kind = rng.randrange(16)
-    if kind == 0:
-        del d[key]
-    elif kind == 1:
-        d[key] = None
-    elif kind == 2:
-        d[key] = rng.choice([1.5, 7, -1, 0, True, "", "1e-5", " 1.5", "0", "NaN", "-0.5", "1.", 2**64, [1], {}])
+    if mutate_value(rng, d, key, kind, [1.5, 7, -1, 0, True, "", "1e-5", " 1.5", "0", "NaN", "-0.5", "1.", 2**64,
+                                        [1], {}]):
+        pass
     elif kind == 3:
         d["T"] = rng.choice([None, 1633998523963, 1633998523963.0, -5, 10**17, "1633998523963"])
     elif kind == 4:
