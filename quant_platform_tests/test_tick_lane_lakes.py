@@ -42,6 +42,16 @@ def _landed_ids(lake: str, store) -> list[str]:
     return out
 
 
+def _rolled(lake: str, store) -> bool:
+    """The lander has rolled small landing files up (a rolled file in the folder, a rollup commit in the table)."""
+    if store is None:
+        from quant_platform.market.compaction import landing_files
+
+        return any("-r" in f.name for f in landing_files(__import__("pathlib").Path(lake), DAY))
+    store.refresh()
+    return any(s.summary["qp.rolled"] for s in store.landing.snapshots())
+
+
 def _job_run(instance, request):
     from quant_platform.definitions import defs
 
@@ -86,6 +96,7 @@ def test_the_tick_lane_lands_compacts_and_reruns_on_either_lake(lake_kind, qp_ho
         monkeypatch.setenv("QP_LAKE_URL", lake)
         store = None
     monkeypatch.setenv("QP_TICK_LATENESS_MINUTES", "0")
+    monkeypatch.setenv("QP_LANDING_ROLLUP_S", "1")  # the lander rolls its small files up during the test
     frames = sim_frames(TOTAL, start_ns=START_NS)
 
     with EmbeddedNats(qp_home / "nats").start() as srv:
@@ -96,8 +107,11 @@ def test_the_tick_lane_lands_compacts_and_reruns_on_either_lake(lake_kind, qp_ho
             asyncio.run(wait_for(lambda: len(_landed_ids(lake, store)) > 0, timeout_s=60, interval_s=0.3))
             os.kill(procs[1].pid, signal.SIGKILL)  # mid-stream: some batches landed but unacked, some not landed
             procs[1].wait()
-            asyncio.run(publish_frames(srv.url, "simulator", frames[3_000:], max_frames=100))
+            asyncio.run(publish_frames(srv.url, "simulator", frames[3_000:4_500], max_frames=100))
             procs[1] = _worker("lander", srv.url, lake)
+            # the rest once that has landed: the new lander lands several files, so it has some to roll up
+            asyncio.run(wait_for(lambda: len(set(_landed_ids(lake, store))) >= 4_500, timeout_s=60, interval_s=0.3))
+            asyncio.run(publish_frames(srv.url, "simulator", frames[4_500:], max_frames=100))
 
             def drained() -> bool:
                 s = stream_state_now(srv.url)
@@ -108,6 +122,7 @@ def test_the_tick_lane_lands_compacts_and_reruns_on_either_lake(lake_kind, qp_ho
             while not drained():  # stream_state_now runs its own event loop: polled here, not in wait_for
                 assert time.monotonic() < deadline, "the pipeline did not drain in 90 s"
                 time.sleep(0.3)
+            asyncio.run(wait_for(lambda: _rolled(lake, store), timeout_s=30, interval_s=0.3))
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
@@ -115,6 +130,10 @@ def test_the_tick_lane_lands_compacts_and_reruns_on_either_lake(lake_kind, qp_ho
                 p.wait(timeout=60)
         ids = _landed_ids(lake, store)
         assert len(set(ids)) == TOTAL  # every tick landed (a batch redelivered after the kill may land twice)
+        if store is None:  # the lander's rollup left nothing half done
+            from quant_platform.market.lake_landing import finish_rollups
+
+            assert finish_rollups(lake, [DAY]) == 0
 
         # the real sensor: the stream is drained and the day is over, so it asks for exactly that day
         result = market_ingest_sensor(dg.build_sensor_context(instance=instance, definitions=defs))

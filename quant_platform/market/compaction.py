@@ -32,7 +32,7 @@ TICKS_FILE = "ticks.parquet"
 SEQS_FILE = "raw_seqs.parquet"
 VENDOR_GAPS_FILE = "vendor_gaps.parquet"  # the day's market.vendor_gaps rows (vendor_gaps.py), published with it
 MANIFEST = "_manifest.json"
-_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-[0-9a-f]+)?\.parquet$")  # <first>-<last>[-<digest>]
+_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-r?[0-9a-f]+)?\.parquet$")  # <first>-<last>[-[r]<digest>]
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
 COLUMNS_SQL = ", ".join(TICK_ALL_COLUMNS)  # the canonical columns, extension columns included, in contract order
 

@@ -10,6 +10,7 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -84,6 +85,28 @@ def split_day_source(table: pa.Table, raw_ticks: dict[int, int] | None = None):
         yield day_.isoformat(), source, part
 
 
+class LandedFile(NamedTuple):
+    """One file a micro-batch wrote: where (a path, or an s3:// URI), its bytes (0: already there), and what it
+    holds (its UTC day, source, file name and rows, the raw tick counts in the part's metadata)."""
+
+    path: Path | str
+    size: int
+    day: str
+    source: str
+    name: str
+    part: pa.Table
+
+
+def land_parts(lake_root: Path, parts, first_seq: int, last_seq: int,
+               digest: str | None = None) -> list[LandedFile]:
+    """Write the (day, source, part) tables of one micro-batch (split_day_source), one file each."""
+    out = []
+    for day, source, part in parts:
+        path = landing_path(lake_root, day, source, first_seq, last_seq, digest)
+        out.append(LandedFile(path, write_parquet_atomic(part, path), day, source, path.name, part))
+    return out
+
+
 def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
                raw_ticks: dict[int, int] | None = None, digest: str | None = None,
                redelivered: bool = False) -> list[tuple[Path, int]]:
@@ -95,11 +118,61 @@ def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
     (`redelivered` matters only to the object-store lane, tick_store.TickStore.land.)"""
     if table.num_rows == 0:
         return []
-    written = []
-    for day, source, part in split_day_source(table, raw_ticks):
-        path = landing_path(lake_root, day, source, first_seq, last_seq, digest)
-        written.append((path, write_parquet_atomic(part, path)))
-    return written
+    return [(f.path, f.size) for f in land_parts(lake_root, split_day_source(table, raw_ticks), first_seq, last_seq,
+                                                 digest)]
+
+
+# ------------------------------------------------------------------------------------------- rollup
+# In-day small-file compaction (market/landing_rollup.py): the lander rewrites the small files it landed for a
+# (day, source) as one file named <lowest first>-<highest last>-r<digest of the names>.parquet, whose key-value
+# metadata lists the names it replaces (REPLACES_KEY) next to the raw tick counts.
+REPLACES_KEY = b"qp.replaces"
+
+
+def rolled_name(names: list[str]) -> str:
+    """The name of the file that replaces the landing files `names` (<first>-<last>[-<digest>].parquet)."""
+    import hashlib
+
+    firsts, lasts = [], []
+    for n in names:
+        a, b = n.removesuffix(".parquet").split("-")[:2]
+        firsts.append(int(a))
+        lasts.append(int(b))
+    digest = hashlib.blake2b(",".join(sorted(names)).encode(), digest_size=8).hexdigest()
+    return f"{min(firsts)}-{max(lasts)}-r{digest}.parquet"
+
+
+def roll_local(lake_root: Path, day: str, source: str, names: list[str], merged: pa.Table) -> LandedFile:
+    """Write `merged` (the rows of the landing files `names`, REPLACES_KEY in its metadata) as one file, then
+    remove the files it replaces. A reader between the two sees those rows twice (compaction deduplicates by
+    event_id); a crash between them is finished by finish_rollups when the lander starts again."""
+    path = landing_path(lake_root, day, source, 0, 0).with_name(rolled_name(names))
+    size = write_parquet_atomic(merged, path)
+    for n in names:
+        if n != path.name:
+            (path.parent / n).unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return LandedFile(path, size, day, source, path.name, merged)
+
+
+def finish_rollups(lake_root: Path, days: list[str]) -> int:
+    """Remove the landing files of `days` that a rolled file already replaces (a lander killed between writing
+    the rolled file and removing the small ones). Returns the files removed."""
+    removed = 0
+    for day in days:
+        for rolled in (Path(lake_root) / LANDING / f"date={day}").glob("source=*/*-r*.parquet"):
+            if rolled.name.startswith("."):
+                continue
+            try:
+                meta = pq.read_schema(rolled).metadata or {}
+            except (OSError, pa.ArrowInvalid):
+                continue
+            for n in json.loads(meta.get(REPLACES_KEY, b"[]")):
+                small = rolled.parent / n
+                if n != rolled.name and small.exists():
+                    small.unlink()
+                    removed += 1
+    return removed
 
 
 def ensure_schema_anchor(lake_root: Path) -> None:

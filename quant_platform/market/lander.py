@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,7 +21,16 @@ from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
 from quant_platform.market.connection import RESUBSCRIBE_AFTER_S, FetchHealth, connect_worker, resubscribe
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, dlq_subject
-from quant_platform.market.lake_landing import batch_digest, ensure_schema_anchor, land_batch
+from quant_platform.market.lake_landing import (
+    LandedFile,
+    batch_digest,
+    ensure_schema_anchor,
+    finish_rollups,
+    land_parts,
+    roll_local,
+    split_day_source,
+)
+from quant_platform.market.landing_rollup import ROLLUP_MAX_AGE_S, ROLLUP_MAX_ROWS, LandingRollup
 from quant_platform.market.normalizer import (
     ARROW_FORMAT,
     HDR_DELIVERIES,
@@ -55,6 +64,8 @@ class LanderStats:
     bytes: int = 0
     bad_messages: int = 0  # messages dead-lettered (undecodable, or failing alone at their last delivery)
     redelivered: int = 0  # messages nak'd because they failed alone
+    rollups: int = 0  # rolled files written (landing_rollup)
+    rolled_files: int = 0  # small landing files they replaced
     batch_sizes: list[int] = field(default_factory=list)
 
 
@@ -98,16 +109,64 @@ class LakeUnavailableError(OSError):
     """The lake could not be written (disk full, permissions, storage down): not the messages' fault."""
 
 
+class _LocalLake:
+    """The local-folder lake as the lander writes it: micro-batches, rollups, and finishing rollups at start."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        ensure_schema_anchor(root)
+
+    def land_parts(self, parts: list, first_seq: int, last_seq: int, digest: str | None = None,
+                   redelivered: bool = False) -> list[LandedFile]:
+        return land_parts(self.root, parts, first_seq, last_seq, digest)
+
+    def roll(self, day: str, source: str, names: list[str], merged: pa.Table) -> LandedFile:
+        return roll_local(self.root, day, source, names, merged)
+
+    def finish_rollups(self, days: list[str]) -> int:
+        return finish_rollups(self.root, days)
+
+
 def landing_target(lake: Path | str):
-    """The function that lands a micro-batch in `lake`: land_batch into a local folder, or a TickStore's
-    Iceberg commit for an object-store URL (s3://)."""
+    """Where the lander lands micro-batches and rolls them up: a local folder (land_parts, roll_local), or a
+    TickStore's Iceberg commits for an object-store URL (s3://)."""
     if isinstance(lake, str) and is_object_store(lake):
         from quant_platform.market.tick_store import TickStore
 
-        return TickStore(lake).land
-    root = Path(lake)
-    ensure_schema_anchor(root)
-    return partial(land_batch, root)
+        return TickStore(lake)
+    return _LocalLake(Path(lake))
+
+
+def tracking_land(target, rollup: LandingRollup | None):
+    """The lander's land(table, first, last, raw_ticks, digest, redelivered) -> [(path, size)]: split by (day,
+    source), land, and hand the files to `rollup`."""
+
+    def land(table: pa.Table, first_seq: int, last_seq: int, raw_ticks: dict[int, int] | None = None,
+             digest: str | None = None, redelivered: bool = False) -> list[tuple[Path | str, int]]:
+        if table.num_rows == 0:
+            return []
+        written = target.land_parts(list(split_day_source(table, raw_ticks)), first_seq, last_seq, digest,
+                                    redelivered)
+        if rollup is not None:
+            rollup.add(written, time.monotonic())
+        return [(f.path, f.size) for f in written]
+
+    return land
+
+
+async def roll_due(rollup: LandingRollup, stats: LanderStats) -> None:
+    """Roll the groups that are due, one at a time in a thread. A failed rollup is logged and forgotten: its
+    small files, acknowledged long ago, stay in the lake."""
+    for key in rollup.due(time.monotonic(), datetime.now(UTC).date().isoformat()):
+        try:
+            replaced, written = await asyncio.to_thread(rollup.roll, key)
+        except Exception as exc:
+            log.warning("rollup of %s/%s failed (%s: %s); its small files stay", key[0], key[1],
+                        type(exc).__name__, str(exc)[:300])
+            continue
+        if written is not None:
+            stats.rollups += 1
+            stats.rolled_files += replaced
 
 
 async def _land(batch: MicroBatch, land, stats: LanderStats) -> None:
@@ -229,12 +288,22 @@ async def flush(batch: MicroBatch, land, stats: LanderStats, js=None, max_delive
 
 async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, max_rows: int = 50_000,
                      max_age_s: float = 0.5, fetch_batch: int = 512, stats: LanderStats | None = None,
-                     resubscribe_after_s: float = RESUBSCRIBE_AFTER_S) -> None:
-
+                     resubscribe_after_s: float = RESUBSCRIBE_AFTER_S, rollup_rows: int = ROLLUP_MAX_ROWS,
+                     rollup_age_s: float = ROLLUP_MAX_AGE_S) -> None:
+    """Land TICKS into `lake_root` in micro-batches of `max_rows` rows or `max_age_s` seconds, and roll each
+    (day, source)'s small files into one (landing_rollup) at `rollup_rows` rows or `rollup_age_s` seconds
+    (0: no rollup)."""
     from quant_platform.market.streams import ensure_streams
 
     stats = stats or LanderStats()
-    land = landing_target(lake_root)  # before connecting, as the schema anchor always was (no thread to wait on)
+    target = landing_target(lake_root)  # before connecting, as the schema anchor always was (no thread to wait on)
+    if isinstance(target, _LocalLake):  # a rollup this lander's predecessor left half done
+        today = datetime.now(UTC).date()
+        if removed := await asyncio.to_thread(target.finish_rollups,
+                                              [(today - timedelta(days=1)).isoformat(), today.isoformat()]):
+            log.info("removed %d landing files that rolled files already replace", removed)
+    rollup = LandingRollup(target.roll, max_rows=rollup_rows, max_age_s=rollup_age_s) if rollup_age_s > 0 else None
+    land = tracking_land(target, rollup)
     nc = await connect_worker(url, "qp-lander")
     js = nc.jetstream()
     await ensure_streams(js)
@@ -268,6 +337,8 @@ async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, ma
             if batch.due(max_rows, max_age_s):
                 await flush(batch, land, stats, js, max_deliver, stop)
                 batch = MicroBatch()
+            if rollup is not None and rollup.groups:
+                await roll_due(rollup, stats)
         if batch.msgs:
             await flush(batch, land, stats, js, max_deliver)
     finally:

@@ -24,7 +24,6 @@ back into timestamps. The Dagster side computes on a local working copy of the d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -44,6 +43,8 @@ from quant_platform.market.lake_landing import (
     DICTIONARY_COLUMNS,
     LANDING,
     RAW_TICKS_KEY,
+    LandedFile,
+    rolled_name,
     split_day_source,
     write_parquet_atomic,
 )
@@ -250,8 +251,14 @@ class TickStore:
         added again; a first delivery cannot have been committed, so it costs no lookup."""
         if table.num_rows == 0:
             return []
+        written = self.land_parts(list(split_day_source(table, raw_ticks)), first_seq, last_seq, digest, redelivered)
+        return [(f.path, f.size) for f in written]
+
+    def land_parts(self, parts: list, first_seq: int, last_seq: int, digest: str | None = None,
+                   redelivered: bool = False) -> list[LandedFile]:
+        """land() of a micro-batch already split by (UTC day, source) (split_day_source)."""
         try:
-            return self._land(table, first_seq, last_seq, raw_ticks, digest, redelivered)
+            return self._land_parts(parts, first_seq, last_seq, digest, redelivered)
         except (OSError, ConfigError):
             raise
         except Exception as exc:
@@ -262,17 +269,19 @@ class TickStore:
                                             f"{' '.join(str(exc).split())[:300]}") from exc
             raise
 
-    def _land(self, table: pa.Table, first_seq: int, last_seq: int, raw_ticks: dict[int, int] | None,
-              digest: str | None, redelivered: bool) -> list[tuple[str, int]]:
-        parts = list(split_day_source(table, raw_ticks))
-        name = f"{first_seq}-{last_seq}" + (f"-{digest}" if digest else "")
-        rels = [f"{LANDING}/date={day}/source={source}/{name}.parquet" for day, source, _ in parts]
+    def _land_parts(self, parts: list, first_seq: int, last_seq: int, digest: str | None,
+                    redelivered: bool) -> list[LandedFile]:
+        if not parts:
+            return []
+        name = f"{first_seq}-{last_seq}" + (f"-{digest}" if digest else "") + ".parquet"
+        rels = [f"{LANDING}/date={day}/source={source}/{name}" for day, source, _ in parts]
         held = self._held({day for day, _, _ in parts}) if redelivered else set()
-        written: list[tuple[str, int]] = []
-        for rel, (_, _, part) in zip(rels, parts, strict=True):
+        written: list[LandedFile] = []
+        for rel, (day, source, part) in zip(rels, parts, strict=True):
             uri = self.uri(rel)
-            written.append((uri, 0 if uri in held else self._put_parquet(to_store(part), rel)))
-        new = [u for u, size in written if size]
+            size = 0 if uri in held else self._put_parquet(to_store(part), rel)
+            written.append(LandedFile(uri, size, day, source, name, part))
+        new = [f.path for f in written if f.size]
         if not new:
             return written
 
@@ -332,7 +341,8 @@ class TickStore:
     def compact_landing(self, day: str, min_files: int = 2) -> dict[str, int]:
         """Small-file compaction: each source's landing files of `day` (at least `min_files`) become one file,
         in one commit that removes them and adds it. Rows, names' sequence range and raw tick counts are kept
-        (the file is named <lowest first>-<highest last>-<digest of the names>). {source: files replaced}."""
+        (the file is named rolled_name: <lowest first>-<highest last>-r<digest of the names>). {source: files
+        replaced}."""
 
         done: dict[str, int] = {}
         by_source: dict[str, list[StoreFile]] = {}
@@ -342,31 +352,44 @@ class TickStore:
             if len(files) < min_files:
                 continue
             tables, raw = [], {}
-            firsts, lasts = [], []
             for f in files:
                 t = pq.read_table(pa.BufferReader(self._get(f.path)))
                 raw.update(json.loads((t.schema.metadata or {}).get(RAW_TICKS_KEY, b"{}")))
-                tables.append(t.replace_schema_metadata(None))
-                a, b = f.name.removesuffix(".parquet").split("-")[:2]
-                firsts.append(int(a))
-                lasts.append(int(b))
+                tables.append(from_store(t).replace_schema_metadata(None))
             merged = pa.concat_tables(tables).sort_by([("stream_seq", "ascending")])
             merged = merged.replace_schema_metadata({RAW_TICKS_KEY: json.dumps(raw, separators=(",", ":")).encode()})
-            digest = hashlib.blake2b(",".join(f.name for f in files).encode(), digest_size=8).hexdigest()
-            rel = f"{LANDING}/date={day}/source={source}/{min(firsts)}-{max(lasts)}-{digest}.parquet"
-            self._put_parquet(merged, rel)
-            paths = {f.path for f in files}
-
-            def swap(tx, paths=paths, rel=rel) -> None:
-                self._replace_files(tx, day, paths, {"qp.compacted": str(len(paths))}, add=self.uri(rel))
-
-            try:
-                self._commit("landing", swap)
-            except _Stale:  # another compaction took some of these files first: nothing lost, nothing done
-                self.fs.delete_file(self.key(rel))
-                continue
-            done[source] = len(files)
+            # another compaction (or the lander's rollup) took some of these files first: nothing lost, nothing done
+            if self._swap_in(day, source, [f.name for f in files], merged, {"qp.compacted": str(len(files))}):
+                done[source] = len(files)
         return done
+
+    def roll(self, day: str, source: str, names: list[str], merged: pa.Table) -> LandedFile | None:
+        """The lander's in-day rollup (market/landing_rollup.py): `merged`, the rows of its landing files `names`
+        of (day, source), becomes one object that replaces them in one commit. None (the object deleted again)
+        when one of them is no longer in the table (the day's small-file compaction took it): nothing lost."""
+        size = self._swap_in(day, source, names, merged, {"qp.rolled": str(len(names))})
+        if not size:
+            return None
+        name = rolled_name(names)
+        return LandedFile(self.uri(f"{LANDING}/date={day}/source={source}/{name}"), size, day, source, name, merged)
+
+    def _swap_in(self, day: str, source: str, names: list[str], merged: pa.Table, props: dict) -> int:
+        """Write `merged` (TICK_SCHEMA rows, metadata kept) as the object rolled_name(names) and commit it in
+        place of the landing files `names`: its bytes, or 0 when one of them is no longer in the table."""
+        folder = f"{LANDING}/date={day}/source={source}"
+        rel = f"{folder}/{rolled_name(names)}"
+        size = self._put_parquet(to_store(merged), rel)
+        paths = {self.uri(f"{folder}/{n}") for n in names}
+
+        def swap(tx) -> None:
+            self._replace_files(tx, day, paths, props, add=self.uri(rel))
+
+        try:
+            self._commit("landing", swap)
+        except _Stale:
+            self.fs.delete_file(self.key(rel))
+            return 0
+        return size
 
     # ------------------------------------------------------------------ daily
     def published_version(self, day: str) -> str | None:

@@ -44,6 +44,22 @@ def publisher_options() -> dict:
     return {"eager_inflight": int(eager), "max_delay_s": delay_ms / 1000}
 
 
+ROLLUP_AGE_ENV, ROLLUP_ROWS_ENV = "QP_LANDING_ROLLUP_S", "QP_LANDING_ROLLUP_ROWS"
+
+
+def lander_options() -> dict:
+    """The lander's in-day rollup from the environment (market/landing_rollup.py): QP_LANDING_ROLLUP_S
+    (default 300; 0 turns the rollup off) and QP_LANDING_ROLLUP_ROWS (default 250,000)."""
+    from quant_platform.market.landing_rollup import ROLLUP_MAX_AGE_S, ROLLUP_MAX_ROWS
+
+    try:
+        age = bounded_env(ROLLUP_AGE_ENV, ROLLUP_MAX_AGE_S, 0, 86_400)
+        rows = bounded_env(ROLLUP_ROWS_ENV, ROLLUP_MAX_ROWS, 1_000, 10_000_000, integer=True)
+    except SettingError as exc:
+        raise SystemExit(str(exc)) from None
+    return {"rollup_age_s": float(age), "rollup_rows": int(rows)}
+
+
 def worker_niceness(role: str) -> int:
     """The nice increment for a role: QP_WORKER_NICE (default 10) for normalizers, landers and fan-out
     destinations, 0 for connectors, replays and the simulator."""
@@ -148,7 +164,8 @@ async def run_role(role: str, url: str, stop: asyncio.Event, lake_root: Path | s
         from quant_platform.market.lander import LanderStats, run_lander
 
         stats = LanderStats()
-        await asyncio.gather(run_lander(url, lake_root, stop, stats=stats), _stats_to_metrics(role, stats, stop))
+        await asyncio.gather(run_lander(url, lake_root, stop, stats=stats, **lander_options()),
+                             _stats_to_metrics(role, stats, stop))
     elif role.startswith("fanout:"):
         from quant_platform.market.fanout import load_destinations, run_destination
 
