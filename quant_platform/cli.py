@@ -598,7 +598,7 @@ def cmd_bench_compaction(args) -> int:
     from quant_platform.bench.compaction import run_compaction_benchmark
 
     print(json.dumps(run_compaction_benchmark(ticks=args.ticks, workdir=args.workdir, keep=args.keep,
-                                              tick_rate=args.tick_rate), indent=2))
+                                              tick_rate=args.tick_rate, rollup=not args.no_rollup), indent=2))
     return 0
 
 
@@ -846,6 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--tick-rate", type=float, default=2_000.0,
                     help="ticks/s while the day's ticks flow: sets how many files the lander's flushes make "
                     "(default 2000, the simulator worker's QP_SIM_RATE default)")
+    bc.add_argument("--no-rollup", action="store_true",
+                    help="leave every small landing file in place (as before the lander rolled them up)")
     bc.set_defaults(func=cmd_bench_compaction)
     b2 = bs.add_parser("scd2", help="set-based SCD2 merge of N changed rows with its audit (JSON)",
                        description="Close N current versions and insert N new ones (staging, audit, publish) "

@@ -22,7 +22,7 @@ GOALS = {"compaction_vs_copy_ratio": 2.0, "vwap_1m_query_s": 0.25, "bytes_per_ti
 
 def test_compaction_benchmark_small_day(tmp_path):
     work = tmp_path / "b"
-    out = run_compaction_benchmark(ticks=30_000, workdir=str(work), keep=True, tick_rate=4_000)
+    out = run_compaction_benchmark(ticks=30_000, workdir=str(work), keep=True, tick_rate=4_000, rollup=False)
 
     # The lander's defaults (50,000 rows or 0.5 s) at 4,000 ticks/s: flushes of 2,000 ticks, one file per source
     # of the six-source mix per flush: 15 flushes x 6 files, plus the 2% redelivered (one flush, 6 files).
@@ -78,6 +78,33 @@ def test_compaction_benchmark_small_day(tmp_path):
     assert figures["cpu_s_per_m_ticks"] == round(out["compaction_cpu_s"] / 0.03, 2)
     assert out["baseline"]["cpu_s_per_m_ticks"] > 0
     assert out["goals_met"] == {k: figures[k] <= GOALS[k] for k in GOALS}
+
+
+def test_compaction_benchmark_with_the_landers_rollup(tmp_path):
+    """The same day as the lander leaves it after its rollup: one file per source (the day is over), holding
+    that source's rows and raw counts; the end-to-end CPU figure adds the rollup's CPU to the compaction's."""
+    work = tmp_path / "b"
+    out = run_compaction_benchmark(ticks=30_000, workdir=str(work), keep=True, tick_rate=4_000)
+    landing = sorted(p for p in (work / "lake" / "ticks" / "landing").rglob("*.parquet")
+                     if "source=_schema" not in str(p))
+    assert out["files"] == 15 * 6 + 6 and len(landing) == out["files_compacted"] == 6
+    roll = out["lander_rollup"]
+    assert (roll["rollups"], roll["files_replaced"], roll["files_after"]) == (6, 96, 6) and roll["cpu_s"] > 0
+    assert all("-r" in p.name for p in landing)
+    shares = {source: w / sum(w for *_, w in MIX) for source, *_, w in MIX}
+    raw = {}
+    for p in landing:
+        table = pq.read_table(p)
+        assert abs(table.num_rows - 32_000 * shares[p.parent.name.removeprefix("source=")]) <= 16, p
+        held = json.loads(table.schema.metadata[b"qp.raw_ticks"])
+        seqs = Counter(table["stream_seq"].to_pylist())  # a redelivered flush repeats its raw messages' ticks
+        assert {str(k): v for k, v in seqs.items()} == {k: v * (seqs[int(k)] // v) for k, v in held.items()}
+        raw.update(held)
+    landed = landed_table(work / "lake")
+    assert landed.num_rows == out["rows_landed"] == 32_000 and sum(raw.values()) == 30_000
+    assert out["rows_out"] == pc.count_distinct(landed["event_id"]).as_py() == 30_000 and out["checks_passed"]
+    assert out["raw_messages_accounted"] == len(raw)
+    assert out["figures"]["cpu_s_per_m_ticks"] == round((out["compaction_cpu_s"] + roll["cpu_s"]) / 0.03, 2)
 
 
 def _ticks(rows: list[tuple[str, int, int]], conditions: str | None = None) -> pa.Table:
