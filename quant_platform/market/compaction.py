@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ from pathlib import Path
 from quant_platform.errors import QuantPlatformError
 from quant_platform.market.contracts import TICK_ALL_COLUMNS, TICK_EXTENSION_COLUMNS
 from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir, sql_path
+
+log = logging.getLogger(__name__)
 
 DAILY = "ticks/daily"
 STAGING = "ticks/daily/_staging"
@@ -248,7 +251,27 @@ def _read_landing(con, stage: Path, inputs: list[Path], prior_sql: str | None) -
                 f"FROM (SELECT *{missing} FROM {read}){tail}) {DAILY_ORDER}")
 
 
+STAGE_ATTEMPTS = 3
+
+
 def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Staged:
+    """_stage_day, read again when a landing file it listed was gone before it was read: the lander's rollup
+    (market/landing_rollup.py) replaced it by a file holding the same rows. A day replayed from history is closed
+    as soon as the stream drains, so its compaction can start while the lander rolls its files up."""
+    import duckdb
+
+    for attempt in range(STAGE_ATTEMPTS):
+        inputs = landing_files(lake_root, day)
+        try:
+            return _stage_day(lake_root, day, inputs, threads=threads)
+        except duckdb.IOException:
+            if attempt + 1 == STAGE_ATTEMPTS or all(p.exists() for p in inputs):
+                raise
+            log.info("landing files of %s were replaced while they were read (a rollup); reading the day again", day)
+    raise AssertionError("unreachable")
+
+
+def _stage_day(lake_root: Path, day: str, inputs: list[Path], *, threads: int | None = None) -> Staged:
     """Compact day D into ticks/daily/_staging/date=D/: dedup by event_id (the copy from the earliest raw
     message wins), sort by (instrument_id, ts, event_id), zstd Parquet; plus the raw sequence ledger.
 
@@ -257,7 +280,6 @@ def stage_day(lake_root: Path, day: str, *, threads: int | None = None) -> Stage
     per-raw-message tick counts come from one parquet_kv_metadata query. The ledger's counts, the duplicates
     and the written file all come from that table."""
     lake_root = Path(lake_root)
-    inputs = landing_files(lake_root, day)
     prior, prior_seqs = daily_file(lake_root, day), daily_dir(lake_root, day) / SEQS_FILE
     if not inputs and not prior.exists():
         raise NothingToCompact(f"no landed ticks for {day} in {lake_root / LANDING}")
