@@ -52,11 +52,21 @@ def _fsync_dir(path: Path) -> None:
 DICTIONARY_COLUMNS = ["source", "instrument_id", "venue_symbol", "exchange", "event"]
 
 
-def write_parquet_atomic(table: pa.Table, final: Path) -> int:
+# Landing files keep min/max statistics only where a reader prunes by them (times, source, instrument, event, raw
+# sequence); on event ids, prices and sizes they cost a fifth of the write (measured on a rollup: 0.50 against 0.64
+# CPU-s per million ticks) and no query uses them.
+LANDING_STATISTICS = ["ts", "received_at", "source", "instrument_id", "event", "stream_seq"]
+
+
+def write_parquet_atomic(table: pa.Table, final: Path, statistics: list[str] | None = None) -> int:
+    """Write `table` to a temp name, fsync, rename to `final`, fsync the folder; the bytes written. `statistics`:
+    the columns that get min/max statistics (None: every column)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
     dictionary = [c for c in DICTIONARY_COLUMNS if c in table.column_names]
-    pq.write_table(table, tmp, compression="zstd", compression_level=1, use_dictionary=dictionary or False)
+    stats = True if statistics is None else [c for c in statistics if c in table.column_names] or False
+    pq.write_table(table, tmp, compression="zstd", compression_level=1, use_dictionary=dictionary or False,
+                   write_statistics=stats)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -103,7 +113,8 @@ def land_parts(lake_root: Path, parts, first_seq: int, last_seq: int,
     out = []
     for day, source, part in parts:
         path = landing_path(lake_root, day, source, first_seq, last_seq, digest)
-        out.append(LandedFile(path, write_parquet_atomic(part, path), day, source, path.name, part))
+        out.append(LandedFile(path, write_parquet_atomic(part, path, LANDING_STATISTICS), day, source, path.name,
+                              part))
     return out
 
 
@@ -147,7 +158,7 @@ def roll_local(lake_root: Path, day: str, source: str, names: list[str], merged:
     remove the files it replaces. A reader between the two sees those rows twice (compaction deduplicates by
     event_id); a crash between them is finished by finish_rollups when the lander starts again."""
     path = landing_path(lake_root, day, source, 0, 0).with_name(rolled_name(names))
-    size = write_parquet_atomic(merged, path)
+    size = write_parquet_atomic(merged, path, LANDING_STATISTICS)
     for n in names:
         if n != path.name:
             (path.parent / n).unlink(missing_ok=True)

@@ -95,7 +95,9 @@ class LandingRollup:
         """Take a group out: the names it replaces and its rows as one table (raw tick counts and the names in
         the metadata)."""
         g = self.groups.pop(key)
-        table = pa.concat_tables(g.tables).replace_schema_metadata({
+        # one chunk per column: the Parquet writer pays per chunk (measured 0.69 against 0.64 CPU-s per million
+        # ticks with the copy included, for chunks of a flush's rows)
+        table = pa.concat_tables(g.tables).combine_chunks().replace_schema_metadata({
             RAW_TICKS_KEY: json.dumps(g.raw, separators=(",", ":")).encode(),
             REPLACES_KEY: json.dumps(g.names, separators=(",", ":")).encode()})
         return g.names, table

@@ -42,6 +42,7 @@ from quant_platform.market.contracts import TICK_SCHEMA
 from quant_platform.market.lake_landing import (
     DICTIONARY_COLUMNS,
     LANDING,
+    LANDING_STATISTICS,
     RAW_TICKS_KEY,
     LandedFile,
     rolled_name,
@@ -50,6 +51,7 @@ from quant_platform.market.lake_landing import (
 )
 
 log = logging.getLogger(__name__)
+LANDING_STATISTICS_STORE = ["date", *LANDING_STATISTICS]  # the partition column too
 
 NAMESPACE = "market"
 LANDING_TABLE = f"{NAMESPACE}.ticks_landing"
@@ -207,11 +209,14 @@ class TickStore:
     def uri(self, relative: str) -> str:
         return f"s3://{self.root}/{relative}"
 
-    def _put_parquet(self, table: pa.Table, relative: str) -> int:
-        """One PUT of a whole Parquet object (no temp name: an object appears whole or not at all)."""
+    def _put_parquet(self, table: pa.Table, relative: str, statistics: list[str] | None = None) -> int:
+        """One PUT of a whole Parquet object (no temp name: an object appears whole or not at all); `statistics`
+        as in write_parquet_atomic."""
         dictionary = [c for c in DICTIONARY_COLUMNS if c in table.column_names]
+        stats = True if statistics is None else [c for c in statistics if c in table.column_names] or False
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd", compression_level=1, use_dictionary=dictionary or False)
+        pq.write_table(table, sink, compression="zstd", compression_level=1, use_dictionary=dictionary or False,
+                       write_statistics=stats)
         body = sink.getvalue()
         with self.fs.open_output_stream(self.key(relative)) as out:
             out.write(body)
@@ -279,7 +284,7 @@ class TickStore:
         written: list[LandedFile] = []
         for rel, (day, source, part) in zip(rels, parts, strict=True):
             uri = self.uri(rel)
-            size = 0 if uri in held else self._put_parquet(to_store(part), rel)
+            size = 0 if uri in held else self._put_parquet(to_store(part), rel, LANDING_STATISTICS_STORE)
             written.append(LandedFile(uri, size, day, source, name, part))
         new = [f.path for f in written if f.size]
         if not new:
@@ -378,7 +383,7 @@ class TickStore:
         place of the landing files `names`: its bytes, or 0 when one of them is no longer in the table."""
         folder = f"{LANDING}/date={day}/source={source}"
         rel = f"{folder}/{rolled_name(names)}"
-        size = self._put_parquet(to_store(merged), rel)
+        size = self._put_parquet(to_store(merged), rel, LANDING_STATISTICS_STORE)
         paths = {self.uri(f"{folder}/{n}") for n in names}
 
         def swap(tx) -> None:
