@@ -319,12 +319,14 @@ def ticks_msg_id(source: str, instrument_id: str, raw_seqs: list[int], data: byt
     never from where a fetched set started and ended. Several normalizers fetch interleaved sets, and a redelivered
     set may come back split or merged: two different messages with the same first and last raw sequence must never
     share an id (JetStream would drop the second as a duplicate, and its ticks with it), while the same raw
-    messages normalised again give the same id (deduplicated within the stream's window)."""
-    h = hashlib.blake2b(digest_size=12)
-    h.update(",".join(map(str, sorted(raw_seqs))).encode())
+    messages normalised again give the same id (deduplicated within the stream's window).
+    SHA-256, truncated to 96 bits: with the CPU's SHA extensions it hashes 1.4 GB/s here against 0.6 for blake2b,
+    and the payload is hashed whole (blake2b was 5% of the normalizer's CPU). A message published before the
+    switch and again after it is not deduplicated by JetStream; its ticks are, by event_id, at compaction."""
+    h = hashlib.sha256(",".join(map(str, sorted(raw_seqs))).encode())
     h.update(b"\x1f")
     h.update(data)
-    return f"{source}:{instrument_id}:{h.hexdigest()}"
+    return f"{source}:{instrument_id}:{h.hexdigest()[:24]}"
 
 
 async def _store(js, prepared: _Prepared) -> None:
