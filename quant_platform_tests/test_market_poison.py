@@ -151,6 +151,50 @@ def test_a_raw_message_that_keeps_failing_is_dead_lettered_whole_and_later_messa
 
 
 # ----------------------------------------------------------------------------------------------- lander
+def test_a_stopping_lander_rolls_up_the_files_it_landed(url, tmp_path):
+    """Two micro-batches land as two small files; the lander, stopped before its rollup was due, rolls them into
+    one file holding both (a lander scaled in leaves no small files of its own)."""
+    import pyarrow.parquet as pq
+
+    from quant_platform.market.lander import LanderStats, run_lander
+    from quant_platform.market.streams import ensure_streams
+
+    good = canonical_table(40)
+    lake = tmp_path / "lake"
+
+    def files() -> list:
+        return sorted(p for p in (lake / "ticks" / "landing").rglob("*.parquet") if "source=_schema" not in str(p))
+
+    async def go():
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await ensure_streams(js)
+        stop = asyncio.Event()
+        stats = LanderStats()
+        task = asyncio.create_task(run_lander(url, lake, stop, max_age_s=0.1, rollup_age_s=3600, stats=stats))
+        try:
+            for k, part in enumerate((good.slice(0, 25), good.slice(25))):
+                col = part.schema.get_field_index("stream_seq")  # as if made of raw message k + 1
+                part = part.set_column(col, "stream_seq", pa.array([k + 1] * part.num_rows, pa.int64()))
+                await js.publish("ticks.norm.simulator.FUT_CL", table_to_ipc(part),
+                                 headers={"Nats-Msg-Id": f"roll-{k}", "Qp-Raw-Seq": f"{k + 1}-{k + 1}",
+                                          "Qp-Raw-Ticks": f"{k + 1}:{part.num_rows}"})
+                await wait_for(lambda n=k + 1: len(files()) == n or task.done(), timeout_s=30)
+            assert stats.rollups == 0
+        finally:
+            stop.set()
+            await asyncio.gather(task)
+            await nc.close()
+        return stats
+
+    stats = run(go())
+    [rolled] = files()
+    table = pq.read_table(rolled)
+    assert stats.rollups == 1 and stats.rolled_files == 2 and "-r" in rolled.name
+    assert sorted(table["event_id"].to_pylist()) == sorted(good["event_id"].to_pylist())
+    assert json.loads(table.schema.metadata[b"qp.raw_ticks"]) == {"1": 25, "2": 15}
+
+
 def test_the_lander_isolates_a_bad_message_lands_the_others_and_dead_letters_it(url, tmp_path):
     from quant_platform.market.lander import LanderStats, run_lander
     from quant_platform.market.streams import ensure_streams

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -154,10 +155,11 @@ def tracking_land(target, rollup: LandingRollup | None):
     return land
 
 
-async def roll_due(rollup: LandingRollup, stats: LanderStats) -> None:
-    """Roll the groups that are due, one at a time in a thread. A failed rollup is logged and forgotten: its
-    small files, acknowledged long ago, stay in the lake."""
-    for key in rollup.due(time.monotonic(), datetime.now(UTC).date().isoformat()):
+async def roll_due(rollup: LandingRollup, stats: LanderStats, now: float | None = None) -> None:
+    """Roll the groups that are due (at `now`, default the monotonic clock; math.inf: every group of two files
+    or more), one at a time in a thread. A failed rollup is logged and forgotten: its small files, acknowledged
+    long ago, stay in the lake."""
+    for key in rollup.due(time.monotonic() if now is None else now, datetime.now(UTC).date().isoformat()):
         try:
             replaced, written = await asyncio.to_thread(rollup.roll, key)
         except Exception as exc:
@@ -341,6 +343,8 @@ async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, ma
                 await roll_due(rollup, stats)
         if batch.msgs:
             await flush(batch, land, stats, js, max_deliver)
+        if rollup is not None and rollup.groups:  # a lander scaled in rolls what it holds (well within its grace)
+            await roll_due(rollup, stats, now=math.inf)
     finally:
         try:
             await sub.unsubscribe()
