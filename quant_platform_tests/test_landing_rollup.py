@@ -60,7 +60,7 @@ def test_the_rollup_replaces_small_files_by_one_with_the_same_rows_and_counts(tm
     replaced, written = rollup.roll((DAY, "simulator"))
     assert replaced == 5 and written is not None
     [rolled] = _day_files(lake, DAY)
-    assert rolled == written.path and "-r" in rolled.name and rolled.name.startswith("1-5-")
+    assert rolled == written.path and "-r" in rolled.name and rolled.name.startswith("1-5-r") and rolled.name.endswith("n5.parquet")
     got = pq.read_table(rolled)
     assert sorted(tuple(r.values()) for r in got.select(["event_id", "stream_seq", "price"]).to_pylist()) == rows
     assert json.loads(got.schema.metadata[b"qp.raw_ticks"]) == _raw_counts(small_before := _day_files(before, DAY))
@@ -81,6 +81,21 @@ def test_the_rollup_replaces_small_files_by_one_with_the_same_rows_and_counts(tm
         shutil.copy(f, rolled.parent / f.name)
     assert finish_rollups(lake, [DAY]) == 2 and _day_files(lake, DAY) == [rolled]
     assert finish_rollups(lake, [DAY]) == 0
+
+    # the ingest sensor's signature of the day is the same before and after the rollup: no second compaction
+    assert cp.landing_signature(_day_files(before, DAY)) == cp.landing_signature([rolled])
+    # a rollup after the day's compaction: the rolled file counts as covered (retention, not quarantine)
+    from quant_platform.market.lake_landing import roll_local
+
+    cp.publish_staged(before, a, {"published": True})
+    names = [f.name for f in small_before]
+    merged = got.replace_schema_metadata({**got.schema.metadata, b"qp.replaces": json.dumps(names).encode()})
+    roll_local(before, DAY, "simulator", names, merged)
+    assert cp.abandoned_reason(before, DAY, _day_files(before, DAY)) is None
+    from quant_platform.market.lake_landing import land_batch
+
+    land_batch(before, tick_table(DAY, [99], 1), 7, 7, {99: 1}, "d7")  # a late file: not covered
+    assert cp.abandoned_reason(before, DAY, _day_files(before, DAY)) == cp.NOT_COVERED
 
 
 def test_the_rollup_on_the_s3_lake_is_one_commit_and_loses_a_race_without_loss(s3_server, qp_home,  # noqa: F811

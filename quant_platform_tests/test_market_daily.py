@@ -71,8 +71,9 @@ def ingested(tmp_path_factory):
                 land_batch(lake, table, seq, seq, parse_raw_ticks(m.headers.get(HDR_RAW_TICKS, "")))
                 await m.nak()
             await sub.unsubscribe()
+            # one file per micro-batch, no rollup: the lost-file test below derives what is lost file by file
             lander = asyncio.create_task(run_lander(srv.url, lake, stop, max_rows=400, max_age_s=0.2,
-                                                     fetch_batch=12, stats=lstats))
+                                                     fetch_batch=12, stats=lstats, rollup_age_s=0))
             info = await js.stream_info("TICKS")
             await wait_for(lambda: lstats.batches and _floor(js, info.state.last_seq), timeout_s=60)
             await nc.close()

@@ -35,7 +35,8 @@ TICKS_FILE = "ticks.parquet"
 SEQS_FILE = "raw_seqs.parquet"
 VENDOR_GAPS_FILE = "vendor_gaps.parquet"  # the day's market.vendor_gaps rows (vendor_gaps.py), published with it
 MANIFEST = "_manifest.json"
-_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-r?[0-9a-f]+)?\.parquet$")  # <first>-<last>[-[r]<digest>]
+# <first>-<last>[-<digest>] or a rollup's <first>-<last>-r<digest>n<count> (lake_landing.rolled_name)
+_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-(?:r[0-9a-f]+n(\d+)|[0-9a-f]+))?\.parquet$")
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
 COLUMNS_SQL = ", ".join(TICK_ALL_COLUMNS)  # the canonical columns, extension columns included, in contract order
 
@@ -111,7 +112,7 @@ def landing_signature(files: Iterable[Path]) -> str:
     firsts, lasts, n = [], [], 0
     for f in files:
         m = _RANGE_NAME.match(f.name)
-        n += 1
+        n += int(m.group(3)) if m and m.group(3) else 1  # a rolled file counts the files it replaced
         if m:
             firsts.append(int(m.group(1)))
             lasts.append(int(m.group(2)))
@@ -746,9 +747,15 @@ def abandoned_reason(lake_root: Path, day: str, files: list[Path]) -> str | None
     manifest = read_manifest(lake_root, day)
     if not manifest or not manifest.get("published"):
         return NOT_PUBLISHED
+    import pyarrow.parquet as pq
+
+    from quant_platform.market.lake_landing import covered_by
+
     covered = set(manifest.get("inputs", []))
-    if any(str(f.relative_to(lake_root)) not in covered for f in files):
-        return NOT_COVERED
+    for f in files:
+        rel = f.relative_to(lake_root)
+        if not covered_by(covered, str(rel.parent), f.name, lambda f=f: pq.read_schema(f).metadata):
+            return NOT_COVERED
     return None
 
 

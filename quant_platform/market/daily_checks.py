@@ -102,18 +102,16 @@ def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> 
         "GROUP BY instrument_id HAVING count(*) FILTER (WHERE bid >= ask) > 0 ORDER BY instrument_id").fetchall()
     crossed_rows = con.execute(
         f"SELECT instrument_id, ts::VARCHAR, exchange, bid, ask FROM {src} WHERE event = 'quote' "  # noqa: S608
-        f"AND bid >= ask ORDER BY ts, instrument_id LIMIT {CROSSED_SAMPLE}").fetchall()
+        f"AND bid >= ask ORDER BY ts, instrument_id LIMIT {CROSSED_SAMPLE}").fetchall() if crossed_by else []
     crossed = sum(int(r[1]) for r in crossed_by)
     locked = sum(int(r[2]) for r in crossed_by)
-    two_sided = con.execute(f"SELECT count(*) FROM {src} WHERE event = 'quote' AND bid IS NOT NULL "  # noqa: S608
-                            "AND ask IS NOT NULL").fetchone()[0]
-    outside, ts_min, ts_max = con.execute(
-        f"SELECT count(*) FILTER (WHERE epoch_ns(ts) < ? OR epoch_ns(ts) >= ?), "  # noqa: S608
-        f"min(ts)::VARCHAR, max(ts)::VARCHAR FROM {src}",
+    # One scan for the counts of the other rules (they were a scan of the day each).
+    two_sided, outside, ts_min, ts_max, bad_price = con.execute(
+        "SELECT count(*) FILTER (WHERE event = 'quote' AND bid IS NOT NULL AND ask IS NOT NULL), "  # noqa: S608
+        "count(*) FILTER (WHERE epoch_ns(ts) < ? OR epoch_ns(ts) >= ?), min(ts)::VARCHAR, max(ts)::VARCHAR, "
+        "count(*) FILTER (WHERE (event = 'trade' AND (price IS NULL OR NOT price > 0)) "
+        f"OR (event = 'quote' AND (bid <= 0 OR ask <= 0))) FROM {src}",
         [int(start.timestamp()) * 10**9, int(end.timestamp()) * 10**9]).fetchone()
-    bad_price = con.execute(
-        f"SELECT count(*) FROM {src} WHERE (event = 'trade' AND (price IS NULL OR NOT price > 0)) "  # noqa: S608
-        "OR (event = 'quote' AND (bid <= 0 OR ask <= 0))").fetchone()[0]
     threshold = gap_threshold()
     gaps = con.execute(
         f"SELECT instrument_id, prev_ns, t_ns FROM (SELECT instrument_id, epoch_ns(ts) AS t_ns, "  # noqa: S608

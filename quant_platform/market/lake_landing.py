@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,8 +141,19 @@ def land_batch(lake_root: Path, table: pa.Table, first_seq: int, last_seq: int,
 REPLACES_KEY = b"qp.replaces"
 
 
+_ROLLED_COUNT = re.compile(r"-r[0-9a-f]+n(\d+)\.parquet$")
+
+
+def landed_count(name: str) -> int:
+    """How many micro-batch files a landing file stands for: 1, or the count a rolled file's name carries."""
+    m = _ROLLED_COUNT.search(name)
+    return int(m.group(1)) if m else 1
+
+
 def rolled_name(names: list[str]) -> str:
-    """The name of the file that replaces the landing files `names` (<first>-<last>[-<digest>].parquet)."""
+    """The name of the file that replaces the landing files `names`: <lowest first>-<highest last>-r<digest of
+    the names>n<micro-batch files it stands for>.parquet. Range and count are those of the files it replaces, so
+    the ingest sensor's signature of a day (compaction.landing_signature) does not change when it is rolled up."""
     import hashlib
 
     firsts, lasts = [], []
@@ -150,7 +162,23 @@ def rolled_name(names: list[str]) -> str:
         firsts.append(int(a))
         lasts.append(int(b))
     digest = hashlib.blake2b(",".join(sorted(names)).encode(), digest_size=8).hexdigest()
-    return f"{min(firsts)}-{max(lasts)}-r{digest}.parquet"
+    return f"{min(firsts)}-{max(lasts)}-r{digest}n{sum(map(landed_count, names))}.parquet"
+
+
+def replaced_names(metadata: dict | None) -> list[str]:
+    """The landing file names a rolled file replaces (its REPLACES_KEY), from its Parquet key-value metadata."""
+    return json.loads((metadata or {}).get(REPLACES_KEY, b"[]"))
+
+
+def covered_by(covered: set[str], folder: str, name: str, metadata_of) -> bool:
+    """Whether landing file `folder`/`name` is in a compaction whose inputs are `covered`: itself, or, for a
+    rolled file (rolled up after that compaction), every file it replaces. `metadata_of()` reads its metadata."""
+    if f"{folder}/{name}" in covered:
+        return True
+    if not _ROLLED_COUNT.search(name):
+        return False
+    names = replaced_names(metadata_of())
+    return bool(names) and all(f"{folder}/{n}" in covered for n in names)
 
 
 def roll_local(lake_root: Path, day: str, source: str, names: list[str], merged: pa.Table) -> LandedFile:
@@ -178,7 +206,7 @@ def finish_rollups(lake_root: Path, days: list[str]) -> int:
                 meta = pq.read_schema(rolled).metadata or {}
             except (OSError, pa.ArrowInvalid):
                 continue
-            for n in json.loads(meta.get(REPLACES_KEY, b"[]")):
+            for n in replaced_names(meta):
                 small = rolled.parent / n
                 if n != rolled.name and small.exists():
                     small.unlink()

@@ -45,6 +45,7 @@ from quant_platform.market.lake_landing import (
     LANDING_STATISTICS,
     RAW_TICKS_KEY,
     LandedFile,
+    covered_by,
     rolled_name,
     split_day_source,
     write_parquet_atomic,
@@ -476,8 +477,13 @@ class TickStore:
             return cp.NOT_PUBLISHED
         covered = set(manifest.get("inputs", []))
         files = self.landing_files(day) if files is None else files
-        if any(f"{LANDING}/date={day}/source={f.source}/{f.name}" not in covered for f in files):
-            return cp.NOT_COVERED
+        for f in files:
+            def meta(f=f):
+                with self.fs.open_input_file(f.path.removeprefix("s3://")) as src:
+                    return pq.read_schema(src).metadata
+
+            if not covered_by(covered, f"{LANDING}/date={day}/source={f.source}", f.name, meta):
+                return cp.NOT_COVERED
         return None
 
     def _replace_files(self, tx, day: str, paths: set[str], props: dict, add: str | None = None) -> None:
