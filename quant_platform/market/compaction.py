@@ -24,7 +24,7 @@ from pathlib import Path
 
 from quant_platform.errors import QuantPlatformError
 from quant_platform.market.contracts import TICK_ALL_COLUMNS, TICK_EXTENSION_COLUMNS
-from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir, sql_path
+from quant_platform.market.lake_landing import LANDING, SCHEMA_ANCHOR, _fsync_dir, landed_count, sql_path
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ SEQS_FILE = "raw_seqs.parquet"
 VENDOR_GAPS_FILE = "vendor_gaps.parquet"  # the day's market.vendor_gaps rows (vendor_gaps.py), published with it
 MANIFEST = "_manifest.json"
 # <first>-<last>[-<digest>] or a rollup's <first>-<last>-r<digest>n<count> (lake_landing.rolled_name)
-_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-(?:r[0-9a-f]+n(\d+)|[0-9a-f]+))?\.parquet$")
+_RANGE_NAME = re.compile(r"^(\d+)-(\d+)(?:-(?:r[0-9a-f]+n\d+|[0-9a-f]+))?\.parquet$")
 ANCHOR_DAY = SCHEMA_ANCHOR.split("date=")[1].split("/")[0]
 COLUMNS_SQL = ", ".join(TICK_ALL_COLUMNS)  # the canonical columns, extension columns included, in contract order
 
@@ -112,7 +112,7 @@ def landing_signature(files: Iterable[Path]) -> str:
     firsts, lasts, n = [], [], 0
     for f in files:
         m = _RANGE_NAME.match(f.name)
-        n += int(m.group(3)) if m and m.group(3) else 1  # a rolled file counts the files it replaced
+        n += landed_count(f.name)  # a rolled file counts the files it replaced
         if m:
             firsts.append(int(m.group(1)))
             lasts.append(int(m.group(2)))

@@ -7,10 +7,10 @@ every analyst's query over `market.ticks_recent`, more to open than to read.
 
 So the lander keeps the tables it landed for each (UTC day, source) in memory and, when a group holds
 `max_rows` rows, is `max_age_s` old, or its day is over (and no file joined it for PAST_DAY_IDLE_S), writes them
-again as one file that replaces them: one write from memory, no read. On the local lake the rolled file is renamed into place and then the small
-files are removed (lake_landing.roll_local: a crash in between is finished by finish_rollups at the next start,
-and the duplicates a reader may see meanwhile are removed by compaction's event_id dedup); on the object-store
-lake one Iceberg commit swaps them (TickStore.roll). The messages were acknowledged when the small files landed,
+again as one file that replaces them: one write from memory, no read. On the local lake the rolled file is
+renamed into place and then the small files are removed (lake_landing.roll_local: a crash in between is finished
+by finish_rollups at the next start, and the duplicates a reader may see meanwhile are removed by compaction's
+event_id dedup); on the object-store lake one Iceberg commit swaps them (TickStore.roll). The messages were acknowledged when the small files landed,
 so a failed rollup loses nothing: the small files stay.
 
 A lander rolls only files it wrote itself in this run; files of another lander, or of this one before a
@@ -43,6 +43,7 @@ class _Group:
     started: float
     last: float
     names: list[str] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)  # the same names, for the redelivery lookup
     tables: list[pa.Table] = field(default_factory=list)
     raw: dict[str, int] = field(default_factory=dict)
     rows: int = 0
@@ -67,8 +68,9 @@ class LandingRollup:
             if g is None:
                 g = self.groups[(f.day, f.source)] = _Group(started=now, last=now)
             g.last = now
-            if f.name in g.names:
+            if f.name in g.held:
                 continue
+            g.held.add(f.name)
             meta = f.part.schema.metadata or {}
             for seq, n in json.loads(meta.get(RAW_TICKS_KEY, b"{}")).items():
                 if n > g.raw.get(seq, 0):
