@@ -410,3 +410,18 @@ def test_binance_edge_frames_match_the_per_frame_path(master):
         fast_ones = {"book with T (futures)", "all-market stream", "e says trade on a kline stream", "zero size",
                      "lower-case symbol"}
         assert done.fast == (name in fast_ones), name  # the rest are the per-frame path's to judge
+
+
+def test_event_ids_are_standard_siphash_under_the_fixed_keys():
+    """Scheme 2 ids are SipHash-2-4 (any engine can recompute them): the reference vector of the SipHash paper
+    (key 00..0f, message 00..0e -> a129ca6149be45e5), then an id as 64 + 32 bits of the two keyed hashes."""
+    from quant_platform.market import contracts
+
+    key, message = "".join(map(chr, range(16))), "".join(map(chr, range(15)))
+    assert int(contracts._siphash(np.array([message], dtype=object), key, "utf8")[0]) == 0xA129CA6149BE45E5
+    text = np.array(["binance\x1faggTrade\x1fBTCUSDT\x1f42"], dtype=object)
+    high = int(contracts._siphash(text, contracts._ID_KEYS[0], "utf8")[0])
+    low = int(contracts._siphash(text, contracts._ID_KEYS[1], "utf8")[0])
+    assert event_id("binance", "aggTrade", "BTCUSDT", 42) == f"{high:016x}{low >> 32:08x}"
+    assert event_ids_arrow("binance", pa.array(["aggTrade"]), pa.array(["BTCUSDT"]), pa.array([42])).to_pylist() \
+        == [f"{high:016x}{low >> 32:08x}"]
