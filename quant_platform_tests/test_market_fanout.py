@@ -125,3 +125,24 @@ def test_fanout_config_is_validated(tmp_path):
     cfg.write_text("destinations:\n  - {name: a, kind: webhook, url: 'http://h/x', filter_subject: 'ticks.norm.binance.>'}\n")
     (d,) = load_destinations(cfg)
     assert d.consumer == "fanout_a" and d.filter_subject == "ticks.norm.binance.>"
+
+
+def test_an_instrument_filter_reads_its_source_and_keeps_its_rows():
+    """Normalizers publish a fetched set's instruments together (ticks.norm.<source>.batch): an instrument's
+    filter subject becomes its source's on the consumer, and the fan-out keeps that instrument's rows."""
+    from quant_platform.market.adapters import normalize_messages
+    from quant_platform.market.contracts import encode_batch
+    from quant_platform.market.fanout import Destination
+    from quant_platform.market.instruments import InstrumentMaster
+
+    ticks = normalize_messages("simulator", [(1, encode_batch(sim_frames(30, symbols=("CL", "NG", "BZ"))))],
+                               InstrumentMaster.load()).table
+    crude = Destination("crude", "files", "ticks.norm.simulator.FUT_CL")
+    assert crude.consumer_filter == "ticks.norm.simulator.>"
+    kept = crude.keep_rows(ticks)
+    assert set(kept["instrument_id"].to_pylist()) == {"FUT:CL"}
+    assert kept.num_rows == ticks["instrument_id"].to_pylist().count("FUT:CL") > 0
+    anywhere = Destination("any_ng", "files", "ticks.norm.*.FUT_NG")
+    assert anywhere.consumer_filter == "ticks.norm.*.>" and anywhere.keep_rows(ticks).num_rows == 10
+    everything = Destination("all", "files", "ticks.norm.simulator.>")
+    assert everything.consumer_filter == "ticks.norm.simulator.>" and everything.keep_rows(ticks) is ticks

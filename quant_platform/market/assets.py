@@ -95,7 +95,7 @@ tick_stream = dg.AssetSpec(
     kinds={"nats", "jetstream"},
     tags={"layer": "stream"},
     metadata={
-        "streams": f"{STREAM_RAW} (ticks.raw.<source>.batch), {STREAM_NORM} (ticks.norm.<source>.<instrument>), "
+        "streams": f"{STREAM_RAW} (ticks.raw.<source>.batch), {STREAM_NORM} (ticks.norm.<source>.batch), "
                    f"{STREAM_DLQ} (ticks.dlq.<source>)",
         "consumers": "normalizer (TICKS_RAW), lander (TICKS), one per fan-out destination",
         "dagster/table_name": "nats.TICKS_RAW",

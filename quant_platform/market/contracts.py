@@ -36,8 +36,17 @@ def raw_subject(source: str) -> str:
 
 
 def norm_subject(source: str, instrument_id: str) -> str:
-    """Normalised ticks: ticks.norm.<source>.<instrument token>, e.g. ticks.norm.binance.CRYPTO_BTC-USDT."""
+    """Normalised ticks of one instrument: ticks.norm.<source>.<instrument token>, e.g.
+    ticks.norm.binance.CRYPTO_BTC-USDT (what normalizers published before 2026-12-05; still read everywhere)."""
     return f"ticks.norm.{source}.{instrument_token(instrument_id)}"
+
+
+def norm_batch_subject(source: str) -> str:
+    """Normalised ticks of one fetched set of one source, all its instruments in one Arrow message:
+    ticks.norm.<source>.batch. One message per set instead of one per instrument (issue 15): a set of the
+    realistic mix held ~16 instruments, each message an IPC write, a publish, a store fsync and a lander fetch.
+    An instrument's filter (ticks.norm.<source>.<token>) is applied to the rows by the fan-out."""
+    return f"ticks.norm.{source}.batch"
 
 
 def dlq_subject(source: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import yaml
 
@@ -31,7 +32,13 @@ from quant_platform.market.connection import (
     fetch_failure_reason,
     replace_subscription,
 )
-from quant_platform.market.contracts import STREAM_NORM, TICK_COLUMNS, TICK_SCHEMA, dlq_subject
+from quant_platform.market.contracts import (
+    STREAM_NORM,
+    TICK_COLUMNS,
+    TICK_SCHEMA,
+    dlq_subject,
+    instrument_token,
+)
 from quant_platform.market.lake_landing import write_parquet_atomic
 from quant_platform.market.normalizer import (
     ARROW_FORMAT,
@@ -61,6 +68,28 @@ class Destination:
     @property
     def consumer(self) -> str:
         return f"fanout_{self.name}"
+
+    def _instrument_token(self) -> str | None:
+        tokens = self.filter_subject.split(".")
+        return tokens[3] if len(tokens) == 4 and tokens[3] not in (">", "*") else None
+
+    @property
+    def consumer_filter(self) -> str:
+        """Its consumer's subject filter. An instrument's filter (ticks.norm.<source>.<token>) becomes its
+        source's: normalizers publish all instruments of a fetched set in one message, ticks.norm.<source>.batch
+        (contracts.norm_batch_subject), and the rows are filtered here (keep_rows)."""
+        token = self._instrument_token()
+        return self.filter_subject if token is None else self.filter_subject.rsplit(".", 1)[0] + ".>"
+
+    def keep_rows(self, table: pa.Table) -> pa.Table:
+        """The rows of a TICKS message this destination asked for: all of them, or the instrument's named by the
+        filter's last token (contracts.instrument_token of instrument_id), whatever the message's subject."""
+        token = self._instrument_token()
+        if token is None or not table.num_rows:
+            return table
+        ids = table["instrument_id"]
+        wanted = [i for i in pc.unique(ids).to_pylist() if i is not None and instrument_token(i) == token]
+        return table.filter(pc.is_in(ids, pa.array(wanted, pa.string())))
 
 
 def load_destinations(path: Path | None = None) -> list[Destination]:
@@ -368,7 +397,7 @@ async def _rebind(js, sub, dest: Destination, health: FetchHealth):
 
     async def make():
         try:
-            await fanout_consumer(js, dest.consumer, dest.filter_subject)
+            await fanout_consumer(js, dest.consumer, dest.consumer_filter)
         except Exception as exc:  # a user that may not declare it: bind to what the admin declared
             log.warning("%s: could not declare consumer %s (%s)", health.name, dest.consumer, fetch_failure_reason(exc))
         return await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
@@ -393,7 +422,7 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
     nc = await connect_worker(url, f"qp-{dest.consumer}")
     js = nc.jetstream()
     await ensure_streams(js)
-    await fanout_consumer(js, dest.consumer, dest.filter_subject)
+    await fanout_consumer(js, dest.consumer, dest.consumer_filter)
     sub = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
     sink = build_sink(dest, js, nc)
     health = FetchHealth(f"fan-out {dest.name}", dest.consumer, resubscribe_after_s)
@@ -413,16 +442,23 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
                 continue
             if not msgs:  # an idle fetch may return an empty list instead of timing out
                 continue
-            good, tables = [], []
+            good, tables, none_wanted = [], [], []
             for m in msgs:
                 try:
-                    tables.append(decode(m))
-                    good.append(m)
+                    table = dest.keep_rows(decode(m))
                 except Exception as exc:  # not canonical ticks: it never will be
                     await park(js, dest, m, f"not an Arrow IPC batch of canonical ticks ({type(exc).__name__}: "
                                             f"{str(exc)[:300]})", stats)
+                    continue
+                if table.num_rows:
+                    good.append(m)
+                    tables.append(table)
+                else:  # only other instruments' ticks: nothing for this destination
+                    none_wanted.append(m)
             if good and not await deliver_batch(js, sink, dest, good, tables, stop, stats, max_backoff_s):
                 return  # stopping: unacked messages are redelivered to the next run
+            for m in none_wanted:
+                await m.ack()
     finally:
         await sink.close()
         try:

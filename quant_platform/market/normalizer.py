@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from quant_platform.market import vendor_gaps as vg
 from quant_platform.market.adapters import normalize_messages
@@ -30,7 +29,7 @@ from quant_platform.market.contracts import (
     STREAM_RAW,
     TICK_SCHEMA,
     dlq_subject,
-    norm_subject,
+    norm_batch_subject,
 )
 from quant_platform.market.instruments import InstrumentMaster
 from quant_platform.platform.settings import SettingError, bounded_env
@@ -249,9 +248,10 @@ def _redrive_headers(msg) -> tuple[dict | None, str | None]:
 
 
 def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
-    """Normalise a set of raw messages together: one TICKS message per (source, instrument) for the whole set
-    and one DLQ record per raw message with rejects (or with nothing but control frames). Redriven messages
-    (Qp-Redrive-Select) go by themselves and yield only the frames and events they name."""
+    """Normalise a set of raw messages together: one TICKS message per source for the whole set (all its
+    instruments, in parts of at most MAX_TICKS_MESSAGE_BYTES) and one DLQ record per raw message with rejects
+    (or with nothing but control frames). Redriven messages (Qp-Redrive-Select) go by themselves and yield only
+    the frames and events they name."""
     out = _Prepared()
     groups: dict[tuple[str, bool], list[tuple[int, bytes]]] = {}
     selections: dict[int, dict] = {}
@@ -287,19 +287,17 @@ def prepare(msgs: list, master: InstrumentMaster) -> _Prepared:
         if not table.num_rows:
             continue
         first, last = min(seqs), max(seqs)
-        ids = table["instrument_id"]
-        for inst in pc.unique(ids).to_pylist():
-            for data in ipc_parts(table.filter(pc.equal(ids, inst))):
-                out.publishes.append((norm_subject(source, inst), data, {
-                    "Nats-Msg-Id": ticks_msg_id(source, inst, seqs, data), "Qp-Format": ARROW_FORMAT,
-                    HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks)}, STREAM_NORM))
+        for data in ipc_parts(table):
+            out.publishes.append((norm_batch_subject(source), data, {
+                "Nats-Msg-Id": ticks_msg_id(source, "batch", seqs, data), "Qp-Format": ARROW_FORMAT,
+                HDR_RAW_SEQ: f"{first}-{last}", HDR_RAW_TICKS: ",".join(raw_ticks)}, STREAM_NORM))
     return out
 
 
-# A TICKS message holds at most this many bytes: one instrument's ticks of a full fetch set (256 raw messages of
-# 500 frames; a Databento frame makes up to 256 ticks) can be more than the server's max_payload (8 MiB), which
-# failed the whole set, sent it down the one-by-one path and, with the other instruments' messages of the set
-# already stored, landed those twice. Parts are cut by rows and each has its own content-derived id.
+# A TICKS message holds at most this many bytes: the ticks of a full fetch set (256 raw messages of 500 frames; a
+# Databento frame makes up to 256 ticks) can be more than the server's max_payload (8 MiB), which failed the whole
+# set, sent it down the one-by-one path and, with other messages of the set already stored, landed those twice.
+# Parts are cut by rows and each has its own content-derived id.
 MAX_TICKS_MESSAGE_BYTES = 4 * 1024 * 1024
 
 

@@ -249,7 +249,7 @@ def stream_specs(replicas: int | None = None) -> tuple[StreamSpec, ...]:
             STREAM_NORM, ("ticks.norm.>",),
             max_age_s=_positive_env("QP_TICKS_MAX_AGE_HOURS", 3 * 24) * HOUR, replicas=r,
             max_bytes=stream_max_bytes(STREAM_NORM), discard=DISCARD[STREAM_NORM],
-            description="canonical ticks (Arrow IPC), ticks.norm.<source>.<instrument>",
+            description="canonical ticks (Arrow IPC), ticks.norm.<source>.batch",
         ),
         StreamSpec(
             STREAM_DLQ, ("ticks.dlq.>",),
@@ -418,7 +418,7 @@ async def ensure_streams(js, replicas: int | None = None, *, consumers: bool = T
         for c in CONSUMERS:
             report["consumers"][f"{c.stream}.{c.durable}"] = await ensure_consumer(js, c.stream, c, r)
     for dest in fanouts:
-        spec = fanout_consumer_spec(dest.consumer, dest.filter_subject)
+        spec = fanout_consumer_spec(dest.consumer, dest.consumer_filter)
         report["consumers"][f"{spec.stream}.{spec.durable}"] = await ensure_consumer(js, spec.stream, spec, r)
     return report
 
