@@ -327,11 +327,14 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
     ctx_ids: dict[int, int] = {}
     for ctx in ctx_of:
         ctx_ids.setdefault(id(ctx), len(ctx_ids))
+    ctx_no_of_line = np.array([ctx_ids[id(ctx)] for ctx in ctx_of], dtype=np.int64)
+    tbbo_of_line = np.array([ctx.tbbo for ctx in ctx_of], dtype=bool)
     parts = []  # per record kind: (records, line of each, record index of each)
     for rtype, dtype in ((0x00, _TRADE_DTYPE), (0x01, _MBP1_DTYPE)):
         sel = np.flatnonzero(rec_type == rtype)
         if sel.size:
-            raw_bytes = arr[rec_p[sel][:, None] + np.arange(dtype.itemsize)]
+            # rows of a sliding-window view: a copy of each record's bytes, no (records x itemsize) index array
+            raw_bytes = np.lib.stride_tricks.sliding_window_view(arr, dtype.itemsize)[rec_p[sel]]
             recs = raw_bytes.reshape(-1).view(dtype)
             parts.append((rtype, recs, rec_f[sel], rec_n[sel]))
     rows = []  # (columns, sort keys)
@@ -347,7 +350,7 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
             return None
         # Symbols and instrument ids per (frame context, vendor instrument id, day): a Python call per distinct one.
         day = ts // _DAY_NS
-        ctx_no = np.array([ctx_ids[id(ctx_of[ln])] for ln in line.tolist()], dtype=np.int64)
+        ctx_no = ctx_no_of_line[line]
         keys = np.stack([ctx_no, recs["instrument_id"].astype(np.int64), day], axis=1)
         uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         u_sym = np.empty(len(uniq), dtype=object)
@@ -367,9 +370,10 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
         np.add.at(ignored, line[spread], 1)
         keep = ~spread
         recs, line, index, ts, sym, iid = recs[keep], line[keep], index[keep], ts[keep], sym[keep], iid[keep]
-        tbbo = np.array([ctx_of[ln].tbbo for ln in line.tolist()], dtype=bool)
+        tbbo = tbbo_of_line[line]
         trade = np.ones(len(recs), dtype=bool) if rtype == 0x00 else tbbo
-        venue = np.array([_venue(p) for p in recs["publisher_id"].tolist()], dtype=object)
+        publishers, which = np.unique(recs["publisher_id"], return_inverse=True)
+        venue = np.array([_venue(p) for p in publishers.tolist()], dtype=object)[which.reshape(-1)]
         common = [pa.array(recs["instrument_id"]), pa.array(recs["ts_recv"]), pa.array(ts), pa.array(recs["sequence"]),
                   pa.array(recs["price"]), pa.array(recs["size"]), pa.array(recs["side"].astype("U1")),
                   pa.array(recs["flags"])]
