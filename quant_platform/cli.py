@@ -590,7 +590,7 @@ def cmd_bench_ingest(args) -> int:
     from quant_platform.bench.ingest import run_ingest_benchmark
 
     print(json.dumps(run_ingest_benchmark(ticks=args.ticks, normalizers=args.normalizers,
-                                          paced_seconds=args.paced_seconds), indent=2))
+                                          paced_seconds=args.paced_seconds, keep=args.keep), indent=2))
     return 0
 
 
@@ -836,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--ticks", type=int, default=2_000_000)
     bi.add_argument("--normalizers", type=int, default=1)
     bi.add_argument("--paced-seconds", type=float, default=10.0)
+    bi.add_argument("--keep", action="store_true", help="keep the run's QP_HOME (NATS stores and lake, ~1 GB)")
     bi.set_defaults(func=cmd_bench_ingest)
     bc = bs.add_parser("compaction", help="compact a synthetic tick day, check it, time the 1-minute VWAP query",
                        description="Daily compaction of N ticks (dedup, sort, Parquet, completeness and rules) and "

@@ -64,7 +64,8 @@ def _assert_latency_block(block: dict) -> None:
 @pytest.mark.slow
 def test_ingest_benchmark_small_run():
     proc = subprocess.run([sys.executable, "-m", "quant_platform.cli", "bench", "ingest", "--ticks", str(TICKS),
-                           "--paced-seconds", str(PACED_SECONDS)], capture_output=True, text=True, timeout=600)
+                           "--paced-seconds", str(PACED_SECONDS), "--keep"], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     home = Path(out["qp_home"])

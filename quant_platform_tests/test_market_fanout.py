@@ -146,3 +146,23 @@ def test_an_instrument_filter_reads_its_source_and_keeps_its_rows():
     assert anywhere.consumer_filter == "ticks.norm.*.>" and anywhere.keep_rows(ticks).num_rows == 10
     everything = Destination("all", "files", "ticks.norm.simulator.>")
     assert everything.consumer_filter == "ticks.norm.simulator.>" and everything.keep_rows(ticks) is ticks
+
+
+def test_a_fetch_of_large_ticks_messages_asks_for_fewer_of_them():
+    """A TICKS message holds a whole fetched set (up to 4 MiB): the lander and the fan-outs size their next
+    fetch by the messages they got, so a backlog of large ones is not pulled 512 at a time (2 GiB)."""
+    from types import SimpleNamespace
+
+    from quant_platform.market.connection import FETCH_MAX_BYTES, FetchSizer
+
+    sizer = FetchSizer(512)
+    assert sizer.count() == 512  # nothing seen yet
+    sizer.seen([SimpleNamespace(data=b"x" * 2000)] * 10)
+    assert sizer.count() == 512  # small messages: the configured batch
+    for _ in range(6):
+        sizer.seen([SimpleNamespace(data=b"x" * (4 << 20))] * 2)
+    assert 16 <= sizer.count() <= 17 and sizer.count() * sizer.mean_bytes <= FETCH_MAX_BYTES
+    sizer.seen([SimpleNamespace(data=b"x" * (200 << 20))])  # one message larger than the budget
+    assert sizer.count() == 1
+    sizer.seen([])  # an empty fetch changes nothing
+    assert sizer.count() == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -551,13 +552,22 @@ def _pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 
 
-def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_seconds: float = 10.0) -> dict:
+def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_seconds: float = 10.0, *,
+                         keep: bool = False) -> dict:
     """`ticks`: about this many canonical ticks (the frames of the mix make 1-8 each; the exact count is the number
     of event ids the adapters make of what was published)."""
+    home = Path(tempfile.mkdtemp(prefix="qp-bench-ingest-"))
+    try:
+        return _measure(home, ticks, normalizers, paced_seconds, keep)
+    finally:
+        if not keep:  # the two NATS stores and the lake: about 1 GB a run
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _measure(home: Path, ticks: int, normalizers: int, paced_seconds: float, keep: bool) -> dict:
     from quant_platform.market.lake_landing import ensure_olap_views, ensure_schema_anchor
     from quant_platform.market.nats_server import EmbeddedNats
 
-    home = Path(tempfile.mkdtemp(prefix="qp-bench-ingest-"))
     mix = Mix()
     per_frame = mix.mean_ticks_per_frame()
     counts = mix.split(max(1, round(ticks / per_frame)))
@@ -714,7 +724,7 @@ def run_ingest_benchmark(ticks: int = 2_000_000, normalizers: int = 1, paced_sec
         "goals": GOALS,
         "ratio_goals": RATIO_GOALS,
         "seed_claim_to_beat": "10k ticks/s with sub-10 ms ingestion",
-        "qp_home": str(home),
+        "qp_home": str(home) if keep else "removed (--keep keeps it)",
     }
     q = result["paced_10k_ticks_per_s"]
     result["met"] = {

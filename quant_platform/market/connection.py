@@ -141,6 +141,30 @@ def fetch_failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
+# What one pull of TICKS may bring into memory. A TICKS message holds a fetched set of a source (up to 4 MiB,
+# normalizer.MAX_TICKS_MESSAGE_BYTES): 512 of them at once would be 2 GiB. nats-py's fetch takes a count only.
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+
+
+class FetchSizer:
+    """How many messages to ask for in the next fetch: at most `batch`, and about `max_bytes` at the mean size
+    of the messages seen lately (a moving average, so a burst of large messages lowers it within a few fetches)."""
+
+    def __init__(self, batch: int, max_bytes: int = FETCH_MAX_BYTES):
+        self.batch, self.max_bytes = batch, max_bytes
+        self.mean_bytes = 0.0
+
+    def count(self) -> int:
+        if self.mean_bytes <= 0:
+            return self.batch
+        return max(1, min(self.batch, int(self.max_bytes // self.mean_bytes)))
+
+    def seen(self, msgs: list) -> None:
+        if msgs:
+            size = sum(len(m.data) for m in msgs) / len(msgs)
+            self.mean_bytes = size if self.mean_bytes <= 0 else 0.5 * self.mean_bytes + 0.5 * size
+
+
 class FetchHealth:
     """The fetch loop's failure bookkeeping: one warning with the reason when fetches start failing, one every
     FAILURE_LOG_EVERY_S while they keep failing, one line when they work again, and `failed()` returns True

@@ -95,7 +95,11 @@ def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> 
     """The row-level rules (all but completeness) on a tick file."""
     src = f"read_parquet('{sql_path(path)}')"
     start, end = day_bounds(day)
-    dup = con.execute(f"SELECT count(*) - count(DISTINCT event_id) FROM {src}").fetchone()[0]  # noqa: S608
+    # Distinct 64-bit hashes as many as rows proves every id distinct (the day's usual answer, at half the CPU of
+    # counting distinct strings); otherwise the strings are counted (a duplicate, or two ids sharing a hash).
+    dup = con.execute(f"SELECT count(*) - count(DISTINCT hash(event_id)) FROM {src}").fetchone()[0]  # noqa: S608
+    if dup:
+        dup = con.execute(f"SELECT count(*) - count(DISTINCT event_id) FROM {src}").fetchone()[0]  # noqa: S608
     crossed_by = con.execute(
         f"SELECT instrument_id, count(*) FILTER (WHERE bid > ask), count(*) FILTER (WHERE bid = ask), count(*) "  # noqa: S608
         f"FROM {src} WHERE event = 'quote' AND bid IS NOT NULL AND ask IS NOT NULL "

@@ -28,6 +28,7 @@ from quant_platform.market import metrics
 from quant_platform.market.connection import (
     RESUBSCRIBE_AFTER_S,
     FetchHealth,
+    FetchSizer,
     connect_worker,
     fetch_failure_reason,
     replace_subscription,
@@ -426,10 +427,12 @@ async def run_destination(url: str, dest: Destination, stop: asyncio.Event, *, f
     sub = await js.pull_subscribe_bind(dest.consumer, stream=STREAM_NORM)
     sink = build_sink(dest, js, nc)
     health = FetchHealth(f"fan-out {dest.name}", dest.consumer, resubscribe_after_s)
+    sizer = FetchSizer(fetch_batch)
     try:
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(fetch_batch, timeout=0.5)
+                msgs = await sub.fetch(sizer.count(), timeout=0.5)
+                sizer.seen(msgs)
                 health.ok()
             except TimeoutError:
                 if nc.is_connected:

@@ -20,7 +20,13 @@ import pyarrow as pa
 
 from quant_platform.errors import ConfigError
 from quant_platform.market import metrics
-from quant_platform.market.connection import RESUBSCRIBE_AFTER_S, FetchHealth, connect_worker, resubscribe
+from quant_platform.market.connection import (
+    RESUBSCRIBE_AFTER_S,
+    FetchHealth,
+    FetchSizer,
+    connect_worker,
+    resubscribe,
+)
 from quant_platform.market.contracts import STREAM_NORM, TICK_SCHEMA, dlq_subject
 from quant_platform.market.lake_landing import (
     LandedFile,
@@ -313,10 +319,12 @@ async def run_lander(url: str, lake_root: Path | str, stop: asyncio.Event, *, ma
     max_deliver = await consumer_max_deliver(sub)
     batch = MicroBatch()
     health = FetchHealth("lander", "lander", resubscribe_after_s)
+    sizer = FetchSizer(fetch_batch)
     try:
         while not stop.is_set():
             try:
-                msgs = await sub.fetch(fetch_batch, timeout=min(0.2, max_age_s))
+                msgs = await sub.fetch(sizer.count(), timeout=min(0.2, max_age_s))
+                sizer.seen(msgs)
                 health.ok()
             except TimeoutError:
                 msgs = []
