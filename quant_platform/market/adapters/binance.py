@@ -79,6 +79,20 @@ def _stream_kind(stream: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def _kind_codes(streams: pa.ChunkedArray, es: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
+    """Each line's event kind as a code (and the kind -> code map): its "e", or when it has none the kind its
+    stream name gives (_stream_kind). Computed once per distinct stream name and "e" value, not per line."""
+    names: dict[str, int] = {}
+    streams, es = pc.dictionary_encode(streams).combine_chunks(), pc.dictionary_encode(es).combine_chunks()
+    by_stream = np.array([names.setdefault(_stream_kind(x), len(names)) for x in streams.dictionary.to_pylist()],
+                         np.int64)
+    by_e = np.array([names.setdefault(x, len(names)) for x in es.dictionary.to_pylist()] + [-1], np.int64)
+    codes = by_e[es.indices.fill_null(len(es.dictionary)).to_numpy(zero_copy_only=False)]
+    from_stream = codes < 0
+    codes[from_stream] = by_stream[streams.indices.to_numpy(zero_copy_only=False)[from_stream]]
+    return codes, names
+
+
 class BinanceAdapter(Adapter):
     source = "binance"
 
@@ -166,15 +180,13 @@ class BinanceAdapter(Adapter):
         env = read_lines(lines.body, len(lines), _ENVELOPE)
         if env is None or env.column("stream").null_count or env.column("data").null_count:
             return None  # a raw single stream, a subscription reply, an array payload: frame by frame
-        streams = env.column("stream").to_pylist()
-        es = pc.struct_field(env.column("data"), "e").to_pylist()
-        kinds = np.array([e if e is not None else _stream_kind(st) for st, e in zip(streams, es, strict=True)],
-                         dtype=object)
-        ignored = ~np.isin(kinds, _TICK_KINDS)
+        codes, names = _kind_codes(env.column("stream"), pc.struct_field(env.column("data"), "e"))
+        tick_codes = [names[k] for k in _TICK_KINDS if k in names]
+        ignored = ~np.isin(codes, tick_codes)
         order: list[np.ndarray] = []  # per table: the sort key of each row (line * 2 + row within the line)
         tables: list[pa.Table] = []
         for kind in _TICK_KINDS:
-            idx = np.flatnonzero(kinds == kind)
+            idx = np.flatnonzero(codes == names[kind]) if kind in names else np.zeros(0, np.int64)
             if not idx.size:
                 continue
             built = (self._mark_tables(idx, lines, line_seqs, master) if kind == MARK_KIND
