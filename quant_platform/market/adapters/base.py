@@ -297,6 +297,19 @@ def raw_lines(data: bytes) -> RawLines | None:
     return RawLines(received, body.tobytes(), starts, ends)
 
 
+def selected_lines(lines: RawLines, idx: np.ndarray) -> bytes:
+    """The lines `idx` (ascending) of a raw_lines body, "\n"-separated: a byte mask over the body (its lines
+    tile it, one "\n" between two), not a Python slice per line."""
+    if idx.size == len(lines):
+        return lines.body
+    if not idx.size:
+        return b""
+    chosen = np.zeros(len(lines), dtype=bool)
+    chosen[idx] = True
+    mask = np.repeat(chosen, lines.ends - lines.starts + 1)[:len(lines.body)]  # each line with its "\n"
+    return np.frombuffer(lines.body, dtype=np.uint8)[mask].tobytes().rstrip(b"\n")
+
+
 ARRAY_KEY = "a"  # array_lines wraps each line's JSON array as {"a": [...]}
 
 

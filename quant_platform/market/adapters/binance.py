@@ -28,6 +28,7 @@ from quant_platform.market.adapters.base import (
     read_lines,
     resolve,
     resolve_column,
+    selected_lines,
     size,
     tick_table,
     trade_tick,
@@ -203,16 +204,16 @@ class BinanceAdapter(Adapter):
             table = table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
         return table, ignored
 
-    def _sub(self, idx: np.ndarray, lines, schema: pa.Schema) -> pa.StructArray | None:
-        body, starts, ends = lines.body, lines.starts, lines.ends
-        t = read_lines(b"\n".join([body[starts[i]:ends[i]] for i in idx.tolist()]), idx.size, schema)
+    def _sub(self, idx: np.ndarray, lines, schema: pa.Schema, text: bytes | None = None) -> pa.StructArray | None:
+        t = read_lines(selected_lines(lines, idx) if text is None else text, idx.size, schema)
         if t is None or t.column("data").null_count:
             return None
         return t.column("data")
 
     def _kind_table(self, kind: str, idx: np.ndarray, lines, line_seqs: np.ndarray, master: InstrumentMaster
                     ) -> list[tuple[pa.Table, np.ndarray]] | None:
-        d = self._sub(idx, lines, _KIND_SCHEMAS[kind])
+        text = selected_lines(lines, idx)
+        d = self._sub(idx, lines, _KIND_SCHEMAS[kind], text)
         if d is None:
             return None
         id_field, num_fields, t_field, needs_t = _KIND_FIELDS[kind]
@@ -224,9 +225,9 @@ class BinanceAdapter(Adapter):
         if exch_ms.null_count:
             if needs_t:
                 return None
-            body, starts, ends = lines.body, lines.starts, lines.ends
             missing = np.flatnonzero(pc.is_null(exch_ms).to_numpy(zero_copy_only=False))
-            if any(b'"T"' in body[starts[i]:ends[i]] for i in idx[missing].tolist()):
+            # spot bookTicker: no line has "T", the kind's text is searched as it is
+            if b'"T"' in (text if missing.size == idx.size else selected_lines(lines, idx[missing])):
                 return None  # "T": null is a reject on the per-frame path, not an absent T
         received_col = pa.array(received, _I)
         ts = pc.multiply_checked(exch_ms, 1_000_000)  # ms -> ns; overflow raises: the per-frame path decides
