@@ -425,3 +425,14 @@ def test_event_ids_are_standard_siphash_under_the_fixed_keys():
     assert event_id("binance", "aggTrade", "BTCUSDT", 42) == f"{high:016x}{low >> 32:08x}"
     assert event_ids_arrow("binance", pa.array(["aggTrade"]), pa.array(["BTCUSDT"]), pa.array([42])).to_pylist() \
         == [f"{high:016x}{low >> 32:08x}"]
+
+
+def test_selected_lines_are_the_lines_asked_for():
+    from quant_platform.market.adapters.base import raw_lines, selected_lines
+
+    frames = [b'{"k":%d,"pad":"%s"}' % (i, b"x" * (i % 7)) for i in range(9)]
+    lines = raw_lines(b"\n".join(b"%d %s" % (T0 + i, f) for i, f in enumerate(frames)))
+    body = lines.body
+    for idx in ([0, 2, 8], [8], [3, 4, 5], list(range(9)), []):
+        want = b"\n".join(body[lines.starts[i]:lines.ends[i]] for i in idx)
+        assert selected_lines(lines, np.array(idx, dtype=np.int64)) == want
