@@ -146,6 +146,8 @@ def test_an_instrument_filter_reads_its_source_and_keeps_its_rows():
     assert anywhere.consumer_filter == "ticks.norm.*.>" and anywhere.keep_rows(ticks).num_rows == 10
     everything = Destination("all", "files", "ticks.norm.simulator.>")
     assert everything.consumer_filter == "ticks.norm.simulator.>" and everything.keep_rows(ticks) is ticks
+    sets = Destination("sets", "files", "ticks.norm.simulator.batch")  # the sets' own subject: every row
+    assert sets.consumer_filter == "ticks.norm.simulator.batch" and sets.keep_rows(ticks) is ticks
 
 
 def test_a_fetch_of_large_ticks_messages_asks_for_fewer_of_them():

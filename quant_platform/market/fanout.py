@@ -71,8 +71,8 @@ class Destination:
         return f"fanout_{self.name}"
 
     def _instrument_token(self) -> str | None:
-        tokens = self.filter_subject.split(".")
-        return tokens[3] if len(tokens) == 4 and tokens[3] not in (">", "*") else None
+        tokens = self.filter_subject.split(".")  # ticks.norm.<source>.<token>; "batch" is every instrument's subject
+        return tokens[3] if len(tokens) == 4 and tokens[3] not in (">", "*", "batch") else None
 
     @property
     def consumer_filter(self) -> str:
