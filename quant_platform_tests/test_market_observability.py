@@ -320,3 +320,19 @@ def test_worker_connection_logs_a_lost_server_but_not_its_own_close(tmp_path, ca
         asyncio.run(scenario(srv))
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("qp-test: disconnected from NATS; reconnecting") == 1, messages
+
+
+def test_background_workers_collect_cyclic_garbage_less_often():
+    """Normalizers, landers and fan-outs raise the collector's thresholds (their objects are freed by reference
+    counting; each collection walks the lander's held rollup tables); connectors keep Python's defaults."""
+    import gc
+
+    from quant_platform.market.worker import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        assert tune_gc("connector:binance") is False and gc.get_threshold() == before
+        assert tune_gc("lander") is True and gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]
+    finally:
+        gc.set_threshold(*before)

@@ -8,6 +8,7 @@ Never report a figure that was not measured here, on this run; goals are printed
 from __future__ import annotations
 
 import calendar
+import gc
 import os
 import shutil
 import tempfile
@@ -259,7 +260,15 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
     lake = base / "lake"
     day = "2026-01-15"
     try:
-        gen = generate_day(lake, day, ticks, tick_rate=tick_rate, rollup=rollup)
+        # The rollup runs here as in a lander process, with the collector settings the worker gives a lander.
+        from quant_platform.market.worker import GC_THRESHOLDS
+
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        try:
+            gen = generate_day(lake, day, ticks, tick_rate=tick_rate, rollup=rollup)
+        finally:
+            gc.set_threshold(*thresholds)
         files = cp.landing_files(lake, day)
         master = InstrumentMaster.load()
         classes = {i.instrument_id: i.asset_class for i in master.instruments()}

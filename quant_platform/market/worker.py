@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -58,6 +59,24 @@ def lander_options() -> dict:
     except SettingError as exc:
         raise SystemExit(str(exc)) from None
     return {"rollup_age_s": float(age), "rollup_rows": int(rows)}
+
+
+# The cyclic garbage collector in normalizers, landers and fan-outs: a collection every 100,000 net allocations
+# instead of Python's 700. These processes allocate a Python wrapper per Arrow array, chunk and message, and a
+# lander holds the tables of its rollup groups (thousands of objects each collection walks); almost everything is
+# freed by reference counting, not by the collector. Measured: concatenating a rollup group's 600 flush tables cost
+# 0.32 CPU-s per million rows with the default thresholds and 0.09 with collection off; the lander's rollup of a
+# 2M-tick day 2.60 -> 2.09 CPU-s with these; the normalizer's in-process cost 3.18 -> 3.15.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc(role: str) -> bool:
+    """GC_THRESHOLDS for the background roles (normalizer, lander, fan-out); connectors keep Python's defaults
+    (their latency, not their throughput, matters). True when set."""
+    if not role.startswith(BACKGROUND_ROLES):
+        return False
+    gc.set_threshold(*GC_THRESHOLDS)
+    return True
 
 
 def worker_niceness(role: str) -> int:
@@ -274,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     nice = worker_niceness(args.role)
     if nice:
         os.nice(nice)
+    tune_gc(args.role)
     try:
         import uvloop
 
