@@ -65,8 +65,9 @@ def lander_options() -> dict:
 # instead of Python's 700. These processes allocate a Python wrapper per Arrow array, chunk and message, and a
 # lander holds the tables of its rollup groups (thousands of objects each collection walks); almost everything is
 # freed by reference counting, not by the collector. Measured: concatenating a rollup group's 600 flush tables cost
-# 0.32 CPU-s per million rows with the default thresholds and 0.09 with collection off; the lander's rollup of a
-# 2M-tick day 2.60 -> 2.09 CPU-s with these; the normalizer's in-process cost 3.18 -> 3.15.
+# 0.32 CPU-s per million rows with the default thresholds and 0.09 with collection off; with these, the lander's
+# rollup of bench compaction's 2M-tick day 2.51 -> 2.40 CPU-s (two runs each; 10M: 12.6-12.8 -> 12.5) and the
+# normalizer's in-process cost of the mix 3.18 -> 3.15 CPU-s per million ticks: small, not nothing.
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
