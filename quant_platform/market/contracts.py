@@ -178,6 +178,8 @@ TICK_SCHEMA = pa.schema([
 TICK_COLUMNS = [f.name for f in TICK_SCHEMA][:16]
 TICK_EXTENSION_COLUMNS = ("conditions", "size_unit", "ref_seq")
 TICK_ALL_COLUMNS = [f.name for f in TICK_SCHEMA]
+# The order of a compacted day's rows, and of the lander's rolled landing files (so compaction sorts runs).
+DAILY_SORT_COLUMNS = ("instrument_id", "ts", "event_id")
 # trade, quote; mark (a mark price, in price), funding (a funding rate per interval, in price: a fraction, may be
 # negative); cancel (a busted trade: ref_seq names it) and correction (the corrected values of the trade ref_seq
 # names; vendor_seq is the corrected trade's id). Bars and statistics count event = 'trade' only.
