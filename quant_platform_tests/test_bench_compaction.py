@@ -172,3 +172,42 @@ def test_stage_day_reads_files_from_before_the_extension_columns_and_counts_each
     ledger = {r["stream_seq"]: (r["landed"], r["expected"]) for r in pq.read_table(again.seqs_path).to_pylist()}
     assert ledger[6] == (2, 2) and ledger[1] == (2, 2)
     assert cp.account_sequences(lake, day, again.seqs_path, set(), stream_first_seq=1, drained_raw_seq=None).passed
+
+
+def test_stage_day_sorts_and_writes_the_text_columns_as_text(tmp_path):
+    """The day's text columns of few values are held as ENUMs while it is sorted: the written day is still text
+    (Parquet strings, no DuckDB enum), in text order of instrument_id (byte order: upper case before lower case),
+    not in the order the instruments first landed, and every value comes back as landed, a second compaction's
+    (earlier day plus a new value) included."""
+    from quant_platform.market import compaction as cp
+
+    lake = tmp_path / "lake"
+
+    def retag(table: pa.Table, instruments: list[str], exchange: str | None) -> pa.Table:
+        n = table.num_rows
+        table = table.set_column(table.schema.get_field_index("instrument_id"), "instrument_id",
+                                 pa.array(instruments, pa.string()))
+        return table.set_column(table.schema.get_field_index("exchange"), "exchange", pa.array([exchange] * n, pa.string()))
+
+    first = retag(_ticks([("e1", 1, 10), ("e2", 1, 11), ("e3", 2, 12)], "14"), ["zz:b", "AA:X", "Zz:a"], "XNYS")
+    second = retag(_ticks([("e4", 3, 5), ("e5", 3, 13)]), ["aa:y", "AA:X"], None)
+    _land(lake, "1-2", first, {1: 2, 2: 1})
+    _land(lake, "3-3", second, {3: 2})
+    staged = cp.stage_day(lake, "2026-01-15")
+    schema = pq.read_schema(staged.ticks_path)
+    for name in cp.ENUM_COLUMNS:
+        assert schema.field(name).type == pa.string(), name
+    out = pq.read_table(staged.ticks_path)
+    keys = [(r["instrument_id"], r["ts"], r["event_id"]) for r in out.to_pylist()]
+    assert [k[0] for k in keys] == ["AA:X", "AA:X", "Zz:a", "aa:y", "zz:b"] and keys == sorted(keys)
+    landed = pa.concat_tables([first, second])
+    columns = ["event_id", "instrument_id", "exchange", "conditions", "source", "event", "venue_symbol", "size_unit"]
+    assert sorted(out.select(columns).to_pylist(), key=str) == sorted(landed.select(columns).to_pylist(), key=str)
+    cp.publish_staged(lake, staged, {"published": True})
+
+    _land(lake, "4-4", retag(_ticks([("e6", 4, 1)], "37"), ["AB:Q"], "ARCX"), {4: 1})
+    again = pq.read_table(cp.stage_day(lake, "2026-01-15").ticks_path)
+    assert again["instrument_id"].to_pylist() == ["AA:X", "AA:X", "AB:Q", "Zz:a", "aa:y", "zz:b"]
+    assert dict(zip(again["event_id"].to_pylist(), again["exchange"].to_pylist(), strict=True)) == {
+        "e1": "XNYS", "e2": "XNYS", "e3": "XNYS", "e4": None, "e5": None, "e6": "ARCX"}
+    assert again["conditions"].to_pylist().count("37") == 1

@@ -269,6 +269,9 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
             gen = generate_day(lake, day, ticks, tick_rate=tick_rate, rollup=rollup)
         finally:
             gc.set_threshold(*thresholds)
+        # The generated day's writes (and the rollup's removal of 60k small files) reach the disk before anything is
+        # timed: otherwise the kernel's writeback of them runs beside whichever timed step comes first.
+        os.sync()
         files = cp.landing_files(lake, day)
         master = InstrumentMaster.load()
         classes = {i.instrument_id: i.asset_class for i in master.instruments()}
