@@ -211,3 +211,30 @@ def test_stage_day_sorts_and_writes_the_text_columns_as_text(tmp_path):
     assert dict(zip(again["event_id"].to_pylist(), again["exchange"].to_pylist(), strict=True)) == {
         "e1": "XNYS", "e2": "XNYS", "e3": "XNYS", "e4": None, "e5": None, "e6": "ARCX"}
     assert again["conditions"].to_pylist().count("37") == 1
+
+
+def test_no_duplicates_rule_counts_repeated_event_ids_in_the_file(tmp_path):
+    """The blocking no-duplicates rule fails on a tick file that holds an event_id twice, whether it counts the
+    ids itself or takes the counts of describe_ticks' scan of the same file, and passes on the file without it."""
+    from quant_platform.market import compaction as cp
+    from quant_platform.market import daily_checks as dc
+
+    def rule(path, counted: bool) -> dc.RuleResult:
+        con = cp.duck()
+        try:
+            described = cp.describe_ticks(con, path) if counted else None
+            ids = (described["rows"], described["event_id_hashes"]) if described else None
+            return next(r for r in dc.evaluate_rules(con, path, "2026-01-15", {}, id_hashes=ids)
+                        if r.name == dc.NO_DUPLICATES)
+        finally:
+            con.close()
+
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(_ticks([("e1", 1, 10), ("e2", 1, 11), ("e2", 2, 30), ("e3", 2, 12)]), twice)
+    once = tmp_path / "once.parquet"
+    pq.write_table(_ticks([("e1", 1, 10), ("e2", 1, 11), ("e3", 2, 12)]), once)
+    for counted in (False, True):
+        failed, passed = rule(twice, counted), rule(once, counted)
+        assert (failed.passed, failed.metadata["duplicate_rows"]) == (False, 1), counted
+        assert (passed.passed, passed.metadata["duplicate_rows"]) == (True, 0), counted
+        assert dc.NO_DUPLICATES in dc.BLOCKING

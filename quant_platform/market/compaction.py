@@ -178,6 +178,7 @@ class Staged:
     extra: dict = field(default_factory=dict)
     trades_cancelled: int = 0  # trades a vendor cancel removed (Alpaca "x")
     trades_corrected: int = 0  # trades a vendor correction replaced (Alpaca "c")
+    event_id_hashes: int | None = None  # distinct 64-bit hashes of the written file's event_ids (no-duplicates rule)
 
     @property
     def ticks_path(self) -> Path:
@@ -197,13 +198,15 @@ def _sha256(path: Path) -> str:
 
 
 def describe_ticks(con, path: Path) -> dict:
-    """One pass over a tick file: rows, instruments, sources, and an order-independent digest of every column
-    (stable across re-compactions)."""
+    """One pass over a tick file: rows, instruments, sources, the distinct hashes of its event_ids (the
+    no-duplicates rule's count, in the same scan: 0.1 s less at 10M ticks than a scan of its own), and an
+    order-independent digest of every column (stable across re-compactions)."""
     src = f"read_parquet('{sql_path(path)}')"
-    rows, instruments, sources, digest = con.execute(
+    rows, instruments, sources, digest, id_hashes = con.execute(
         f"SELECT count(*), count(DISTINCT instrument_id), list(DISTINCT source ORDER BY source), "  # noqa: S608
-        f"coalesce(sum(hash({COLUMNS_SQL})::HUGEINT), 0) FROM {src}").fetchone()
+        f"coalesce(sum(hash({COLUMNS_SQL})::HUGEINT), 0), count(DISTINCT hash(event_id)) FROM {src}").fetchone()
     return {"rows": int(rows), "instruments": int(instruments), "sources": list(sources or []),
+            "event_id_hashes": int(id_hashes),
             "content_hash": hashlib.sha256(f"{rows}:{digest}".encode()).hexdigest()[:32]}
 
 
@@ -356,7 +359,8 @@ def _stage_day(lake_root: Path, day: str, inputs: list[Path], *, threads: int | 
                   duplicates_removed=int(rows_in) - described["rows"], raw_seq_count=int(n), raw_seq_min=lo,
                   raw_seq_max=hi, content_hash=described["content_hash"], file_sha256=_sha256(out),
                   bytes=out.stat().st_size, instruments=described["instruments"], sources=described["sources"],
-                  trades_cancelled=cancelled, trades_corrected=corrected)
+                  trades_cancelled=cancelled, trades_corrected=corrected,
+                  event_id_hashes=described["event_id_hashes"])
 
 
 # A vendor's cancel or correction names the trade it applies to by the vendor's trade id, on the same source,

@@ -91,13 +91,18 @@ def day_bounds(day: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str]) -> list[RuleResult]:
-    """The row-level rules (all but completeness) on a tick file."""
+def evaluate_rules(con, path: Path, day: str, asset_classes: dict[str, str], *,
+                   id_hashes: tuple[int, int] | None = None) -> list[RuleResult]:
+    """The row-level rules (all but completeness) on a tick file. `id_hashes`: (rows, distinct hashes of the
+    event_ids) of this same file when a scan of it has counted them already (compaction.describe_ticks)."""
     src = f"read_parquet('{sql_path(path)}')"
     start, end = day_bounds(day)
     # Distinct 64-bit hashes as many as rows proves every id distinct (the day's usual answer, at half the CPU of
     # counting distinct strings); otherwise the strings are counted (a duplicate, or two ids sharing a hash).
-    dup = con.execute(f"SELECT count(*) - count(DISTINCT hash(event_id)) FROM {src}").fetchone()[0]  # noqa: S608
+    if id_hashes is None:
+        dup = con.execute(f"SELECT count(*) - count(DISTINCT hash(event_id)) FROM {src}").fetchone()[0]  # noqa: S608
+    else:
+        dup = id_hashes[0] - id_hashes[1]
     if dup:
         dup = con.execute(f"SELECT count(*) - count(DISTINCT event_id) FROM {src}").fetchone()[0]  # noqa: S608
     crossed_by = con.execute(
