@@ -237,4 +237,4 @@ def test_no_duplicates_rule_counts_repeated_event_ids_in_the_file(tmp_path):
         failed, passed = rule(twice, counted), rule(once, counted)
         assert (failed.passed, failed.metadata["duplicate_rows"]) == (False, 1), counted
         assert (passed.passed, passed.metadata["duplicate_rows"]) == (True, 0), counted
-        assert dc.NO_DUPLICATES in dc.BLOCKING
+    assert dc.NO_DUPLICATES in dc.BLOCKING

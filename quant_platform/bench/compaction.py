@@ -297,8 +297,7 @@ def run_compaction_benchmark(ticks: int = 10_000_000, workdir: str | None = None
         acc = cp.account_sequences(lake, day, staged.seqs_path, set(), stream_first_seq=1, drained_raw_seq=None)
         t_acc = time.monotonic() - t0 - t_stage
         con = cp.duck()
-        rules = dc.evaluate_rules(con, staged.ticks_path, day, classes,
-                                  id_hashes=(staged.rows_out, staged.event_id_hashes))
+        rules = dc.evaluate_rules(con, staged.ticks_path, day, classes, id_hashes=staged.id_hashes)
         con.close()
         t_rules = time.monotonic() - t0 - t_stage - t_acc
         cp.publish_staged(lake, staged, {"published": True})

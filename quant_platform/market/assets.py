@@ -268,8 +268,7 @@ def ticks_daily(context: dg.AssetExecutionContext):
     formats = {src: master.format_for(src) for src in staged.sources}
     con = cp.duck()
     try:
-        rules = dc.evaluate_rules(con, staged.ticks_path, day, classes,
-                                  id_hashes=(staged.rows_out, staged.event_id_hashes))
+        rules = dc.evaluate_rules(con, staged.ticks_path, day, classes, id_hashes=staged.id_hashes)
         gaps = vg.day_gaps(con, staged.ticks_path, day, formats, dlq_read.vendor if dlq_read else None,
                            acc.window if acc.expected else None)
     finally:
