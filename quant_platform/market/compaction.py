@@ -233,9 +233,10 @@ DAILY_PARQUET = ("FORMAT parquet, PARQUET_VERSION V2, COMPRESSION zstd, COMPRESS
 # the day is sorted and written: a 15-character instrument id or source is a pointer into a string heap that the
 # sort moves with every row, an ENUM value one byte, and the Parquet writer takes an ENUM's dictionary as it is
 # instead of hashing every string again. The values are listed in text order, so the ENUM's order is the text's
-# (instrument_id is a sort key). The file holds plain UTF8 strings (DuckDB writes no enum annotation): readers
-# see text. Listing the values is one more scan of those columns (0.12 s at 10M ticks). Measured at 10M ticks: read and sort 2.2-2.5 s / 4.3-4.9 CPU-s against 3.0-3.4 s / 5.8-6.5; the
-# write 1.9-2.0 s / 2.9-3.0 CPU-s against 2.3-3.0 s / 3.9-4.6 (same rows, same order).
+# (instrument_id is a sort key). The file holds plain UTF8 strings (DuckDB writes no enum annotation): readers see
+# text. Listing the values is one more scan of those columns (0.12 s at 10M ticks). Measured at 10M ticks: read and
+# sort 2.2-2.5 s / 4.3-4.9 CPU-s against 3.0-3.4 s / 5.8-6.5; the write 1.9-2.0 s / 2.9-3.0 CPU-s against 2.3-3.0 s
+# / 3.9-4.6 (same rows, same order).
 ENUM_COLUMNS = ("source", "instrument_id", "venue_symbol", "exchange", "event", "conditions", "size_unit")
 ENUM_MAX_VALUES = 100_000  # more distinct values than this (a column that is not a code) stay VARCHAR
 
