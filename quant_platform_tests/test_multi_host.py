@@ -126,23 +126,31 @@ def test_a_host_killed_mid_stream_loses_nothing_and_lands_nothing_twice(tmp_path
                 pub = RawPublisher(pub_nc.jetstream(), source="simulator",
                                    connection_id=f"hosts-{uuid.uuid4().hex[:8]}", max_frames=100)
                 await pub.start()
-                t0 = time.monotonic()
+                t0 = pace0 = time.monotonic()
                 t_kill = 0.0
                 a_landed_before = 0
+                kill_at = -1
                 for i, f in enumerate(frames):
                     if i == TOTAL // 3:
-                        # host A dies: its workers hold fetched, unacknowledged messages, and its NATS node goes too
-                        # mid-stream: after the landers' first commits (an Iceberg lander's first flush also
-                        # loads the table), so what was landed and what was held are both in play
+                        # Mid-stream, after the landers' first commits (an Iceberg lander's first flush also loads
+                        # the table), so what was landed and what was held are both in play. While this waits the
+                        # publishing stops and the landers flush and ack all they hold (0.5 s at most), so the
+                        # stream goes on at its pace (no catch-up burst) for a quarter second before the kill:
+                        # killed right after the wait, host A held nothing (CI, 1 run: 0 redelivered).
+                        paused = time.monotonic()
                         await wait_for(lambda: _landed_rows(store) > 0, timeout_s=30, interval_s=0.1)
                         a_landed_before = _landed_rows(store)
+                        pace0 += time.monotonic() - paused
+                        kill_at = i + RATE // 4
+                    if i == kill_at:
+                        # host A dies: its workers hold fetched, unacknowledged messages, and its NATS node goes too
                         for role, p in procs.items():
                             if role.startswith("host-a:"):
                                 os.kill(p.pid, signal.SIGKILL)
                         cluster.kill(node_a)
                         t_kill = time.monotonic()
                     await pub.add(f)
-                    delay = t0 + i / RATE - time.monotonic()
+                    delay = pace0 + i / RATE - time.monotonic()
                     if delay > 0.001:
                         await asyncio.sleep(delay)
                 await pub.close(timeout=60)
