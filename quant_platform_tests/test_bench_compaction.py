@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -238,3 +239,56 @@ def test_no_duplicates_rule_counts_repeated_event_ids_in_the_file(tmp_path):
         assert (failed.passed, failed.metadata["duplicate_rows"]) == (False, 1), counted
         assert (passed.passed, passed.metadata["duplicate_rows"]) == (True, 0), counted
     assert dc.NO_DUPLICATES in dc.BLOCKING
+
+
+def test_stage_day_drops_later_copies_next_to_the_first_received_again_or_apart(tmp_path, caplog):
+    """Every later copy of an event_id goes, whatever found it: copies next to each other in the sorted day (the
+    vendor's event time: the same instrument and ts), an id whose ts is its receipt time received again later
+    (Binance spot bookTicker after a reconnect: it sorts apart), and copies that sort apart with vendor times (the
+    instrument mapped anew between them), which the written file's distinct id count reveals and the whole-day
+    group removes. The copy of the earliest raw message stays each time."""
+    import logging
+
+    from quant_platform.market import compaction as cp
+
+    lake = tmp_path / "lake"
+    log_name = "quant_platform.market.compaction"
+
+    def day(rows, instruments=None, receipt_time=()):
+        """_ticks received 5 ms after their vendor time, except the ids in receipt_time (ts = received_at)."""
+        t = _ticks(rows)
+        if instruments:
+            t = t.set_column(t.schema.get_field_index("instrument_id"), "instrument_id", pa.array(instruments))
+        ts = t["ts"].to_pylist()
+        received = [x if e in receipt_time else x + timedelta(milliseconds=5) for (e, _, _), x in zip(rows, ts, strict=True)]
+        return t.set_column(t.schema.get_field_index("received_at"), "received_at",
+                            pa.array(received, t.schema.field("received_at").type))
+
+    # e1: vendor time, landed twice (a redelivery: raw messages 1 and 4); e2: receipt time, the vendor sent it
+    # again after a reconnect (raw message 5, 30 s later); e3: vendor time, mapped to FUT:CLX in raw message 6
+    _land(lake, "1-2", day([("e1", 1, 10), ("e2", 1, 11), ("e3", 2, 12), ("e4", 2, 13)], receipt_time={"e2"}),
+          {1: 2, 2: 2})
+    _land(lake, "4-6", day([("e1", 4, 10), ("e5", 4, 14), ("e3", 6, 12)], ["FUT:CL", "FUT:CL", "FUT:CLX"]),
+          {4: 2, 6: 1})
+    _land(lake, "5-5", day([("e2", 5, 41)], receipt_time={"e2"}), {5: 1})
+    with caplog.at_level(logging.WARNING, logger=log_name):
+        staged = cp.stage_day(lake, "2026-01-15")
+    out = pq.read_table(staged.ticks_path).to_pylist()
+    kept = {r["event_id"]: (r["stream_seq"], r["instrument_id"]) for r in out}
+    assert len(out) == len(kept) == 5 and (staged.rows_in, staged.duplicates_removed) == (8, 3)
+    assert kept == {"e1": (1, "FUT:CL"), "e2": (1, "FUT:CL"), "e3": (2, "FUT:CL"), "e4": (2, "FUT:CL"),
+                    "e5": (4, "FUT:CL")}
+    assert staged.event_id_hashes == 5
+    warned = [r.getMessage() for r in caplog.records if r.name == log_name]
+    assert warned == ["2026-01-15: 1 later copies of event ids were not next to their first copy; the day is "
+                      "written again"]
+
+    # A day whose copies are all next to each other is written once: no warning.
+    caplog.clear()
+    (lake / "ticks" / "landing").rename(tmp_path / "set_aside")
+    _land(lake, "1-1", day([("e1", 1, 10), ("e2", 1, 11)]), {1: 2})
+    _land(lake, "2-2", day([("e1", 2, 10)]), {2: 1})
+    with caplog.at_level(logging.WARNING, logger=log_name):
+        again = cp.stage_day(lake, "2026-01-15")
+    assert (again.rows_out, again.duplicates_removed) == (2, 1)
+    assert [r for r in caplog.records if r.name == log_name] == []
