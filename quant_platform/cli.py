@@ -185,11 +185,22 @@ def cmd_up(args) -> int:
     def _terminate(signum, _frame):  # SIGTERM/SIGHUP stop everything like Ctrl-C does
         raise KeyboardInterrupt
 
+    def _ignore(signum, _frame):
+        pass
+
     # The handlers are this command's only: restored when it returns (a caller in the same process, a test say,
     # must not keep them, and a SIG_IGN left behind would be inherited by every process it starts later).
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    if previous[signal.SIGHUP] != signal.SIG_IGN:  # under nohup, a hangup still does not stop it
+        signal.signal(signal.SIGHUP, _terminate)
+    if previous[signal.SIGINT] == signal.SIG_IGN:
+        # Started with Ctrl-C ignored (a background job of a script, say): `up` ignores it too, through a handler
+        # rather than SIG_IGN, because an ignored signal stays ignored in the processes it starts and a handled
+        # one is reset to the default. `dagster dev` and the Dagster daemon handle SIGTERM with SIGINT's handler:
+        # inheriting SIGINT ignored, they ignored SIGTERM as well, so stopping `up` waited out its 30 s for them
+        # and then swept their process groups (measured: 36 s, Dagster never shut its services down).
+        signal.signal(signal.SIGINT, _ignore)
     try:
         if not args.no_simulator and not os.environ.get("QP_EIA_BASE_URL"):
             from quant_platform.vendors.simulator import build_catalog, resolve_data_dir

@@ -1,5 +1,6 @@
 """`quant-platform up` end to end: the UI serves the macro catalog, a release lands with nobody clicking,
-and SIGTERM stops every process it started.
+and SIGTERM stops every process it started, Dagster's cleanly, even when `up` was started the way a script's
+background job under nohup is (SIGINT and SIGHUP ignored): a hangup leaves it running.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ CATALOG_QUERY = """
 """
 
 
+def _like_a_background_job_under_nohup() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell does for `cmd &`
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
+
+
 @pytest.mark.slow
 # Collected as a test in test_daemons.py, with the suite's other Dagster daemons and webservers: one file, so
 # `--dist loadfile` runs them one after another in one test process.
@@ -36,8 +42,9 @@ def _test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "quant_platform.cli", "up", "--no-market", "--port", str(ui_port),
              "--simulator-port", str(sim_port)], env=env, cwd=str(tmp_path), stdout=out_file,
-            stderr=subprocess.STDOUT, text=True,
+            stderr=subprocess.STDOUT, text=True, preexec_fn=_like_a_background_job_under_nohup,  # noqa: PLW1509
         )
+    stop_s = None
     try:
         deadline = time.time() + 120
         nodes = None
@@ -69,10 +76,15 @@ def _test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
             except duckdb.Error:
                 continue  # a run holds the write lock for a moment
         assert rows == 540, "the simulator's WPSR release did not land by itself"
+        proc.send_signal(signal.SIGHUP)  # ignored, as nohup asked
+        time.sleep(1)
+        assert proc.poll() is None and requests.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=5).ok
     finally:
+        t_stop = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
+            stop_s = time.monotonic() - t_stop
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -84,6 +96,10 @@ def _test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
         time.sleep(1)
     assert not port_open(ui_port) and not port_open(sim_port), out[-2000:]
     assert "Dagster UI:" in out
+    # `dagster dev` shut its services down itself, well within the 30 s `up` gives its children before it sweeps
+    # their process groups (inheriting SIGINT ignored, it used to ignore SIGTERM too: 36 s and no shutdown)
+    assert "Dagster services shut down." in out and "did not terminate cleanly" not in out, out[-2000:]
+    assert stop_s is not None and stop_s < 25, stop_s
 
 
 def test_repo_root_is_where_sql_lives():
