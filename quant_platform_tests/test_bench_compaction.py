@@ -43,6 +43,7 @@ def test_compaction_benchmark_small_day(tmp_path):
     assert (out["rows_landed"], out["duplicates_landed"]) == (landed.num_rows, landed.num_rows - distinct)
     assert distinct == 30_000 and out["duplicates_landed"] == 2_000
     assert out["rows_out"] == distinct and out["duplicates_removed"] == landed.num_rows - distinct
+    assert out["duplicates_apart"] == 0  # redelivered copies sort next to their first: one write
 
     # Raw messages: each within one file, its tick count in that file's metadata, as the lander writes it.
     raw = {}
@@ -278,7 +279,7 @@ def test_stage_day_drops_later_copies_next_to_the_first_received_again_or_apart(
     assert len(out) == len(kept) == 5 and (staged.rows_in, staged.duplicates_removed) == (8, 3)
     assert kept == {"e1": (1, "FUT:CL"), "e2": (1, "FUT:CL"), "e3": (2, "FUT:CL"), "e4": (2, "FUT:CL"),
                     "e5": (4, "FUT:CL")}
-    assert staged.event_id_hashes == 5
+    assert (staged.event_id_hashes, staged.duplicates_apart) == (5, 1)
     warned = [r.getMessage() for r in caplog.records if r.name == log_name]
     assert warned == ["2026-01-15: 1 later copies of event ids were not next to their first copy; the day is "
                       "written again"]
@@ -290,5 +291,5 @@ def test_stage_day_drops_later_copies_next_to_the_first_received_again_or_apart(
     _land(lake, "2-2", day([("e1", 2, 10)]), {2: 1})
     with caplog.at_level(logging.WARNING, logger=log_name):
         again = cp.stage_day(lake, "2026-01-15")
-    assert (again.rows_out, again.duplicates_removed) == (2, 1)
+    assert (again.rows_out, again.duplicates_removed, again.duplicates_apart) == (2, 1, 0)
     assert [r for r in caplog.records if r.name == log_name] == []

@@ -317,6 +317,7 @@ def ticks_daily(context: dg.AssetExecutionContext):
             "dagster/row_count": staged.rows_out,
             "rows_landed": staged.rows_in,
             "duplicates_removed": staged.duplicates_removed,
+            "duplicates_apart": staged.duplicates_apart,
             "instruments": staged.instruments,
             "sources": ", ".join(staged.sources),
             "landing_files": len(staged.inputs),

@@ -179,6 +179,7 @@ class Staged:
     trades_cancelled: int = 0  # trades a vendor cancel removed (Alpaca "x")
     trades_corrected: int = 0  # trades a vendor correction replaced (Alpaca "c")
     event_id_hashes: int | None = None  # distinct 64-bit hashes of the written file's event_ids (no-duplicates rule)
+    duplicates_apart: int = 0  # of duplicates_removed, copies that sorted apart from their first (_full_dedup)
 
     @property
     def id_hashes(self) -> tuple[int, int] | None:
@@ -391,7 +392,8 @@ def _stage_day(lake_root: Path, day: str, inputs: list[Path], *, threads: int | 
         out = stage / TICKS_FILE
         cancelled, corrected = _write_day(con, out)
         described = describe_ticks(con, out)
-        if described["event_id_hashes"] < described["rows"] and _full_dedup(con, day):
+        apart = _full_dedup(con, day) if described["event_id_hashes"] < described["rows"] else 0
+        if apart:
             cancelled, corrected = _write_day(con, out)
             described = describe_ticks(con, out)
         ledger = f"read_parquet('{sql_path(stage / SEQS_FILE)}')"
@@ -404,7 +406,7 @@ def _stage_day(lake_root: Path, day: str, inputs: list[Path], *, threads: int | 
                   raw_seq_max=hi, content_hash=described["content_hash"], file_sha256=_sha256(out),
                   bytes=out.stat().st_size, instruments=described["instruments"], sources=described["sources"],
                   trades_cancelled=cancelled, trades_corrected=corrected,
-                  event_id_hashes=described["event_id_hashes"])
+                  event_id_hashes=described["event_id_hashes"], duplicates_apart=apart)
 
 
 # A vendor's cancel or correction names the trade it applies to by the vendor's trade id, on the same source,
