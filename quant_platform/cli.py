@@ -181,6 +181,7 @@ def cmd_up(args) -> int:
     prepare_embedded_instance(settings.dagster_home)  # before any Dagster process: see its docstring
     children: list[subprocess.Popen] = []
     one_shot: list[subprocess.Popen] = []
+    simulator: subprocess.Popen | None = None
 
     def _terminate(signum, _frame):  # SIGTERM/SIGHUP stop everything like Ctrl-C does
         raise KeyboardInterrupt
@@ -270,7 +271,10 @@ def cmd_up(args) -> int:
         return 0
     finally:
         try:
-            _stop_all(children + one_shot)
+            # The vendor simulator last: Dagster's sensors and runs and the history load still call it while
+            # they stop (stopped with the rest, it filled the log with failed vendor calls at every Ctrl-C).
+            simulators = children[:1] if children and children[0] is simulator else []
+            _stop_all([c for c in children + one_shot if c not in simulators], then=simulators)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -322,23 +326,26 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
     raise QuantPlatformError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-def _stop_all(children: list[subprocess.Popen]) -> None:
+def _stop_all(children: list[subprocess.Popen], then: list[subprocess.Popen] = ()) -> None:
     """SIGTERM each child and let it stop its own processes in order (the ingest supervisor stops its workers,
-    which finish their batch, before its NATS server); then sweep each child's process group (SIGTERM, then
-    SIGKILL) so nothing outlives `up`, whatever a child did."""
+    which finish their batch, before its NATS server), then each of `then` once the others are gone (or 30 s
+    have passed); then sweep every process group (SIGTERM, then SIGKILL) so nothing outlives `up`, whatever a
+    child did."""
     # Once stopping, a second Ctrl-C or SIGTERM must not abort the cleanup halfway (a KeyboardInterrupt
     # inside the waits below would skip the SIGKILL fallback). The caller restores its handlers afterwards.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    for c in children:
-        if c.poll() is None:
-            c.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 30
-    for c in children:
-        try:
-            c.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
+    for wave in (children, then):
+        for c in wave:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+        for c in wave:
+            try:
+                c.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    children = [*children, *then]
     for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
         alive = [c for c in children if _group_alive(c.pid)]
         for c in alive:

@@ -100,6 +100,9 @@ def _test_up_serves_the_catalog_and_loads_a_release_without_clicks(tmp_path):
     # their process groups (inheriting SIGINT ignored, it used to ignore SIGTERM too: 36 s and no shutdown)
     assert "Dagster services shut down." in out and "did not terminate cleanly" not in out, out[-2000:]
     assert stop_s is not None and stop_s < 25, stop_s
+    # the vendor simulator stopped after Dagster: no sensor or run found it gone
+    refused = [ln for ln in out.splitlines() if "vendor request failed" in ln and "ConnectionError" in ln]
+    assert refused == [], refused[:3]
 
 
 def test_repo_root_is_where_sql_lives():
