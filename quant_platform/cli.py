@@ -326,7 +326,7 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
     raise QuantPlatformError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-def _stop_all(children: list[subprocess.Popen], then: list[subprocess.Popen] = ()) -> None:
+def _stop_all(children: list[subprocess.Popen], then: tuple[subprocess.Popen, ...] | list[subprocess.Popen] = ()) -> None:
     """SIGTERM each child and let it stop its own processes in order (the ingest supervisor stops its workers,
     which finish their batch, before its NATS server), then each of `then` once the others are gone (or 30 s
     have passed); then sweep every process group (SIGTERM, then SIGKILL) so nothing outlives `up`, whatever a
