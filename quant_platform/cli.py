@@ -273,8 +273,7 @@ def cmd_up(args) -> int:
         try:
             # The vendor simulator last: Dagster's sensors and runs and the history load still call it while
             # they stop (stopped with the rest, it filled the log with failed vendor calls at every Ctrl-C).
-            simulators = children[:1] if children and children[0] is simulator else []
-            _stop_all([c for c in children + one_shot if c not in simulators], then=simulators)
+            _stop_all([c for c in children + one_shot if c is not simulator], then=[simulator] if simulator else [])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -326,7 +325,7 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
     raise QuantPlatformError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-def _stop_all(children: list[subprocess.Popen], then: tuple[subprocess.Popen, ...] | list[subprocess.Popen] = ()) -> None:
+def _stop_all(children: list[subprocess.Popen], then: list[subprocess.Popen] | None = None) -> None:
     """SIGTERM each child and let it stop its own processes in order (the ingest supervisor stops its workers,
     which finish their batch, before its NATS server), then each of `then` once the others are gone (or 30 s
     have passed); then sweep every process group (SIGTERM, then SIGKILL) so nothing outlives `up`, whatever a
@@ -336,6 +335,7 @@ def _stop_all(children: list[subprocess.Popen], then: tuple[subprocess.Popen, ..
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     deadline = time.monotonic() + 30
+    then = then or []
     for wave in (children, then):
         for c in wave:
             if c.poll() is None:
