@@ -221,6 +221,38 @@ _NEAR_MIDNIGHT_NS = 10**6  # _day() goes through float seconds: within 1 ms of m
 _FAST_VERSIONS = (2, 3)
 
 
+def _chars(column: np.ndarray) -> pa.Array:
+    """A numpy column of one-byte ASCII codes (side, action: already checked to be letters) as Arrow strings of one
+    character, from its bytes (no numpy unicode array in between)."""
+    n = column.size
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32)),
+                                                  pa.py_buffer(np.ascontiguousarray(column).tobytes())])
+
+
+def _rows_of(columns: list[pa.Array], rows: np.ndarray) -> list[pa.Array]:
+    """The columns at `rows` (ascending positions): the columns themselves when that is all of them."""
+    if columns and rows.size == len(columns[0]):
+        return columns
+    sel = pa.array(rows)
+    return [c.take(sel) for c in columns]
+
+
+class _Coded:
+    """A string column as codes into its distinct values (symbols, instrument ids, venues: a handful per frame set),
+    indexed like a numpy array and made an Arrow column by one take, not a Python object per row."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, values: pa.Array, codes: np.ndarray):
+        self.values, self.codes = values, codes
+
+    def __getitem__(self, index) -> _Coded:
+        return _Coded(self.values, self.codes[index])
+
+    def arrow(self) -> pa.Array:
+        return self.values.take(pa.array(self.codes))
+
+
 class _Context:
     """What a frame's metadata and non-market records say: tbbo or not, its symbols, how many records it ignores."""
 
@@ -365,17 +397,19 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
                 return None
             u_sym[u], u_iid[u] = s, i
         inverse = inverse.reshape(-1)
-        sym, iid = u_sym[inverse], u_iid[inverse]
+        sym = _Coded(pa.array(u_sym.tolist(), pa.string()), inverse)
+        iid = _Coded(pa.array(u_iid.tolist(), pa.string()), inverse)
         spread = np.array([i is None for i in u_iid.tolist()], dtype=bool)[inverse]
         np.add.at(ignored, line[spread], 1)
-        keep = ~spread
-        recs, line, index, ts, sym, iid = recs[keep], line[keep], index[keep], ts[keep], sym[keep], iid[keep]
+        if spread.any():
+            keep = ~spread
+            recs, line, index, ts, sym, iid = recs[keep], line[keep], index[keep], ts[keep], sym[keep], iid[keep]
         tbbo = tbbo_of_line[line]
         trade = np.ones(len(recs), dtype=bool) if rtype == 0x00 else tbbo
         publishers, which = np.unique(recs["publisher_id"], return_inverse=True)
-        venue = np.array([_venue(p) for p in publishers.tolist()], dtype=object)[which.reshape(-1)]
+        venue = _Coded(pa.array([_venue(p) for p in publishers.tolist()], pa.string()), which.reshape(-1))
         common = [pa.array(recs["instrument_id"]), pa.array(recs["ts_recv"]), pa.array(ts), pa.array(recs["sequence"]),
-                  pa.array(recs["price"]), pa.array(recs["size"]), pa.array(recs["side"].astype("U1")),
+                  pa.array(recs["price"]), pa.array(recs["size"]), _chars(recs["side"]),
                   pa.array(recs["flags"])]
         if trade.any():
             t = np.flatnonzero(trade)
@@ -384,13 +418,12 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
                 return None
             if rtype == 0x01 and (recs["action"][t] != b"T").any():
                 return None  # a tbbo record that is not a trade: the per-frame path rejects it
-            sel = pa.array(t)
-            n = t.size
+            sel, n = t, t.size
             rows.append(({"ts": pa.array(ts[t]), "received_at": pa.array(received[line[t]]), "instrument_id": iid[t],
                           "venue_symbol": sym[t], "exchange": venue[t], "event": "trade", "price": px / PRICE_SCALE,
                           "size": recs["size"][t].astype(np.float64), "vendor_seq": recs["sequence"][t],
                           "event_id": event_ids_arrow(adapter.source, pa.repeat(pa.scalar("T"), n),
-                                                      *(c.take(sel) for c in common)),
+                                                      *_rows_of(common, sel)),
                           "stream_seq": line_seqs[line[t]]}, index[t] * 2, line[t]))
         if rtype == 0x01:
             bid_px, ask_px = recs["bid_px"], recs["ask_px"]
@@ -402,9 +435,8 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
                 has_bid, has_ask = bid_px != UNDEF_PRICE, ask_px != UNDEF_PRICE
                 if ((has_bid & (bid_px <= 0)) | (has_ask & (ask_px <= 0))).any():
                     return None
-                sel = pa.array(q)
-                n = q.size
-                extra = [pa.array(recs["action"][q].astype("U1")), pa.array(bid_px), pa.array(ask_px),
+                sel, n = q, q.size
+                extra = [_chars(recs["action"][q]), pa.array(bid_px), pa.array(ask_px),
                          pa.array(recs["bid_sz"][q]), pa.array(recs["ask_sz"][q])]
                 rows.append(({"ts": pa.array(ts[q]), "received_at": pa.array(received[line[q]]),
                               "instrument_id": iid[q], "venue_symbol": sym[q], "exchange": venue[q], "event": "quote",
@@ -414,7 +446,7 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
                               "ask_size": pa.array(recs["ask_sz"][q].astype(np.float64), mask=~has_ask),
                               "vendor_seq": recs["sequence"][q],
                               "event_id": event_ids_arrow(adapter.source, pa.repeat(pa.scalar("Q"), n),
-                                                          *(c.take(sel) for c in common), *extra),
+                                                          *_rows_of(common, sel), *extra),
                               "stream_seq": line_seqs[line[q]]}, index[q] * 2 + 1, line[q]))
     if not rows:
         return TICK_SCHEMA.empty_table(), ignored
@@ -426,8 +458,8 @@ def _fast_normalize(adapter: DatabentoAdapter, data: bytes, line_seqs: np.ndarra
         for name, value in cols.items():
             if isinstance(value, str):
                 built[name] = pa.repeat(pa.scalar(value, pa.string()), n)
-            elif isinstance(value, np.ndarray) and value.dtype == object:
-                built[name] = pa.array(value.tolist(), pa.string())
+            elif isinstance(value, _Coded):
+                built[name] = value.arrow()
             elif isinstance(value, np.ndarray):
                 built[name] = pa.array(value).cast(types[name])
             else:
