@@ -436,3 +436,26 @@ def test_selected_lines_are_the_lines_asked_for():
     for idx in ([0, 2, 8], [8], [3, 4, 5], list(range(9)), []):
         want = b"\n".join(body[lines.starts[i]:lines.ends[i]] for i in idx)
         assert selected_lines(lines, np.array(idx, dtype=np.int64)) == want
+
+
+def test_alpaca_float_text_is_pythons_str_of_every_float():
+    """Alpaca quote ids hash str() of the float prices and sizes; the vectorised text must be that, digit for
+    digit, on both sides of where the notations change (1e-4, 1e9, 1e16) and for whole numbers."""
+    from quant_platform.market.adapters.alpaca import _float_text
+
+    rng = np.random.default_rng(5)
+    edges = [0.0, -0.0, 1e-4, 9.99e-5, 5e-5, 1.0, 100.0, 0.1 + 0.2, 1e9 - 0.5, 1e9, 123456789.125, 1e16, 2.5e17]
+    plain = np.concatenate([rng.random(20_000) * 600, np.round(rng.random(20_000) * 1e4, 2),
+                            rng.integers(0, 10**6, 5_000).astype(float), 10 ** rng.uniform(-4, 8.9, 20_000)])
+    for values in (plain, np.concatenate([plain, edges])):  # inside the plain range; and with values outside it
+        assert _float_text(pa.array(values)).to_pylist() == [str(v) for v in values.tolist()]
+
+
+def test_alpaca_times_are_parsed_per_second_and_a_rolled_over_date_is_refused():
+    from quant_platform.market.adapters.alpaca import _times_ns, rfc3339_to_ns
+
+    good = ["2023-04-06T11:54:26.838232225Z", "2023-04-06T11:54:26Z", "2024-02-29T23:59:59.5Z",
+            "2023-04-06T11:54:26.1Z", "2023-04-06T11:54:27.000000001Z"] * 3
+    assert _times_ns(pa.array(good)).to_pylist() == [rfc3339_to_ns(t) for t in good]
+    for bad in ("2023-02-30T10:00:00Z", "2023-04-06T24:00:00Z", "2023-02-29T10:00:00Z"):
+        assert _times_ns(pa.array(good + [bad])) is None  # the per-frame path rejects it with its reason
