@@ -383,32 +383,43 @@ def test_binance_edge_frames_match_the_per_frame_path(master):
     book = json.loads(next(f for f in binance_frames() if b"@bookTicker" in f))
     agg = json.loads(next(f for f in binance_frames() if b"@aggTrade" in f))
 
+    def dumps(doc) -> str:  # compact, as Binance sends frames (the kind is then read from the first bytes)
+        return json.dumps(doc, separators=(",", ":"))
+
     def with_data(msg, **changes):
-        return json.dumps({**msg, "data": {**msg["data"], **changes}}).encode()
+        return dumps({**msg, "data": {**msg["data"], **changes}}).encode()
 
     cases = {  # name -> (frame, what the per-frame path makes of it)
         "book T null": (with_data(book, T=None), "rejected"),
         "book with T (futures)": (with_data(book, T=agg["data"]["T"]), "tick"),
         "book T float": (with_data(book, T=1633998523963.0), "rejected"),
-        "all-market stream": (json.dumps({**book, "stream": "!bookTicker"}).encode(), "tick"),
+        "all-market stream": (dumps({**book, "stream": "!bookTicker"}).encode(), "tick"),
         # A raw trade event is ignored whatever its stream: aggTrade is the trade of record (no double count).
-        "e says trade on a kline stream": (json.dumps({"stream": "nknusdt@kline_1m", "data": {**agg["data"], "e": "trade", "t": 5}}).encode(), "ignored"),
+        "e says trade on a kline stream": (dumps({"stream": "nknusdt@kline_1m", "data": {**agg["data"], "e": "trade", "t": 5}}).encode(), "ignored"),
         "price as a number": (with_data(agg, p=0.3528), "tick"),
         "price 1e-5 text": (with_data(agg, p="1e-5"), "tick"),
         "zero price": (with_data(agg, p="0.000"), "rejected"),
         "zero size": (with_data(agg, q="0"), "tick"),
         "negative id": (with_data(agg, a=-1), "rejected"),
         "lower-case symbol": (with_data(agg, s="nknusdt"), "tick"),
+        # The kind is read from a line's first bytes where Binance's key order allows it; any other order is read.
+        "data before stream": (dumps({"data": agg["data"], "stream": agg["stream"]}).encode(), "tick"),
+        "spaces after colons": (json.dumps(agg).encode(), "tick"),
+        "e last, not first": (dumps({**agg, "data": {**{k: v for k, v in agg["data"].items() if k != "e"},
+                                                          "e": "aggTrade"}}).encode(), "tick"),
+        "e aggTrade late on a book stream": (with_data(book, e="aggTrade"), "rejected"),
+        "second stream key": (dumps(agg).encode()[:-1] + b',"stream":"nknusdt@depth@100ms"}', "tick"),
+        "cut-off depth line": (b'{"stream":"nknusdt@depth@100ms","data":{"e":"depthUpdate","E":1,', "rejected"),
     }
     for name, (frame, expected) in cases.items():
-        frames = [RawFrame(T0, json.dumps(agg).encode()), RawFrame(T0 + 1, frame), RawFrame(T0 + 2, json.dumps(book).encode())]
+        frames = [RawFrame(T0, dumps(agg).encode()), RawFrame(T0 + 1, frame), RawFrame(T0 + 2, dumps(book).encode())]
         messages = [(77, encode_batch(frames))]
         done = normalize_messages("binance", messages, master, min_fast_lines=1)
         _assert_same_as_per_frame(done, messages, master, name)
         got = done.messages[0]
         assert (got.ticks, len(got.rejected)) == {"tick": (3, 0), "ignored": (2, 0), "rejected": (2, 1)}[expected], name
         fast_ones = {"book with T (futures)", "all-market stream", "e says trade on a kline stream", "zero size",
-                     "lower-case symbol"}
+                     "lower-case symbol", "data before stream", "spaces after colons"}
         assert done.fast == (name in fast_ones), name  # the rest are the per-frame path's to judge
 
 
