@@ -106,6 +106,45 @@ def test_olap_views_query_landed_ticks(nats_server, tmp_path):
     con.close()
 
 
+def test_a_set_normalised_in_pipelined_chunks_is_stored_in_order_and_acked_whole_before_the_normalizer_returns(
+        nats_server):
+    """One fetched set of 30 raw messages cut into 30 chunks: each chunk's store and acks run while the next is
+    normalised. Stopped as soon as the first chunk is counted, the normalizer still finishes the set it holds (every
+    message stored once, in raw order, and acked) before it returns: nothing is left in flight."""
+    import nats
+
+    from quant_platform.market.contracts import STREAM_NORM, STREAM_RAW
+    from quant_platform.market.normalizer import HDR_RAW_SEQ, NormalizerStats, ipc_to_table, run_normalizer
+    from quant_platform.market.publisher import publish_frames
+
+    frames = sim_frames(3000)
+
+    async def run():
+        published = await publish_frames(nats_server.url, "simulator", frames, max_frames=100)
+        stop, stats = asyncio.Event(), NormalizerStats()
+        task = asyncio.create_task(run_normalizer(nats_server.url, stop, fetch_batch=64, stats=stats, linger_s=0.2,
+                                                  set_bytes=1))
+        await wait_for(lambda: stats.raw_messages >= 1, timeout_s=60)
+        stop.set()
+        await task
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        info = await js.consumer_info(STREAM_RAW, "normalizer")
+        sub = await js.pull_subscribe("ticks.norm.>", stream=STREAM_NORM)
+        msgs = await sub.fetch(1000, timeout=2)
+        await nc.close()
+        return published, stats, info, msgs
+
+    published, stats, info, msgs = asyncio.run(run())
+    assert published["batches_sent"] == 30
+    assert stats.raw_messages == 30 and stats.failures == 0
+    assert (info.num_ack_pending, info.num_pending, info.ack_floor.stream_seq) == (0, 0, 30)
+    firsts = [int(m.headers[HDR_RAW_SEQ].split("-")[0]) for m in msgs]
+    assert firsts == list(range(1, 31))  # a TICKS message per chunk, in the order of the raw stream
+    ids = [i for m in msgs for i in ipc_to_table(m.data)["event_id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == 3000
+
+
 @pytest.mark.parametrize(("source", "capture", "expected_trades", "expected_quotes"), [
     ("binance", "binance_spot_combined_stream_2021-10-12.txt", 2, 84),
     ("polygon", "polygon_stocks_trades.jsonl", 3, 0),

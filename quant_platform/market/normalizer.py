@@ -491,9 +491,16 @@ def set_chunks(msgs: list, limit: int | None = None) -> list[list]:
     return chunks if chunks[0] else []
 
 
+# Chunks of fetched sets whose storing and acking may still be under way while the next one is normalised.
+PIPELINE_DEPTH = 1
+
+
 async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 256,
                          master: InstrumentMaster | None = None, stats: NormalizerStats | None = None,
-                         linger_s: float | None = None, resubscribe_after_s: float = RESUBSCRIBE_AFTER_S) -> None:
+                         linger_s: float | None = None, resubscribe_after_s: float = RESUBSCRIBE_AFTER_S,
+                         set_bytes: int | None = None) -> None:
+    """Fetch sets of up to `fetch_batch` raw messages until `stop`, normalise each in chunks of at most `set_bytes`
+    (MAX_SET_BYTES) raw bytes, store the ticks and ack. Returns once every fetched message is acked or nak'd."""
     from quant_platform.market.streams import ensure_streams
 
     master = master or InstrumentMaster.load()
@@ -505,19 +512,28 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
     sub = await js.pull_subscribe("ticks.raw.>", durable="normalizer", stream=STREAM_RAW)
     max_deliver = await consumer_max_deliver(sub)
 
+    async def guarded(chunk: list) -> None:
+        try:
+            await process_raw_messages(js, chunk, master, stats, max_deliver=max_deliver, stop=stop)
+        except Exception as exc:  # a bug must not kill the worker: nak and carry on
+            stats.failures += 1
+            log.exception("raw messages failed: %s", exc)
+            for m in chunk:
+                await _quietly(m.nak(delay=redelivery_delay(deliveries(m))))
+
+    # One chunk in flight behind the one being normalised (PIPELINE_DEPTH): a chunk's TICKS publishes wait for the
+    # server's fsync and its acks, and the normalising of the next chunk, or the next fetch, runs meanwhile.
+    in_flight: list[asyncio.Task] = []
+
     async def handle(batch):
-        chunks = set_chunks(batch)
+        chunks = set_chunks(batch, set_bytes)
         for k, chunk in enumerate(chunks):
             if k:  # the rest of the set waited while the earlier chunks were normalised: restart its ack clock
                 for m in (m for rest in chunks[k:] for m in rest):
                     await _quietly(m.in_progress())
-            try:
-                await process_raw_messages(js, chunk, master, stats, max_deliver=max_deliver, stop=stop)
-            except Exception as exc:  # a bug must not kill the worker: nak and carry on
-                stats.failures += 1
-                log.exception("raw messages failed: %s", exc)
-                for m in chunk:
-                    await _quietly(m.nak(delay=redelivery_delay(deliveries(m))))
+            in_flight.append(asyncio.create_task(guarded(chunk)))
+            while len(in_flight) > PIPELINE_DEPTH:  # the new chunk is normalised while the oldest one is awaited
+                await in_flight.pop(0)
 
     health = FetchHealth("normalizer", "normalizer", resubscribe_after_s)
     try:
@@ -536,6 +552,8 @@ async def run_normalizer(url: str, stop: asyncio.Event, *, fetch_batch: int = 25
             health.ok()
             await handle(msgs)
     finally:
+        for task in in_flight:  # stored and acked, or nak'd (stop is set): never left half done
+            await task
         try:
             await sub.unsubscribe()
         except Exception:  # noqa: S110
