@@ -109,6 +109,11 @@ def test_ingest_benchmark_small_run():
             assert fsync["p99_before"] > 0 and fsync["p99_after"] > 0, fsync
             ack_p99 = block["receipt_to_durable_ack_ms"]["p99"]
             assert block["p99_durable_ack_vs_disk_fsync_p99"] == pytest.approx(ack_p99 / fsync["p99"], rel=0.01)
+        # JetStream's own floor (one awaited publish at a time, nothing else running), against the same disk's fsync.
+        floor = paced["jetstream_publish_ack_floor_ms"]
+        assert floor["count"] == 2000 and 0 < floor["p50"] <= floor["p99"], floor
+        assert floor["p99_vs_disk_fsync_p99"] == pytest.approx(
+            floor["p99"] / paced["ingest_path_alone"]["disk_fsync_ms"]["p99"], rel=0.01)
         ack = paced["receipt_to_durable_ack_ms"]
         assert ack["p50"] <= MAX_ACK_P50_MS, f"median receipt -> durable ack {ack['p50']} ms"
         queryable = paced["receipt_to_queryable_s"]

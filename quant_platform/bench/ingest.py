@@ -59,6 +59,32 @@ def fsync_summary(before: list[float], after: list[float]) -> dict:
             "p99_before": round(_pct(before, 0.99), 3), "p99_after": round(_pct(after, 0.99), 3)}
 
 
+FLOOR_PUBLISHES = 2000  # one at a time, each awaited: JetStream's own receipt -> durable ack, no batching, no load
+
+
+async def _publish_floor(url: str, count: int = FLOOR_PUBLISHES, block: int = FSYNC_BLOCK) -> list[float]:
+    """The shortest receipt -> durable ack there is on this machine: one nats-py client publishing `count` messages
+    of `block` bytes to the raw stream one at a time (each with its own Nats-Msg-Id, as connectors send), each
+    awaited before the next, nothing else running. Milliseconds per publish."""
+    import nats
+
+    from quant_platform.market.contracts import STREAM_RAW, raw_subject
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    data = os.urandom(block)
+    times: list[float] = []
+    try:
+        for i in range(count):
+            t = time.perf_counter_ns()
+            await js.publish(raw_subject("floor"), data, stream=STREAM_RAW, timeout=10,
+                             headers={"Nats-Msg-Id": f"floor:{i}"})
+            times.append((time.perf_counter_ns() - t) / 1e6)
+    finally:
+        await nc.close()
+    return times
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -647,6 +673,8 @@ def _measure(home: Path, ticks: int, normalizers: int, paced_seconds: float, kee
     with EmbeddedNats(home / "nats-paced-alone", sync_always=True).start() as srv:
         asyncio.run(_declare_streams(srv.url))
         alone = asyncio.run(_paced(srv.url, mix, rate_frames, paced_seconds, "alone", None, publisher))
+        # 5. JetStream's own floor on this machine: one publish at a time, awaited (no batching wait, no load).
+        floor = asyncio.run(_publish_floor(srv.url))
     fsync_alone = fsync_summary(fsync_before, fsync_samples(home))
     alone.pop("published")
     lat_alone = alone["latency"]
@@ -711,6 +739,13 @@ def _measure(home: Path, ticks: int, normalizers: int, paced_seconds: float, kee
                 "disk_fsync_ms": fsync_alone,
                 "p99_durable_ack_vs_disk_fsync_p99": _ratio(_ms(lat_alone.get("p99_ns")), fsync_alone["p99"]),
                 "publisher_event_loop_lag_ms": alone["loop_lag_ms"],
+            },
+            "jetstream_publish_ack_floor_ms": {
+                "what": f"{len(floor)} publishes of {FSYNC_BLOCK} bytes to the raw stream of the ingest path alone's "
+                        "server, one at a time, each awaited (nats-py, fsync before ack): the receipt -> durable ack "
+                        "of a frame that waits for no batch, with nothing else running",
+                "count": len(floor), "p50": round(_pct(floor, 0.5), 3), "p99": round(_pct(floor, 0.99), 3),
+                "p99_vs_disk_fsync_p99": _ratio(round(_pct(floor, 0.99), 3), fsync_alone["p99"]),
             },
         },
         "baseline": {
