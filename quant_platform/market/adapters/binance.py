@@ -86,12 +86,11 @@ def _stream_kind(stream: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _kind_codes(streams, es) -> tuple[np.ndarray, dict[str, int]]:
+def _kind_codes(streams: pa.Array, es: pa.Array) -> tuple[np.ndarray, dict[str, int]]:
     """Each line's event kind as a code (and the kind -> code map): its "e", or when it has none the kind its
     stream name gives (_stream_kind). Computed once per distinct stream name and "e" value, not per line."""
     names: dict[str, int] = {}
-    streams, es = (pc.dictionary_encode(pa.chunked_array([x]) if isinstance(x, pa.Array) else x).combine_chunks()
-                   for x in (streams, es))
+    streams, es = pc.dictionary_encode(streams), pc.dictionary_encode(es)
     by_stream = np.array([names.setdefault(_stream_kind(x), len(names)) for x in streams.dictionary.to_pylist()],
                          np.int64)
     by_e = np.array([names.setdefault(x, len(names)) for x in es.dictionary.to_pylist()] + [-1], np.int64)
@@ -118,10 +117,10 @@ def _same_head(table: pa.Table, streams: pa.Array, es: pa.Array, idx: np.ndarray
     """The "stream" and "e" an Arrow read found on lines `idx` are what the lines' heads said (a duplicate or a
     later key would make them differ: the per-frame path then decides)."""
     rows = pa.array(idx)
-    read_e = pc.struct_field(table.column("data"), "e")
+    read_e, head_e = pc.struct_field(table.column("data"), "e"), es.take(rows)
     return (table.column("stream").null_count == 0 and all_true(pc.equal(table.column("stream"), streams.take(rows)))
-            and bool(pc.all(pc.equal(pc.is_null(read_e), pc.is_null(es.take(rows)))).as_py())
-            and all_true(pc.or_kleene(pc.is_null(read_e), pc.equal(read_e, es.take(rows)))))
+            and bool(pc.all(pc.equal(pc.is_null(read_e), pc.is_null(head_e))).as_py())
+            and all_true(pc.or_kleene(pc.is_null(read_e), pc.equal(read_e, head_e))))
 
 
 class BinanceAdapter(Adapter):
@@ -213,7 +212,8 @@ class BinanceAdapter(Adapter):
             env = read_lines(lines.body, len(lines), _ENVELOPE)
             if env is None or env.column("stream").null_count or env.column("data").null_count:
                 return None  # a raw single stream, a subscription reply, an array payload: frame by frame
-            streams, es = env.column("stream"), pc.struct_field(env.column("data"), "e")
+            streams = env.column("stream").combine_chunks()
+            es = pc.struct_field(env.column("data").combine_chunks(), "e")
         else:
             streams, es = placed
         codes, names = _kind_codes(streams, es)
